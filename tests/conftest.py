@@ -1,0 +1,32 @@
+"""Shared fixtures. Files under ../shared are required in CI: a missing one
+fails the test there (it only skips on a developer machine without them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_path(relative: str) -> Path:
+    """Path of a file under ../shared; fail in CI, skip elsewhere, when it is missing."""
+    path = SHARED / relative
+    if not path.exists():
+        message = f"missing shared file {path}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (required when CI is set)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def golden_checkpoint() -> Path:
+    return shared_path("reference/tiny_biomoe/golden_checkpoint.pth")
+
+
+@pytest.fixture
+def golden_io() -> Path:
+    return shared_path("reference/tiny_biomoe/golden_io.npz")

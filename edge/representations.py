@@ -9,10 +9,10 @@ milliseconds without matplotlib.
 
 Each image is made the same way: the representation's matrix (public here as
 :func:`spectrogram`, :func:`scalogram`, :func:`recurrence_matrix`, so tests can
-check it against library references) is min-max normalised per window, resized
-to ``image_size`` with precomputed separable weights (linear when enlarging,
-area-averaging when shrinking) and coloured through a fixed viridis lookup
-table. The waveform is drawn directly as an anti-aliased line
+check it against library references) is resized to ``image_size`` with
+precomputed separable weights (linear when enlarging, area-averaging when
+shrinking), min-max normalised per window and coloured through a fixed
+viridis lookup table. The waveform is drawn directly as an anti-aliased line
 (:func:`waveform_coverage`). Every setting is a field of
 :class:`RepresentationSpec`, which serialises to JSON so a model bundle carries
 the exact settings it was trained with.
@@ -582,7 +582,7 @@ def _wavelet_filter_bank(spec: RepresentationSpec) -> tuple[np.ndarray, int, boo
 
 
 def _recurrence(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
-    points = batch @ _resize_weights(spec.n_samples, spec.recurrence_points).T
+    points = _resample(batch, spec.recurrence_points, axis=-1)
     n_vectors, delay = spec.n_recurrence_vectors, spec.recurrence_delay
     squared = np.zeros(points.shape[:-1] + (n_vectors, n_vectors))
     for lag in range(0, spec.recurrence_dimension * delay, delay):
@@ -616,10 +616,11 @@ def _waveform_coverage(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarra
     top = top.astype(np.float32)[..., None, :]
     bottom = bottom.astype(np.float32)[..., None, :]
     vertical = np.maximum(np.maximum(top - centres, centres - bottom), 0)  # to the own column's stroke
-    squared = vertical**2
+    own = vertical**2
+    squared = own.copy()
     reach = width / 2 + 0.5
     for offset in range(1, math.ceil(reach)):  # strokes of neighbouring columns, `offset` pixels away
-        neighbour = squared + np.float32(offset**2)
+        neighbour = own + np.float32(offset**2)
         squared[..., offset:] = np.minimum(squared[..., offset:], neighbour[..., :-offset])
         squared[..., :-offset] = np.minimum(squared[..., :-offset], neighbour[..., offset:])
     return np.clip(np.float32(reach) - np.sqrt(squared), 0, 1)
@@ -648,56 +649,75 @@ def _column_geometry(n_samples: int, size: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def _colourise(matrix: np.ndarray, spec: RepresentationSpec, is_flat: np.ndarray, frequency_rows: bool) -> np.ndarray:
-    """Min-max normalise each (H, W) matrix, resize to the image size, look up viridis."""
-    low = matrix.min(axis=(-2, -1), keepdims=True)
-    span = matrix.max(axis=(-2, -1), keepdims=True) - low
+    """Resize each (H, W) matrix to the image size, min-max normalise it, look up viridis.
+
+    Normalising after the resize makes every image span the whole colormap
+    (interpolation would otherwise pull single-cell extremes inward).
+    """
+    resized = _resize(matrix.astype(np.float32), spec.image_size, flip_rows=frequency_rows)
+    low = resized.min(axis=(-2, -1), keepdims=True)
+    span = resized.max(axis=(-2, -1), keepdims=True) - low
     span[is_flat] = 0  # flat windows: a uniform image of VIRIDIS_LUT[0]
-    unit = np.divide(matrix - low, span, out=np.zeros(matrix.shape, dtype=np.float32), where=span > 0,
-                     casting="unsafe")
-    resized = _resize(unit, spec.image_size, flip_rows=frequency_rows)
-    index = np.clip(resized * 256, 0, 255).astype(np.uint8)  # matplotlib's binning of [0, 1]
+    unit = np.divide(resized - low, span, out=np.zeros_like(resized), where=span > 0)
+    index = np.clip(unit * 256, 0, 255).astype(np.uint8)  # matplotlib's binning of [0, 1]
     return VIRIDIS_LUT[index]
 
 
 def _resize(images: np.ndarray, size: int, flip_rows: bool) -> np.ndarray:
-    """Separable resize of (..., H, W) to (..., size, size); optionally upside down.
+    """Separable resize of (..., H, W) to (..., size, size); optionally upside down."""
+    images = _resample(images, size, axis=-1)
+    return _resample(images, size, axis=-2, reverse=flip_rows)
 
-    An axis already ``size`` long is left alone (or only reversed).
+
+def _resample(values: np.ndarray, n_out: int, axis: int, reverse: bool = False) -> np.ndarray:
+    """Resample ``values`` along ``axis`` (-1 or -2) to ``n_out`` cells, optionally reversed.
+
+    A weighted sum of a few gathered neighbours per output cell (the taps of
+    :func:`_resampling_taps`), in a fixed order: no BLAS call, whose thread
+    pool stalls on a busy CPU, and bit-identical results on every machine.
     """
-    height, width = images.shape[-2:]
-    if width != size:
-        images = images @ _resize_weights(width, size, np.float32).T
-    if height != size:
-        row_weights = _resize_weights(height, size, np.float32)
-        return (row_weights[::-1] if flip_rows else row_weights) @ images
-    return images[..., ::-1, :] if flip_rows else images
+    n_in = values.shape[axis]
+    if n_in == n_out and not reverse:
+        return values
+    indices, weights = _resampling_taps(n_in, n_out)
+    if reverse:
+        indices, weights = indices[:, ::-1], weights[:, ::-1]
+    weights = weights.astype(values.dtype, copy=False)
+    if axis == -2:
+        weights = weights[..., None]
+    resampled = np.take(values, indices[0], axis=axis) * weights[0]
+    for tap in range(1, len(indices)):
+        resampled += np.take(values, indices[tap], axis=axis) * weights[tap]
+    return resampled
 
 
 @functools.lru_cache(maxsize=32)
-def _resize_weights(n_in: int, n_out: int, dtype: type = np.float64) -> np.ndarray:
-    """Matrix (n_out, n_in) resampling a sequence of n_in cells to n_out cells.
+def _resampling_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights, each (n_taps, n_out), resampling n_in cells to n_out.
 
-    Enlarging: linear interpolation between cell centres (pixel centres at
-    i + 0.5, edges clamped). Shrinking: area averaging, each output cell the
-    mean of the input over the interval it covers (anti-aliased). Rows sum
-    to 1.
+    Enlarging: linear interpolation between cell centres (centres at i + 0.5,
+    edges clamped), 2 taps. Shrinking: area averaging, each output cell the
+    mean of the input over the interval it covers (anti-aliased), about
+    ``n_in / n_out + 1`` taps. The weights of an output cell sum to 1.
     """
     if n_out >= n_in:
         source = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-        left = np.minimum(np.floor(source).astype(int), n_in - 2) if n_in > 1 else np.zeros(n_out, int)
-        weights = np.zeros((n_out, n_in))
+        left = np.minimum(np.floor(source).astype(int), max(n_in - 2, 0))
         fraction = source - left
-        weights[np.arange(n_out), left] = 1 - fraction
-        if n_in > 1:
-            weights[np.arange(n_out), left + 1] += fraction
+        dense = np.zeros((n_out, n_in))
+        dense[np.arange(n_out), left] = 1 - fraction
+        dense[np.arange(n_out), np.minimum(left + 1, n_in - 1)] += fraction
     else:
         edges = np.arange(n_out + 1) * n_in / n_out
         cells = np.arange(n_in)
         overlap = np.minimum(edges[1:, None], cells + 1) - np.maximum(edges[:-1, None], cells)
-        weights = np.maximum(overlap, 0) * n_out / n_in
-    weights = weights.astype(dtype)
+        dense = np.maximum(overlap, 0) * n_out / n_in
+    n_taps = int((dense > 0).sum(axis=1).max())
+    sources = np.argsort(dense <= 0, axis=1, kind="stable")[:, :n_taps]  # contributing cells first
+    indices, weights = sources.T.copy(), np.take_along_axis(dense, sources, axis=1).T.copy()
+    indices.setflags(write=False)
     weights.setflags(write=False)
-    return weights
+    return indices, weights
 
 
 def _paint_line(coverage: np.ndarray, spec: RepresentationSpec) -> np.ndarray:

@@ -118,6 +118,11 @@ class RepresentationSpec:
     stft_nfft : int or None, default None
         FFT length (zero-padding), at least ``stft_nperseg``; None means
         ``stft_nperseg``.
+    stft_fmax_hz : float or None, default None
+        Highest frequency kept in the spectrogram images, Hz; None keeps all
+        up to ``sampling_rate / 2``. EDA, BVP and RESP carry little above
+        5-10 Hz, so a crop gives their band more rows (raise ``stft_nfft``
+        for finer ones).
     stft_detrend : {"constant", "linear", "none"}, default "constant"
         Trend removed from each segment before the FFT, as in
         :func:`scipy.signal.spectrogram`; "constant" keeps a large DC level
@@ -170,6 +175,7 @@ class RepresentationSpec:
     stft_nperseg: int = 128
     stft_noverlap: int = 120
     stft_nfft: int | None = None
+    stft_fmax_hz: float | None = None
     stft_detrend: str = "constant"
     psd_dynamic_range_db: float = 80.0
     scalogram_wavelet: str = "cmor1.5-1.0"
@@ -216,6 +222,15 @@ class RepresentationSpec:
         if self.stft_nfft is not None:
             set_field("stft_nfft", _integer("stft_nfft", self.stft_nfft, self.stft_nperseg))
         _check_stft_window(self.stft_window, self.stft_nperseg)
+        if self.stft_fmax_hz is not None:
+            set_field("stft_fmax_hz", _positive_float("stft_fmax_hz", self.stft_fmax_hz))
+            resolution = self.sampling_rate / (self.stft_nfft or self.stft_nperseg)
+            if not resolution <= self.stft_fmax_hz <= self.sampling_rate / 2:
+                raise ValueError(
+                    f"stft_fmax_hz must be between the frequency resolution {resolution:g} Hz "
+                    f"(sampling_rate / nfft) and sampling_rate / 2 = {self.sampling_rate / 2:g} Hz; "
+                    f"got {self.stft_fmax_hz:g}"
+                )
         _check_wavelet(self.scalogram_wavelet)
         nyquist = self.sampling_rate / 2
         if not self.scalogram_fmin_hz < self.scalogram_fmax_hz < nyquist:
@@ -398,7 +413,7 @@ def spectrogram(windows: Any, spec: RepresentationSpec, mode: str = "psd") -> np
     mode : {"psd", "phase", "angle"}
         "psd": power spectral density in dB (10 log10 of the one-sided
         density, per Hz), clipped at ``psd_dynamic_range_db`` below each
-        window's maximum. "angle": the wrapped phase in (-pi, pi]. "phase":
+        window's maximum (within the kept band). "angle": the wrapped phase in (-pi, pi]. "phase":
         the phase unwrapped along the frequency axis (as matplotlib's
         ``specgram`` and scipy do).
 
@@ -413,8 +428,9 @@ def spectrogram(windows: Any, spec: RepresentationSpec, mode: str = "psd") -> np
 
 
 def spectrogram_frequencies(spec: RepresentationSpec) -> np.ndarray:
-    """Frequencies of the :func:`spectrogram` rows, Hz, ascending from 0."""
-    return scipy.fft.rfftfreq(spec.stft_nfft or spec.stft_nperseg, d=1 / spec.sampling_rate)
+    """Frequencies of the :func:`spectrogram` rows, Hz, ascending from 0 to ``stft_fmax_hz``."""
+    frequencies = scipy.fft.rfftfreq(spec.stft_nfft or spec.stft_nperseg, d=1 / spec.sampling_rate)
+    return frequencies if spec.stft_fmax_hz is None else frequencies[frequencies <= spec.stft_fmax_hz]
 
 
 def scalogram(windows: Any, spec: RepresentationSpec) -> np.ndarray:
@@ -505,7 +521,7 @@ def waveform_coverage(windows: Any, spec: RepresentationSpec) -> np.ndarray:
 
 
 def _stft(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
-    """Unscaled one-sided STFT, shape (..., n_frequencies, n_frames)."""
+    """Unscaled one-sided STFT up to ``stft_fmax_hz``, shape (..., n_frequencies, n_frames)."""
     hop = spec.stft_nperseg - spec.stft_noverlap
     segments = np.lib.stride_tricks.sliding_window_view(batch, spec.stft_nperseg, axis=-1)[..., ::hop, :]
     if spec.stft_detrend == "constant":
@@ -514,7 +530,7 @@ def _stft(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
         segments = scipy.signal.detrend(segments, axis=-1, type="linear")
     taper = _stft_taper(spec.stft_window, spec.stft_nperseg)
     spectra = scipy.fft.rfft(segments * taper, n=spec.stft_nfft or spec.stft_nperseg, axis=-1)
-    return np.swapaxes(spectra, -1, -2)
+    return np.swapaxes(spectra[..., : spectrogram_frequencies(spec).size], -1, -2)
 
 
 def _spectrogram_from_stft(spectra: np.ndarray, spec: RepresentationSpec, mode: str) -> np.ndarray:
@@ -525,8 +541,8 @@ def _spectrogram_from_stft(spectra: np.ndarray, spec: RepresentationSpec, mode: 
     taper = _stft_taper(spec.stft_window, spec.stft_nperseg)
     density = np.abs(spectra) ** 2 / (spec.sampling_rate * np.sum(taper**2))
     # One-sided: double every bin that has a negative-frequency twin (not DC, not Nyquist).
-    last_doubled = None if (spec.stft_nfft or spec.stft_nperseg) % 2 else -1
-    density[..., 1:last_doubled, :] *= 2
+    frequencies = spectrogram_frequencies(spec)
+    density[..., (frequencies > 0) & (frequencies < spec.sampling_rate / 2), :] *= 2
     decibels = 10 * np.log10(np.maximum(density, np.finfo(np.float64).tiny))
     floor = decibels.max(axis=(-2, -1), keepdims=True) - spec.psd_dynamic_range_db
     return np.maximum(decibels, floor)

@@ -1,0 +1,201 @@
+"""``biomoe render``: write the six representation PNGs of each window of a signal CSV.
+
+So a person can look at what the model sees::
+
+    biomoe render Eda/12.csv --fs 100 --out renders/
+    # renders/<column>/w000_spectrogram_angle.png ... w000_waveform.png, w001_...
+
+The CSV has a header row of column names and one numeric column per signal
+or segment (the AI4PAIN layout); shorter columns may be padded at the end
+with empty cells or NaN, which are trimmed. Each column is cut into windows
+of ``--window-seconds`` every ``--hop-seconds``; a window with a missing or
+non-finite sample inside is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.png import write_png
+from edge.representations import REPRESENTATIONS, RepresentationSpec, represent
+
+__all__ = ["configure_parser", "read_signal_csv", "run"]
+
+# Windows rendered per represent() call: bounds memory (6 images of 150 kB per window).
+_WINDOWS_PER_BATCH = 16
+_MISSING_CELLS = {"", "nan", "NaN", "NAN"}
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``biomoe render``."""
+    parser.add_argument("signal", type=Path, metavar="SIGNAL.csv",
+                        help="CSV with a header row and one numeric column per signal or segment")
+    parser.add_argument("--fs", type=float, required=True, metavar="HZ", help="sampling rate of the CSV, Hz")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder; PNGs go to DIR/<column>/w<index>_<representation>.png")
+    parser.add_argument("--window-seconds", type=float, metavar="S",
+                        help="window length, s (default: the spec's, 10 s)")
+    parser.add_argument("--hop-seconds", type=float, metavar="S",
+                        help="step between window starts, s (default: the window length, no overlap)")
+    parser.add_argument("--column", action="append", metavar="NAME",
+                        help="render only this column (repeat for several; default: all)")
+    parser.add_argument("--spec", type=Path, metavar="SPEC.json",
+                        help="representation settings as JSON (RepresentationSpec.to_json), e.g. a model bundle's")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Render every window of the selected columns; returns the exit status."""
+    spec = _spec_from_args(args)
+    hop_seconds = spec.window_seconds if args.hop_seconds is None else args.hop_seconds
+    hop = round(hop_seconds * spec.sampling_rate)
+    if not (math.isfinite(hop_seconds) and hop >= 1):
+        raise ValueError(f"--hop-seconds must be at least one sample (1 / {spec.sampling_rate:g} s); got {hop_seconds}")
+    columns = _select_columns(read_signal_csv(args.signal), args.column)
+
+    too_short = {name: values.size for name, values in columns.items() if values.size < spec.n_samples}
+    window_text = f"one window of {spec.n_samples} samples ({spec.window_seconds:g} s at {spec.sampling_rate:g} Hz)"
+    if len(too_short) == len(columns):
+        lengths = ", ".join(f"{name!r} {size}" for name, size in too_short.items())
+        raise EdgeError(f"{args.signal}: every column has fewer samples than {window_text} ({lengths}); "
+                        f"use a shorter --window-seconds")
+    for name, size in too_short.items():
+        _warn(f"column {name!r} has {size} samples, fewer than {window_text}; skipped")
+
+    rendered = 0
+    folders = _output_folders([name for name in columns if name not in too_short], args.out)
+    for name, folder in folders.items():
+        rendered += _render_column(name, columns[name], folder, spec, hop)
+    if rendered == 0:
+        raise EdgeError(f"{args.signal}: no window could be rendered (every window has missing samples)")
+    print(f"wrote {rendered * len(REPRESENTATIONS)} PNGs ({rendered} windows x {len(REPRESENTATIONS)} "
+          f"representations) of {len(folders)} column(s) to {args.out}")
+    return 0
+
+
+def read_signal_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a CSV of numeric columns under a header row.
+
+    Empty cells and ``nan`` read as NaN; trailing NaN of each column (the
+    padding of shorter columns) are trimmed, NaN inside a column are kept.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict of str to ndarray of float64
+        Column name to its samples, in file order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        For an empty file, a missing or duplicate header, a row with more
+        cells than the header, or a cell that is not a number (row and
+        column named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"signal file {path} does not exist (or is not a file)")
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows:
+        raise ValueError(f"{path}: the file is empty; expected a header row of column names, then samples")
+    header = [name.strip() for name in rows[0]]
+    if not header or all(_is_number(name) for name in header if name):
+        raise ValueError(f"{path}: the first row must name the columns (e.g. Eda or LOW_1); got {rows[0]}")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates or "" in header:
+        raise ValueError(f"{path}: column names must be unique and non-empty; got {header}")
+    samples = np.full((len(rows) - 1, len(header)), np.nan)
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            raise ValueError(f"{path}: line {line} has {len(row)} cells but the header names {len(header)} columns")
+        for position, cell in enumerate(row):
+            cell = cell.strip()
+            if cell in _MISSING_CELLS:
+                continue
+            try:
+                samples[line - 2, position] = float(cell)
+            except ValueError:
+                raise ValueError(f"{path}: line {line}, column {header[position]!r}: {cell!r} is not a number") from None
+    columns = {}
+    for position, name in enumerate(header):
+        present = np.flatnonzero(~np.isnan(samples[:, position]))
+        columns[name] = samples[: present[-1] + 1 if present.size else 0, position].copy()
+    return columns
+
+
+def _spec_from_args(args: argparse.Namespace) -> RepresentationSpec:
+    if args.spec is None:
+        settings = {"sampling_rate": args.fs}
+    else:
+        spec = RepresentationSpec.from_json(args.spec.read_text())
+        if not math.isclose(args.fs, spec.sampling_rate, rel_tol=1e-9):
+            raise ValueError(f"--fs {args.fs:g} Hz differs from sampling_rate {spec.sampling_rate:g} Hz in "
+                             f"{args.spec}; resample the signal or pass a spec made for {args.fs:g} Hz")
+        settings = spec.to_dict()
+    if args.window_seconds is not None:
+        settings["window_seconds"] = args.window_seconds
+    return RepresentationSpec.from_dict(settings)
+
+
+def _select_columns(columns: dict[str, np.ndarray], wanted: list[str] | None) -> dict[str, np.ndarray]:
+    if not wanted:
+        return columns
+    unknown = [name for name in wanted if name not in columns]
+    if unknown:
+        raise ValueError(f"--column {unknown} not in the file; its columns are {list(columns)}")
+    return {name: columns[name] for name in dict.fromkeys(wanted)}
+
+
+def _output_folders(names: list[str], out: Path) -> dict[str, Path]:
+    """One folder per column, its name made safe for any file system."""
+    folders = {name: out / (re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "column") for name in names}
+    clashing = [name for name in names if list(folders.values()).count(folders[name]) > 1]
+    if clashing:
+        raise ValueError(f"columns {clashing} would share one output folder; rename them in the CSV")
+    return folders
+
+
+def _render_column(name: str, samples: np.ndarray, folder: Path, spec: RepresentationSpec, hop: int) -> int:
+    """Write the PNGs of every complete, finite window of one column; returns the windows written."""
+    starts = np.arange(0, samples.size - spec.n_samples + 1, hop)
+    windows = np.lib.stride_tricks.sliding_window_view(samples, spec.n_samples)[starts]
+    finite = np.isfinite(windows).all(axis=-1)
+    for index in np.flatnonzero(~finite):
+        missing = int((~np.isfinite(windows[index])).sum())
+        _warn(f"column {name!r} window {index} (samples {starts[index]}-{starts[index] + spec.n_samples - 1}) "
+              f"has {missing} missing or non-finite samples; skipped")
+    kept = np.flatnonzero(finite)
+    folder.mkdir(parents=True, exist_ok=True)
+    for first in range(0, kept.size, _WINDOWS_PER_BATCH):
+        batch = kept[first : first + _WINDOWS_PER_BATCH]
+        images = represent(windows[batch], spec, sampling_rate=spec.sampling_rate)
+        for index, window_images in zip(batch, images):
+            for kind, image in zip(REPRESENTATIONS, window_images):
+                write_png(folder / f"w{index:03d}_{kind}.png", image)
+    return int(kept.size)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _warn(message: str) -> None:
+    print(f"biomoe render: warning: {message}", file=sys.stderr)
+

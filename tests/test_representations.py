@@ -1,0 +1,389 @@
+import dataclasses
+import inspect
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import pywt
+import scipy.signal
+
+from edge.representations import (
+    REPRESENTATIONS,
+    VIRIDIS_LUT,
+    RepresentationSpec,
+    recurrence_matrix,
+    represent,
+    scalogram,
+    scalogram_frequencies,
+    spectrogram,
+    spectrogram_frequencies,
+    to_model_input,
+    waveform_coverage,
+)
+
+FS = 100.0
+SPEC = RepresentationSpec()
+
+
+def bvp_like(n_windows: int = 1, seed: int = 0, n: int = 1000) -> np.ndarray:
+    """Pulse + respiration + noise, one row per window, with a DC offset (as EDA/BVP have)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / FS
+    rate = rng.uniform(0.9, 1.6, size=(n_windows, 1))
+    signal = np.sin(2 * np.pi * rate * t) + 0.4 * np.sin(2 * np.pi * 0.25 * t + rng.uniform(0, 6, (n_windows, 1)))
+    return 3.0 + signal + 0.1 * rng.standard_normal((n_windows, n))
+
+
+def colour_index(image: np.ndarray) -> np.ndarray:
+    """The viridis index of every pixel (first match where two entries coincide)."""
+    codes = {tuple(rgb): index for index, rgb in reversed(list(enumerate(VIRIDIS_LUT.tolist())))}
+    return np.vectorize(lambda r, g, b: codes[(r, g, b)])(image[..., 0], image[..., 1], image[..., 2])
+
+
+# --- spec ---
+
+
+def test_spec_defaults_match_the_paper_setting():
+    assert (SPEC.sampling_rate, SPEC.window_seconds, SPEC.image_size, SPEC.n_samples) == (100.0, 10.0, 224, 1000)
+    assert REPRESENTATIONS == (
+        "spectrogram_angle", "spectrogram_phase", "spectrogram_psd", "recurrence", "scalogram", "waveform",
+    )
+
+
+def test_spec_json_round_trip():
+    spec = RepresentationSpec(stft_nfft=256, stft_fmax_hz=12.5, recurrence_threshold=20.0, recurrence_threshold_mode="percentile",
+                              waveform_line_rgb=(31, 119, 180), scalogram_wavelet="morl")
+    text = spec.to_json()
+    assert RepresentationSpec.from_json(text) == spec
+    assert RepresentationSpec.from_dict(json.loads(text)) == spec
+    assert json.loads(text)["waveform_line_rgb"] == [31, 119, 180]
+    assert RepresentationSpec.from_json(SPEC.to_json()) == SPEC
+    assert RepresentationSpec.from_dict({}) == SPEC  # missing keys take defaults
+
+
+def test_spec_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown representation settings \['imagesize'\]"):
+        RepresentationSpec.from_dict({"imagesize": 128})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        RepresentationSpec.from_json("{image_size: 1")
+    with pytest.raises(ValueError, match="JSON object"):
+        RepresentationSpec.from_json("[1, 2]")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"sampling_rate": 0}, "sampling_rate"),
+        ({"sampling_rate": float("nan")}, "sampling_rate"),
+        ({"sampling_rate": "100"}, "sampling_rate"),
+        ({"window_seconds": 10.005}, "whole number of samples"),
+        ({"image_size": 4}, "image_size"),
+        ({"image_size": 224.0}, "image_size"),
+        ({"image_size": True}, "image_size"),
+        ({"stft_nperseg": 2000}, "stft_nperseg"),
+        ({"stft_noverlap": 128}, "stft_noverlap"),
+        ({"stft_nfft": 64}, "stft_nfft"),
+        ({"stft_window": "no-such-window"}, "stft_window"),
+        ({"stft_detrend": "mean"}, "stft_detrend"),
+        ({"stft_fmax_hz": 0.5}, "stft_fmax_hz"),
+        ({"stft_fmax_hz": 60.0}, "stft_fmax_hz"),
+        ({"scalogram_wavelet": "db4"}, "scalogram_wavelet"),
+        ({"scalogram_wavelet": "cmor"}, "scalogram_wavelet"),
+        ({"scalogram_fmin_hz": 6.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
+        ({"scalogram_fmax_hz": 50.0}, "sampling_rate / 2"),
+        ({"recurrence_points": 1001}, "recurrence_points"),
+        ({"recurrence_dimension": 100, "recurrence_delay": 3}, "recurrence_dimension"),
+        ({"recurrence_threshold": 1.5}, "recurrence_threshold"),
+        ({"recurrence_threshold": 150.0, "recurrence_threshold_mode": "percentile"}, "recurrence_threshold"),
+        ({"recurrence_threshold_mode": "distance"}, "recurrence_threshold_mode"),
+        ({"waveform_line_width": 100.0}, "waveform_line_width"),
+        ({"waveform_line_rgb": (256, 0, 0)}, "waveform_line_rgb"),
+        ({"waveform_background_rgb": (0, 0)}, "waveform_background_rgb"),
+    ],
+)
+def test_spec_rejects_bad_settings_naming_them(settings, named):
+    with pytest.raises(ValueError, match=named.replace("/", r"\/").replace("<", "<")):
+        RepresentationSpec(**settings)
+
+
+def test_viridis_table_is_matplotlibs():
+    matplotlib = pytest.importorskip("matplotlib")
+    expected = matplotlib.colormaps["viridis"](np.arange(256), bytes=True)[:, :3]
+    assert VIRIDIS_LUT.shape == (256, 3) and VIRIDIS_LUT.dtype == np.uint8
+    np.testing.assert_array_equal(VIRIDIS_LUT, expected)
+
+
+# --- matrices against library references ---
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"stft_window": "hamming", "stft_nperseg": 100, "stft_noverlap": 50, "stft_nfft": 129, "stft_detrend": "linear"},
+        {"stft_detrend": "none", "stft_nfft": 256},
+        {"stft_fmax_hz": 10.0, "stft_nperseg": 256, "stft_noverlap": 240, "stft_nfft": 512},
+        {"stft_fmax_hz": 50.0, "stft_nfft": 129},
+    ],
+)
+def test_spectrogram_matches_scipy(settings):
+    spec = RepresentationSpec(**settings)
+    windows = bvp_like(2, seed=3)
+    reference = {
+        mode: scipy.signal.spectrogram(
+            windows, fs=FS, window=spec.stft_window, nperseg=spec.stft_nperseg, noverlap=spec.stft_noverlap,
+            nfft=spec.stft_nfft, detrend=False if spec.stft_detrend == "none" else spec.stft_detrend, mode=mode,
+        )
+        for mode in ("psd", "angle", "phase")
+    }
+    frequencies, times, density = reference["psd"]
+    kept = frequencies <= (spec.stft_fmax_hz or FS / 2)
+    frequencies, density = frequencies[kept], density[..., kept, :]
+    reference = {mode: values[..., kept, :] for mode, (_, _, values) in reference.items()}
+    np.testing.assert_allclose(spectrogram_frequencies(spec), frequencies)
+    decibels = 10 * np.log10(density)
+    floor = decibels.max(axis=(-2, -1), keepdims=True) - spec.psd_dynamic_range_db
+    psd = spectrogram(windows, spec, "psd")
+    assert psd.shape == (2, frequencies.size, times.size) and psd.dtype == np.float64
+    np.testing.assert_allclose(psd, np.maximum(decibels, floor), atol=1e-9)
+    np.testing.assert_allclose(np.exp(1j * spectrogram(windows, spec, "angle")), np.exp(1j * reference["angle"]),
+                               atol=1e-9)
+    np.testing.assert_allclose(spectrogram(windows, spec, "phase"), reference["phase"], atol=1e-8)
+
+
+def test_spectrogram_psd_floor_is_the_dynamic_range():
+    spec = RepresentationSpec(psd_dynamic_range_db=40.0)
+    psd = spectrogram(bvp_like(seed=4)[0], spec, "psd")
+    assert psd.max() - psd.min() == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize("wavelet", ["cmor1.5-1.0", "morl"])
+def test_scalogram_matches_pywt_cwt(wavelet):
+    if "precision" not in inspect.signature(pywt.cwt).parameters:
+        pytest.skip("pywt.cwt before PyWavelets 1.9 samples wavelets at another precision")
+    spec = RepresentationSpec(scalogram_wavelet=wavelet)
+    windows = bvp_like(2, seed=5)
+    scales = pywt.frequency2scale(wavelet, scalogram_frequencies(spec) / FS)
+    coefficients, frequencies = pywt.cwt(windows, scales, wavelet, sampling_period=1 / FS, precision=12, axis=-1)
+    reference = np.abs(np.moveaxis(coefficients, 0, -2))
+    ours = scalogram(windows, spec)
+    assert ours.shape == (2, spec.scalogram_n_scales, spec.n_samples) and ours.dtype == np.float64
+    np.testing.assert_allclose(frequencies, scalogram_frequencies(spec), rtol=1e-6)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-10 * reference.max())
+
+
+def test_scalogram_frequencies_span_the_band_and_a_tone_peaks_at_its_row():
+    frequencies = scalogram_frequencies(SPEC)
+    assert frequencies[0] == pytest.approx(0.05) and frequencies[-1] == pytest.approx(5.0)
+    assert np.all(np.diff(np.log(frequencies)) == pytest.approx(np.log(100) / 63))
+    t = np.arange(SPEC.n_samples) / FS
+    for tone in (0.3, 1.2, 3.0):
+        magnitude = scalogram(np.sin(2 * np.pi * tone * t), SPEC)[:, 250:750].mean(axis=1)
+        assert abs(np.argmax(magnitude) - np.argmin(np.abs(frequencies - tone))) <= 1
+
+
+def explicit_recurrence(points: np.ndarray, dimension: int, delay: int) -> np.ndarray:
+    n_vectors = points.size - (dimension - 1) * delay
+    distances = np.empty((n_vectors, n_vectors))
+    for i in range(n_vectors):
+        for j in range(n_vectors):
+            distances[i, j] = np.sqrt(sum((points[i + k * delay] - points[j + k * delay]) ** 2
+                                          for k in range(dimension)))
+    return distances
+
+
+def area_resample(signal: np.ndarray, n_out: int) -> np.ndarray:
+    """Mean of the step function through the samples over each of n_out equal intervals."""
+    integral = np.concatenate([[0.0], np.cumsum(signal)])
+    edges = np.arange(n_out + 1) * signal.size / n_out
+    whole = np.floor(edges).astype(int)
+    at_edges = integral[whole] + (edges - whole) * signal[np.minimum(whole, signal.size - 1)]
+    return np.diff(at_edges) * n_out / signal.size
+
+
+def test_recurrence_matrix_matches_explicit_distances():
+    window = bvp_like(seed=6)[0]
+    ours = recurrence_matrix(window, SPEC)
+    assert ours.shape == (224, 224) and ours.dtype == np.float64
+    np.testing.assert_allclose(ours, explicit_recurrence(area_resample(window, 224), 1, 1), atol=1e-12)
+
+
+def test_recurrence_matrix_with_delay_embedding():
+    spec = RepresentationSpec(recurrence_points=100, recurrence_dimension=3, recurrence_delay=4)
+    windows = bvp_like(2, seed=7)
+    ours = recurrence_matrix(windows, spec)
+    assert ours.shape == (2, 92, 92) == (2, spec.n_recurrence_vectors, spec.n_recurrence_vectors)
+    for window, matrix in zip(windows, ours):
+        block_means = window.reshape(100, 10).mean(axis=1)  # 1000 -> 100 points: means of 10 samples
+        np.testing.assert_allclose(matrix, explicit_recurrence(block_means, 3, 4), atol=1e-12)
+
+
+@pytest.mark.parametrize(("mode", "threshold"), [("fraction", 0.2), ("percentile", 30.0)])
+def test_thresholded_recurrence_is_binary_at_the_threshold(mode, threshold):
+    spec = RepresentationSpec(recurrence_points=60, recurrence_threshold=threshold, recurrence_threshold_mode=mode)
+    window = bvp_like(seed=8)[0]
+    distances = explicit_recurrence(area_resample(window, 60), 1, 1)
+    radius = threshold * distances.max() if mode == "fraction" else np.percentile(distances, threshold)
+    ours = recurrence_matrix(window, spec)
+    np.testing.assert_array_equal(ours, (distances <= radius).astype(float))
+    if mode == "percentile":
+        assert ours.mean() == pytest.approx(threshold / 100, abs=0.02)
+
+
+# --- waveform ---
+
+
+def test_waveform_is_anti_aliased_and_tracks_the_signal():
+    t = np.arange(SPEC.n_samples) / FS
+    window = np.sin(2 * np.pi * 0.1 * t)  # one cycle: at most 3 px of slope per column
+    coverage = waveform_coverage(window, SPEC)
+    assert coverage.shape == (224, 224) and coverage.dtype == np.float32
+    assert coverage.min() == 0 and coverage.max() == 1
+    partial = (coverage > 0.05) & (coverage < 0.95)
+    assert partial.sum() > 224  # soft edges along the whole line
+    centres = np.arange(224) + 0.5
+    drawn_row = (coverage * centres[:, None]).sum(axis=0) / coverage.sum(axis=0)
+    margin = SPEC.waveform_line_width / 2 + 0.5
+    column_time = (np.arange(224) + 0.5) / 224 * SPEC.window_seconds
+    value = np.sin(2 * np.pi * 0.1 * column_time)
+    expected_row = margin + (1 - (value - window.min()) / np.ptp(window)) * (224 - 2 * margin)
+    assert np.abs(drawn_row - expected_row)[2:-2].max() < 1.0  # the line's two ends are one-sided
+
+
+@pytest.mark.parametrize("width", [1.0, 2.0, 3.5])
+def test_waveform_line_has_the_requested_width(width):
+    spec = RepresentationSpec(waveform_line_width=width)
+    # Samples 502 and 503 both fall in pixel column 112, so the jump is one column's stroke.
+    step = np.r_[np.zeros(503), np.ones(spec.n_samples - 503)]
+    coverage = waveform_coverage(step, spec).astype(np.float64)
+    # Horizontal stretches: each column's coverage adds up to the width ...
+    np.testing.assert_allclose(coverage[:, 10:100].sum(axis=0), width, atol=1e-5)
+    np.testing.assert_allclose(coverage[:, 124:214].sum(axis=0), width, atol=1e-5)
+    # ... and so does each row's across the vertical jump in the middle.
+    np.testing.assert_allclose(coverage[20:200].sum(axis=1), width, atol=1e-5)
+
+
+def test_waveform_image_blends_the_spec_colours():
+    spec = RepresentationSpec(waveform_line_rgb=(200, 10, 10), waveform_background_rgb=(0, 0, 40))
+    window = bvp_like(seed=9)
+    image = represent(window, spec, ("waveform",), sampling_rate=FS)[0, 0]
+    coverage = waveform_coverage(window, spec)[0]
+    np.testing.assert_array_equal(image[coverage == 0], np.broadcast_to([0, 0, 40], image[coverage == 0].shape))
+    np.testing.assert_array_equal(image[coverage == 1], np.broadcast_to([200, 10, 10], image[coverage == 1].shape))
+    middle = image[(coverage > 0.4) & (coverage < 0.6)]
+    assert middle.size and np.all((middle[:, 0] > 60) & (middle[:, 0] < 140))
+
+
+# --- images ---
+
+
+def test_represent_shapes_dtypes_and_model_input():
+    windows = bvp_like(6, seed=10).reshape(2, 3, SPEC.n_samples)  # (windows, channels, samples)
+    images = represent(windows, SPEC, sampling_rate=FS)
+    assert images.shape == (2, 3, 6, 224, 224, 3) and images.dtype == np.uint8
+    model_input = to_model_input(images)
+    assert model_input.shape == (2, 3, 6, 3, 224, 224) and model_input.dtype == np.float32
+    assert 0 <= model_input.min() and model_input.max() <= 1
+    np.testing.assert_allclose(model_input[1, 2, 4, 0], images[1, 2, 4, ..., 0] / 255, rtol=1e-6)
+
+
+def test_represent_is_deterministic_and_batch_independent():
+    windows = bvp_like(3, seed=11)
+    images = represent(windows, SPEC, sampling_rate=FS)
+    np.testing.assert_array_equal(images, represent(windows, SPEC, sampling_rate=FS))
+    np.testing.assert_array_equal(images[1], represent(windows[1], SPEC, sampling_rate=FS))
+    subset = represent(windows, SPEC, ("waveform", "spectrogram_psd"), sampling_rate=FS)
+    np.testing.assert_array_equal(subset, images[:, [5, 2]])
+
+
+def test_matrix_images_use_the_colormap_and_its_full_range():
+    images = represent(bvp_like(seed=12), SPEC, REPRESENTATIONS[:5], sampling_rate=FS)[0]
+    for image in images:
+        index = colour_index(image)  # raises KeyError for a colour outside viridis
+        assert index.min() <= 1 and index.max() >= 254  # min-max normalised per window
+
+
+def test_spectrogram_image_has_low_frequencies_at_the_bottom():
+    t = np.arange(SPEC.n_samples) / FS
+    for tone in (5.0, 25.0, 40.0):
+        image = represent(np.sin(2 * np.pi * tone * t), SPEC, ("spectrogram_psd",), sampling_rate=FS)[0]
+        brightest_row = np.argmax(colour_index(image).mean(axis=1))
+        assert abs(brightest_row - (1 - tone / (FS / 2)) * 224) < 224 / 65 + 2
+
+
+def test_recurrence_image_diagonal():
+    window = bvp_like(seed=13)
+    plain = represent(window, SPEC, ("recurrence",), sampling_rate=FS)[0, 0]
+    thresholded_spec = RepresentationSpec(recurrence_threshold=0.1)
+    thresholded = represent(window, thresholded_spec, ("recurrence",), sampling_rate=FS)[0, 0]
+    diagonal = np.arange(224)
+    assert (plain[diagonal, diagonal] == VIRIDIS_LUT[0]).all()  # distance 0: lowest colour
+    assert (thresholded[diagonal, diagonal] == VIRIDIS_LUT[255]).all()  # every state recurs with itself
+    assert set(map(tuple, thresholded.reshape(-1, 3))) == {tuple(VIRIDIS_LUT[0]), tuple(VIRIDIS_LUT[255])}
+
+
+def test_flat_windows_give_documented_images():
+    spec = RepresentationSpec(image_size=64)
+    flat = np.full((2, spec.n_samples), [[3.0], [-7.0]])
+    images = represent(flat, spec, sampling_rate=FS)
+    np.testing.assert_array_equal(images[0], images[1])  # independent of the constant
+    assert (images[0, :5] == VIRIDIS_LUT[0]).all()
+    coverage = waveform_coverage(flat[0], spec)
+    drawn_row = (coverage * (np.arange(64) + 0.5)[:, None]).sum(axis=0) / coverage.sum(axis=0)
+    np.testing.assert_allclose(drawn_row, 32.0)
+    mixed = np.stack([flat[0], bvp_like(seed=14)[0]])
+    np.testing.assert_array_equal(represent(mixed, spec, sampling_rate=FS)[1],
+                                  represent(mixed[1], spec, sampling_rate=FS))
+
+
+def test_other_image_sizes():
+    spec = dataclasses.replace(SPEC, image_size=96)
+    images = represent(bvp_like(seed=15), spec, sampling_rate=FS)
+    assert images.shape == (1, 6, 96, 96, 3)
+
+
+# --- bad input ---
+
+
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        (np.r_[np.zeros(500), np.nan, np.zeros(499)], r"1 NaN or inf sample\(s\), first at index \(500,\)"),
+        (np.r_[np.zeros(999), np.inf], "NaN or inf"),
+        (np.zeros(999), "exactly 1000 samples.*got 999"),
+        (np.zeros((2, 1001)), "exactly 1000 samples.*got 1001"),
+        (np.float64(1.0), "got a scalar"),
+        (np.array(["1"] * 1000), "real numeric array"),
+        (np.zeros(1000, dtype=complex), "real numeric array"),
+    ],
+)
+def test_bad_windows_raise(windows, message):
+    with pytest.raises(ValueError, match=message):
+        represent(windows, SPEC, sampling_rate=FS)
+    with pytest.raises(ValueError, match=message):
+        scalogram(windows, SPEC)
+
+
+def test_wrong_sampling_rate_and_kinds_raise():
+    window = bvp_like(seed=16)
+    with pytest.raises(ValueError, match="sampled at 250 Hz but the representation spec expects 100 Hz"):
+        represent(window, SPEC, sampling_rate=250)
+    with pytest.raises(ValueError, match="kinds must be"):
+        represent(window, SPEC, ("spectrogram",), sampling_rate=FS)
+    with pytest.raises(ValueError, match="kinds must be"):
+        represent(window, SPEC, (), sampling_rate=FS)
+    with pytest.raises(ValueError, match="mode must be"):
+        spectrogram(window, SPEC, "power")
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        to_model_input(np.zeros((4, 4, 3), dtype=np.float32))
+
+
+def test_device_modules_import_neither_torch_nor_matplotlib():
+    code = (
+        "import sys, edge.representations, edge.render, edge.png; "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'PIL') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

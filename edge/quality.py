@@ -72,18 +72,19 @@ class ChannelSpec:
     adc_range : (float, float) or None
         The sensor's measuring limits in the same unit: a sample at or beyond
         them is saturated. None leaves saturation to the device flag.
-    flat_std : float
-        A window whose standard deviation is at most this is a flat line.
+    flat_std : float or None
+        A window whose standard deviation is at most this is a flat line;
+        None disables the check.
     max_constant_seconds : float or None
         A run of identical samples this long is a flat line; None disables
-        the check (SpO2 legitimately holds one value for minutes).
+        the check.
     """
 
     name: str
     unit: str | None = None
     valid_range: tuple[float, float] | None = None
     adc_range: tuple[float, float] | None = None
-    flat_std: float = 0.0
+    flat_std: float | None = 0.0
     max_constant_seconds: float | None = None
 
     def __post_init__(self):
@@ -98,7 +99,7 @@ class ChannelSpec:
                     f"with low < high, got {list(bounds)!r}"
                 )
             object.__setattr__(self, field_name, (low, high))
-        if not self.flat_std >= 0:
+        if self.flat_std is not None and not self.flat_std >= 0:
             raise ValueError(f"channel {self.name!r}: flat_std must be >= 0, got {self.flat_std!r}")
         if self.max_constant_seconds is not None and not self.max_constant_seconds > 0:
             raise ValueError(
@@ -109,14 +110,15 @@ class ChannelSpec:
 
 #: Defaults for the AI4PAIN channels; a bundle manifest may override any field.
 #: EDA below 0.05 uS means no skin contact, above 100 uS no human skin;
-#: SpO2 below 50 % on a conscious patient is a sensor fault. BVP and RESP are
+#: SpO2 below 50 % on a conscious patient is a sensor fault, and SpO2 holds one
+#: whole-percent value for minutes, so it has no flat-line check. BVP and RESP are
 #: in arbitrary units, so only flatness is checked: a pulse wave never holds
 #: one value for 1 s, breathing not for 8 s (longer than a held breath at rest).
 DEFAULT_CHANNEL_SPECS: dict[str, ChannelSpec] = {
     "EDA": ChannelSpec("EDA", "uS", valid_range=(0.05, 100.0), flat_std=1e-4, max_constant_seconds=5.0),
     "BVP": ChannelSpec("BVP", None, flat_std=1e-6, max_constant_seconds=1.0),
     "RESP": ChannelSpec("RESP", None, flat_std=1e-6, max_constant_seconds=8.0),
-    "SpO2": ChannelSpec("SpO2", "%", valid_range=(50.0, 100.0)),
+    "SpO2": ChannelSpec("SpO2", "%", valid_range=(50.0, 100.0), flat_std=None),
 }
 
 
@@ -197,7 +199,7 @@ def signal_quality(
     longest_constant = _longest_constant_run(signal) / sampling_rate
     saturated = out_of_range = 0.0
     if present.size:
-        if present.size > 1 and std <= spec.flat_std:
+        if spec.flat_std is not None and present.size > 1 and std <= spec.flat_std:
             flags.add("flat_line")
         if spec.max_constant_seconds is not None and longest_constant >= spec.max_constant_seconds:
             flags.add("flat_line")

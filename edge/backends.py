@@ -60,6 +60,12 @@ class Backend:
             float64 probabilities in label order, summing to 1.
         """
         images = np.asarray(images)
+        expected = (self.bundle.n_images, 3, self.bundle.image_size, self.bundle.image_size)
+        if images.shape != expected:
+            raise ValueError(
+                f"images of one window must have shape {expected} for bundle {self.bundle.name}, "
+                f"got {images.shape}; build them with the bundle's fusion list"
+            )
         return self.predict_batch(images[np.newaxis])[0]
 
     def predict_batch(self, images) -> np.ndarray:

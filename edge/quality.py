@@ -10,7 +10,8 @@ always explicit):
 ``flat_line``
     the standard deviation is at most the channel's ``flat_std``, or a run of
     identical consecutive samples lasts ``max_constant_seconds`` or more
-    (a disconnected electrode or a stuck ADC).
+    (a disconnected electrode or a stuck ADC); each check only where the
+    channel's spec sets it.
 ``saturation``
     more than ``max_saturated_fraction`` of the samples sit at the ADC limits
     ``adc_range``, or the device raised its saturation flag.

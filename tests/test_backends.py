@@ -153,8 +153,10 @@ def test_placeholder_bundle_runs_and_matches_its_weights():
 
 def test_wrong_images_are_refused(tmp_path):
     backend = create_backend(_e2e_bundle(tmp_path))
-    with pytest.raises(ValueError, match=r"images must have shape \(n_windows, 2, 3, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"images of one window must have shape \(2, 3, 16, 16\)"):
         backend.predict(np.zeros((3, 3, S, S), np.float32))
+    with pytest.raises(ValueError, match=r"images must have shape \(n_windows, 2, 3, 16, 16\)"):
+        backend.predict_batch(np.zeros((2, K, 3, S, S + 1), np.float32))
     with pytest.raises(ValueError, match="floats"):
         backend.predict(np.zeros((K, 3, S, S), np.uint8))
 

@@ -1,9 +1,11 @@
+import doctest
 import threading
 import time
 
 import numpy as np
 import pytest
 
+import edge.budget
 from edge.budget import BudgetTracker, QueueClosed, SkippingQueue, StageTimer, peak_memory_mb, process_memory_mb
 
 
@@ -106,3 +108,8 @@ def test_budget_tracker_flags_memory_over_budget():
     assert "OVER BUDGET" in tracker.status_line(skipped=0, bridge_lost=0)
     with pytest.raises(ValueError, match="memory_mb"):
         BudgetTracker(window_ms=10.0, memory_mb=0)
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.budget)
+    assert results.attempted > 0 and results.failed == 0

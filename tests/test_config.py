@@ -1,8 +1,10 @@
 import argparse
+import doctest
 from pathlib import Path
 
 import pytest
 
+import edge.config
 from edge.config import (
     BudgetConfig,
     MonitorConfig,
@@ -133,3 +135,8 @@ def test_to_dict_is_plain():
     data = load_config(overrides={"bundle": "/b", "hop_seconds": 5}).to_dict()
     assert data["bundle"] == "/b" and data["database"] == "biomoe-results.sqlite"
     assert data["smoothing"] == {"method": "ema", "alpha": 0.5, "windows": 5}
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.config)
+    assert results.attempted > 0 and results.failed == 0

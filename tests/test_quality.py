@@ -1,6 +1,9 @@
+import doctest
+
 import numpy as np
 import pytest
 
+import edge.quality
 from edge.quality import (
     DEFAULT_CHANNEL_SPECS,
     QUALITY_FLAGS,
@@ -151,3 +154,8 @@ def test_channel_specs_validate_and_default():
         ChannelSpec("EDA", valid_range=(5.0, 1.0))
     with pytest.raises(ValueError, match="max_constant_seconds"):
         ChannelSpec("EDA", max_constant_seconds=0)
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.quality)
+    assert results.attempted > 0 and results.failed == 0

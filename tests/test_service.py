@@ -1,3 +1,4 @@
+import doctest
 import os
 import signal
 import subprocess
@@ -7,6 +8,7 @@ import time
 
 import pytest
 
+import edge.service
 from edge.cli import main
 from edge.errors import EdgeError
 from edge.service import GracefulShutdown, render_unit, service_command
@@ -128,3 +130,8 @@ def test_sigterm_lets_the_current_window_finish():
     out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert out.startswith("committed after") and out.strip().endswith("on SIGTERM")
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.service)
+    assert results.attempted > 0 and results.failed == 0

@@ -1,6 +1,9 @@
+import doctest
+
 import numpy as np
 import pytest
 
+import edge.smoothing
 from edge.smoothing import SMOOTHING_METHODS, ExponentialSmoother, MajoritySmoother, Smoother, create_smoother
 
 
@@ -89,3 +92,8 @@ def test_bad_parameters_are_refused(make):
 def test_bad_probabilities_are_refused():
     with pytest.raises(ValueError, match="probabilities"):
         Smoother().update([np.nan, 0.5, 0.5])
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.smoothing)
+    assert results.attempted > 0 and results.failed == 0

@@ -1,3 +1,4 @@
+import doctest
 import json
 import math
 import sqlite3
@@ -7,6 +8,7 @@ import textwrap
 
 import pytest
 
+import edge.storage
 from edge.errors import EdgeError
 from edge.storage import SCHEMA_VERSION, ResultStore, WindowResult
 
@@ -157,3 +159,8 @@ def test_newer_schema_is_refused(tmp_path):
     connection.close()
     with pytest.raises(EdgeError, match="upgrade biomoe"):
         ResultStore(path)
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.storage)
+    assert results.attempted > 0 and results.failed == 0

@@ -1,6 +1,9 @@
+import doctest
+
 import numpy as np
 import pytest
 
+import edge.windows
 from edge.windows import ChannelBuffer, Windower
 
 
@@ -201,3 +204,8 @@ def test_unknown_channel_is_refused():
     windower = Windower({"EDA": 100.0}, 100.0, 10.0)
     with pytest.raises(ValueError, match="unknown channel 'ECG'"):
         windower.push("ECG", 0.0, [1.0])
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.windows)
+    assert results.attempted > 0 and results.failed == 0

@@ -352,7 +352,10 @@ def save_bundle(directory, manifest: Mapping, files: Mapping[str, bytes | str | 
         manifest_path = staging / MANIFEST_NAME
         manifest_path.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         _fsync(manifest_path)
-        load_bundle(staging)  # never publish a bundle the runtime would refuse
+        try:
+            load_bundle(staging)  # never publish a bundle the runtime would refuse
+        except EdgeError as exc:
+            raise EdgeError(str(exc).replace(str(staging), str(directory))) from None
         _publish(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

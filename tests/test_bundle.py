@@ -252,7 +252,7 @@ def test_save_refuses_to_overwrite_other_folders(tmp_path):
 
 
 def test_invalid_manifest_is_never_published(tmp_path):
-    with pytest.raises(EdgeError, match="'backend' must be one of"):
+    with pytest.raises(EdgeError, match=f"bundle {tmp_path / 'bundle'}: 'backend' must be one of"):
         _save(tmp_path, _manifest(backend="tensorrt"))
     assert list(tmp_path.iterdir()) == []
 

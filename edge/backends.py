@@ -1,0 +1,297 @@
+"""Inference backends: run a bundle's graph(s) on the images of a window.
+
+:func:`create_backend` picks the runtime the bundle names: ONNX Runtime for
+``.onnx`` graphs, LiteRT (the TensorFlow Lite interpreter) for ``.tflite``.
+Both run either pipeline of ``edge/BUNDLE.md``:
+
+- ``end_to_end``: images ``(k, 3, S, S)`` -> class scores;
+- ``backbone_head``: images -> embeddings ``(k, D)``, reshaped to the head's
+  input ``(1, k, D)`` or ``(1, k*D)`` -> class scores.
+
+Scores a graph declares as ``logits`` go through a softmax; declared
+``probabilities`` are only renormalised (float32 rounding). Every backend
+returns float64 probabilities that sum to 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from edge.bundle import PIPELINE_GRAPHS, Bundle, GraphSpec
+from edge.errors import EdgeError
+
+__all__ = ["Backend", "OnnxRuntimeBackend", "LiteRTBackend", "create_backend", "softmax"]
+
+
+def softmax(logits, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along ``axis`` (float64)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+class Backend:
+    """Runs a bundle's pipeline; subclasses supply :meth:`_run` for one graph.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A loaded bundle (:func:`edge.bundle.load_bundle`).
+    """
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.labels = bundle.labels
+
+    def predict(self, images) -> np.ndarray:
+        """Class probabilities of one window.
+
+        Parameters
+        ----------
+        images : array_like, shape (k, 3, S, S)
+            The window's images in the bundle's fusion order, float32 in [0, 1]
+            (``edge.representations.to_model_input``).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_classes,)
+            float64 probabilities in label order, summing to 1.
+        """
+        images = np.asarray(images)
+        expected = (self.bundle.n_images, 3, self.bundle.image_size, self.bundle.image_size)
+        if images.shape != expected:
+            raise ValueError(
+                f"images of one window must have shape {expected} for bundle {self.bundle.name}, "
+                f"got {images.shape}; build them with the bundle's fusion list"
+            )
+        return self.predict_batch(images[np.newaxis])[0]
+
+    def predict_batch(self, images) -> np.ndarray:
+        """Class probabilities of several windows.
+
+        A backbone with a dynamic batch dimension sees all ``n * k`` images in
+        one call, and a head with a dynamic batch all ``n`` windows; other
+        graphs run once per window (or per image for a batch-1 backbone).
+
+        Parameters
+        ----------
+        images : array_like, shape (n, k, 3, S, S)
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, n_classes)
+        """
+        images = self._check_images(images)
+        n_windows, k = images.shape[:2]
+        if self.bundle.pipeline == "end_to_end":
+            graph = self.bundle.graphs["model"]
+            scores = np.stack([self._run(graph, window).reshape(-1) for window in images])
+        else:
+            backbone, head = self.bundle.graphs["backbone"], self.bundle.graphs["head"]
+            flat = images.reshape((n_windows * k,) + images.shape[2:])
+            step = len(flat) if backbone.batch_is_dynamic else int(backbone.input_shape[0])
+            embeddings = np.concatenate([self._run(backbone, flat[i:i + step]) for i in range(0, len(flat), step)])
+            layout = tuple(int(d) for d in head.input_shape[1:])  # (k, D) or (k*D,)
+            if embeddings.size != n_windows * int(np.prod(layout)):
+                raise EdgeError(
+                    f"bundle {self.bundle.name}: the backbone returned embeddings of shape {embeddings.shape} "
+                    f"for {len(flat)} images but the head expects {list(head.input_shape)}; re-export the bundle"
+                )
+            head_inputs = embeddings.reshape((n_windows,) + layout)
+            if head.batch_is_dynamic:
+                scores = self._run(head, head_inputs).reshape(n_windows, -1)
+            else:
+                scores = np.stack([self._run(head, x[np.newaxis]).reshape(-1) for x in head_inputs])
+        n_classes = len(self.labels)
+        if scores.shape[1] != n_classes:
+            raise EdgeError(
+                f"bundle {self.bundle.name}: the model returned {scores.shape[1]} scores per window but the "
+                f"bundle has {n_classes} labels; re-export the bundle"
+            )
+        final = self.bundle.graphs[PIPELINE_GRAPHS[self.bundle.pipeline][-1]]
+        if final.produces == "logits":
+            probabilities = softmax(scores, axis=1)
+        else:
+            scores = np.clip(scores.astype(np.float64), 0.0, None)
+            probabilities = scores / scores.sum(axis=1, keepdims=True)
+        if not np.isfinite(probabilities).all():
+            raise EdgeError(
+                f"bundle {self.bundle.name}: the model returned non-finite or all-zero scores {scores.tolist()}; "
+                "check the input images, or re-export the bundle"
+            )
+        return probabilities
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+
+    def _check_images(self, images) -> np.ndarray:
+        images = np.asarray(images)
+        k, size = self.bundle.n_images, self.bundle.image_size
+        expected = (k, 3, size, size)
+        if images.ndim != 5 or images.shape[1:] != expected:
+            raise ValueError(
+                f"images must have shape (n_windows, {k}, 3, {size}, {size}) for bundle {self.bundle.name}, "
+                f"got {images.shape}; build them with the bundle's fusion list"
+            )
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"images must be floats in [0, 1], got dtype {images.dtype}")
+        return images.astype(np.float32, copy=False)
+
+    def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime on the CPU: ``threads`` intra-op threads, every graph
+    optimisation, sequential execution (the device has few cores and runs one
+    window at a time)."""
+
+    def __init__(self, bundle: Bundle, threads: int = 2):
+        super().__init__(bundle)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: warnings would flood the device's journal
+        self._sessions = {}
+        for role, graph in bundle.graphs.items():
+            path = bundle.graph_path(role)
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own untyped errors for bad models
+                raise EdgeError(
+                    f"bundle {bundle.name}: ONNX Runtime cannot load {graph.file} "
+                    f"({str(exc).splitlines()[0][:200]}); re-export the bundle or upgrade onnxruntime"
+                ) from None
+            _check_names(bundle, graph, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+            self._sessions[role] = session
+
+    def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
+        session = self._sessions[graph.role]
+        return session.run([graph.output_name], {graph.input_name: inputs})[0]
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+class LiteRTBackend(Backend):
+    """LiteRT (TensorFlow Lite) interpreter with ``threads`` threads.
+
+    Imports ``ai_edge_litert.interpreter`` when created, falling back to the
+    older ``tflite_runtime.interpreter``. Fully quantized graphs with integer
+    inputs/outputs are fed and read through their scale and zero point.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int = 2):
+        super().__init__(bundle)
+        interpreter_class = _litert_interpreter_class()
+        self._interpreters = {}
+        for role, graph in bundle.graphs.items():
+            try:
+                interpreter = interpreter_class(model_path=str(bundle.graph_path(role)), num_threads=int(threads))
+            except (ValueError, RuntimeError) as exc:
+                raise EdgeError(
+                    f"bundle {bundle.name}: LiteRT cannot load {graph.file} ({str(exc).splitlines()[0][:200]}); "
+                    "re-export the bundle or upgrade ai-edge-litert"
+                ) from None
+            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+            _check_names(
+                bundle, graph, [d["name"] for d in inputs], [d["name"] for d in outputs], allow_single=True
+            )
+            self._interpreters[role] = [interpreter, _pick(inputs, graph.input_name), _pick(outputs, graph.output_name), None]
+
+    def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
+        state = self._interpreters[graph.role]
+        interpreter, input_detail, output_detail, allocated_shape = state
+        if allocated_shape != inputs.shape:
+            interpreter.resize_tensor_input(input_detail["index"], list(inputs.shape))
+            interpreter.allocate_tensors()
+            state[3] = inputs.shape
+        interpreter.set_tensor(input_detail["index"], _quantize(inputs, input_detail))
+        interpreter.invoke()
+        return _dequantize(interpreter.get_tensor(output_detail["index"]), output_detail)
+
+    def close(self) -> None:
+        self._interpreters.clear()
+
+
+def _litert_interpreter_class():
+    for module_name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+        try:
+            return importlib.import_module(module_name).Interpreter
+        except ImportError:
+            continue
+    raise EdgeError(
+        "this bundle runs on LiteRT, which is not installed; pip install ai-edge-litert "
+        "(or use an ONNX bundle, backend onnxruntime)"
+    )
+
+
+def _pick(details: list[dict], name: str) -> dict:
+    """The tensor named ``name``, or the only one."""
+    for detail in details:
+        if detail["name"] == name:
+            return detail
+    return details[0]
+
+
+def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype, copy=False)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if not np.issubdtype(values.dtype, np.integer):
+        return values
+    scale, zero_point = detail["quantization"]
+    return (values.astype(np.float64) - zero_point) * scale
+
+
+def _check_names(bundle: Bundle, graph: GraphSpec, inputs: list[str], outputs: list[str], allow_single=False):
+    """Refuse a graph whose tensors differ from the manifest's (a mixed-up export)."""
+    for kind, declared, actual in (("input", graph.input_name, inputs), ("output", graph.output_name, outputs)):
+        if declared in actual or (allow_single and len(actual) == 1):
+            continue
+        raise EdgeError(
+            f"bundle {bundle.name}: {graph.file} has {kind}s {actual} but the manifest says {declared!r}; "
+            "re-export the bundle"
+        )
+
+
+_BACKEND_CLASSES = {"onnxruntime": OnnxRuntimeBackend, "litert": LiteRTBackend}
+
+
+def create_backend(bundle: Bundle, threads: int = 2) -> Backend:
+    """The backend the bundle names, ready to :meth:`~Backend.predict`.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A loaded bundle.
+    threads : int
+        Threads for the runtime's operators (a Raspberry Pi 4/5 has 4 cores;
+        leave one for the serial reader and the representations).
+
+    Raises
+    ------
+    EdgeError
+        When the runtime is not installed or cannot load a graph.
+    """
+    if not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    return _BACKEND_CLASSES[bundle.backend](bundle, threads=threads)

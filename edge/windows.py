@@ -1,0 +1,434 @@
+"""Aligned multi-channel windows cut from the device's sample stream.
+
+The sensor board sends each channel in blocks at the channel's own rate, with
+the device time of the block's first sample. :class:`Windower` keeps one ring
+buffer per channel (fixed capacity: memory does not grow over days), places
+every block by device time, and cuts windows on one grid shared by all
+channels, at the bundle's rate, as soon as every channel has covered the
+window's end.
+
+Missing samples are NaN all the way to the quality gate:
+
+- a block that starts later than the channel's last sample leaves a gap;
+- a gap notice from the bridge (:meth:`Windower.mark_lost`) marks its samples;
+- a channel that lags more than ``max_wait_seconds`` behind the others (a
+  sensor unplugged, a stalled stream) does not hold the monitor up: the
+  window is cut anyway with the lagging part missing (``Window.forced``), and
+  its samples for that span are dropped if they arrive later.
+
+A jump of the device clock larger than ``resync_seconds`` (the board was
+reset, or the link was down for long) restarts the window grid instead of
+producing hours of empty windows.
+
+Resampling to the bundle's rate (channels may differ, e.g. SpO2 at 1 Hz,
+BVP at 64 Hz, EDA at 4 Hz on a wristband):
+
+- *same rate*: samples are copied (linear interpolation only when the
+  channel's sample times are offset from the grid by a fraction of a sample);
+- *slower channel* (upsampling): linear interpolation in time. Slow channels
+  are step-like (SpO2 updates once a second) or smooth (EDA); band-limited
+  interpolation would ring at every step and need samples from the future;
+- *faster channel* (downsampling): ``scipy.signal.resample_poly`` (polyphase
+  anti-aliasing filter) on the window plus a margin of the filter's half
+  length on each side, then read on the grid. Missing samples are bridged
+  for the filter and marked missing again afterwards (an output sample is
+  missing when its nearest input sample is).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from edge.quality import signal_fill
+
+__all__ = ["Window", "ChannelBuffer", "Windower"]
+
+_EPS = 1e-6  # fraction of a sample below which a position counts as on a sample
+_CHUNK_SECONDS = 1.0  # blocks are written in pieces of at most this much signal
+
+
+@dataclass(frozen=True)
+class Window:
+    """One aligned multi-channel window.
+
+    Attributes
+    ----------
+    index : int
+        Sequence number of the window since the windower started (counts on
+        across clock resyncs).
+    start_time, end_time : float
+        Device time span ``[start_time, end_time)`` in seconds.
+    channels : tuple of str
+        Channel names, in row order.
+    data : numpy.ndarray, shape (n_channels, n_samples)
+        float64 samples at ``sampling_rate``; NaN marks a missing sample.
+    sampling_rate : float
+        Rate of ``data`` in Hz.
+    forced : bool
+        True when cut before every channel had arrived (a lagging channel's
+        missing part is NaN).
+    """
+
+    index: int
+    start_time: float
+    end_time: float
+    channels: tuple
+    data: np.ndarray
+    sampling_rate: float
+    forced: bool = False
+
+
+class ChannelBuffer:
+    """Fixed-capacity ring buffer of one channel, indexed by absolute sample number.
+
+    Sample ``i`` was taken at device time ``origin + i / sampling_rate``.
+    Only the last ``capacity`` samples are held.
+
+    Parameters
+    ----------
+    name : str
+        Channel name.
+    sampling_rate : float
+        The channel's own rate in Hz.
+    capacity : int
+        Samples held.
+    """
+
+    def __init__(self, name: str, sampling_rate: float, capacity: int):
+        self.name = name
+        self.sampling_rate = float(sampling_rate)
+        self.capacity = int(capacity)
+        self._data = np.full(self.capacity, np.nan)
+        self.origin: float | None = None
+        self.end = 0  # absolute index of the next sample to write
+        self.received = 0  # samples received from the device
+        self.lost = 0  # samples marked missing (gaps, gap notices, lagging)
+        self.dropped = 0  # samples received too late or twice, discarded
+
+    @property
+    def end_time(self) -> float:
+        """Device time just after the last written sample (seconds)."""
+        return self.origin + self.end / self.sampling_rate
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def reset(self) -> None:
+        """Forget all samples and the time origin."""
+        self._data.fill(np.nan)
+        self.origin, self.end = None, 0
+
+    def append(self, values: np.ndarray) -> None:
+        """Write ``values`` (NaN for missing samples) after the last sample."""
+        n = len(values)
+        kept = values[-self.capacity:]
+        start = (self.end + n - len(kept)) % self.capacity
+        first = min(len(kept), self.capacity - start)
+        self._data[start:start + first] = kept[:first]
+        self._data[:len(kept) - first] = kept[first:]
+        self.end += n
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Copy of samples ``[start, stop)``; NaN where not held (evicted or not yet written)."""
+        out = np.full(stop - start, np.nan)
+        lo, hi = max(start, self.end - self.capacity, 0), min(stop, self.end)
+        if lo < hi:
+            positions = np.arange(lo, hi) % self.capacity
+            out[lo - start:hi - start] = self._data[positions]
+        return out
+
+
+class Windower:
+    """Cut aligned windows from per-channel sample blocks.
+
+    Parameters
+    ----------
+    channel_rates : mapping of str to float
+        Channel name -> the channel's sampling rate from the device (Hz), in
+        the row order of the windows (the bundle's channel order).
+    sampling_rate : float
+        Rate of the windows (the bundle's), Hz.
+    window_seconds : float
+        Window length; ``sampling_rate * window_seconds`` must be whole.
+    hop_seconds : float, optional
+        Start-to-start distance of consecutive windows; default
+        ``window_seconds`` (no overlap). Less overlaps, more leaves gaps.
+    max_wait_seconds : float
+        How far the most advanced channel may run past a window's end before
+        the window is cut without the lagging channels.
+    resync_seconds : float
+        A timestamp that jumps by more than this from a channel's expected
+        next sample time restarts the window grid.
+    timestamp_tolerance_seconds : float
+        Timestamp jitter accepted as contiguous; larger forward jumps are
+        gaps (NaN), larger backward ones duplicates (dropped).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, hop_seconds=5.0)
+    >>> windows = windower.push("SpO2", 0.0, np.full(11, 97.0))
+    >>> windows = windower.push("EDA", 0.0, np.ones(1200))
+    >>> [(w.start_time, w.end_time, w.data.shape) for w in windows]
+    [(0.0, 10.0, (2, 1000))]
+    """
+
+    def __init__(
+        self,
+        channel_rates: Mapping[str, float],
+        sampling_rate: float,
+        window_seconds: float,
+        hop_seconds: float | None = None,
+        *,
+        max_wait_seconds: float = 2.0,
+        resync_seconds: float = 30.0,
+        timestamp_tolerance_seconds: float = 0.02,
+    ):
+        if not channel_rates:
+            raise ValueError("channel_rates must name at least one channel, got none")
+        for name, rate in channel_rates.items():
+            _require_positive(f"sampling rate of channel {name!r}", rate)
+        _require_positive("sampling_rate", sampling_rate)
+        _require_positive("window_seconds", window_seconds)
+        hop_seconds = window_seconds if hop_seconds is None else hop_seconds
+        _require_positive("hop_seconds", hop_seconds)
+        _require_positive("max_wait_seconds", max_wait_seconds)
+        _require_positive("timestamp_tolerance_seconds", timestamp_tolerance_seconds)
+        if not resync_seconds > window_seconds + max_wait_seconds:
+            raise ValueError(
+                f"resync_seconds must exceed window_seconds + max_wait_seconds "
+                f"({window_seconds + max_wait_seconds}), got {resync_seconds!r}"
+            )
+        n_samples = sampling_rate * window_seconds
+        if abs(n_samples - round(n_samples)) > _EPS:
+            raise ValueError(
+                f"sampling_rate x window_seconds must be a whole number of samples, got {n_samples}; "
+                "choose a window length in whole samples"
+            )
+        self.channels = tuple(channel_rates)
+        self.sampling_rate = float(sampling_rate)
+        self.window_seconds = float(window_seconds)
+        self.hop_seconds = float(hop_seconds)
+        self.n_samples = int(round(n_samples))
+        self.max_wait_seconds = float(max_wait_seconds)
+        self.resync_seconds = float(resync_seconds)
+        self.timestamp_tolerance_seconds = float(timestamp_tolerance_seconds)
+        self.resyncs = 0
+        self._buffers: dict[str, ChannelBuffer] = {}
+        self._resampling: dict[str, tuple[int, int, int]] = {}  # name -> (up, down, margin) when downsampling
+        self._chunks: dict[str, int] = {}
+        for name, rate in channel_rates.items():
+            margin = 0
+            if rate > self.sampling_rate * (1 + _EPS):
+                ratio = Fraction(self.sampling_rate / rate).limit_denominator(1000)
+                # resample_poly's default filter has 10 * max(up, down) taps on each side at
+                # the upsampled rate, i.e. 10 * down / up input samples.
+                margin = math.ceil(10 * ratio.denominator / ratio.numerator) + 1
+                self._resampling[name] = (ratio.numerator, ratio.denominator, margin)
+            self._chunks[name] = max(1, math.ceil(rate * _CHUNK_SECONDS))
+            span = self.window_seconds + self.max_wait_seconds + _CHUNK_SECONDS
+            capacity = math.ceil(span * rate) + 2 * margin + 4
+            self._buffers[name] = ChannelBuffer(name, rate, capacity)
+        self._start: float | None = None  # device time of grid window 0
+        self._next = 0  # grid index of the next window
+        self._emitted = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the sample buffers (constant for the windower's life)."""
+        return sum(buffer.nbytes for buffer in self._buffers.values())
+
+    @property
+    def next_window_start(self) -> float | None:
+        """Device time the next window starts at, once the grid is known."""
+        return None if self._start is None else self._start + self._next * self.hop_seconds
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per channel: samples ``received``, ``lost`` (missing) and ``dropped`` (late)."""
+        return {
+            name: {"received": b.received, "lost": b.lost, "dropped": b.dropped}
+            for name, b in self._buffers.items()
+        }
+
+    def push(self, channel: str, start_time: float, samples) -> list[Window]:
+        """Add a block of samples and return the windows it completes.
+
+        Parameters
+        ----------
+        channel : str
+            One of :attr:`channels`.
+        start_time : float
+            Device time of ``samples[0]`` (seconds).
+        samples : array_like, shape (n,)
+            Samples at the channel's rate; NaN for samples the device marked bad.
+
+        Returns
+        -------
+        list of Window
+            Windows completed by this block, oldest first (often empty).
+        """
+        values = np.asarray(samples, dtype=np.float64).ravel()
+        buffer = self._buffer(channel)
+        buffer.received += len(values)
+        return self._ingest(buffer, float(start_time), values)
+
+    def mark_lost(self, channel: str, n_samples: int, start_time: float | None = None) -> list[Window]:
+        """Record samples lost on the link (a gap notice) and return the windows this completes.
+
+        Parameters
+        ----------
+        channel : str
+            One of :attr:`channels`.
+        n_samples : int
+            Samples lost, at the channel's rate.
+        start_time : float, optional
+            Device time of the first lost sample; default: right after the
+            channel's last sample.
+        """
+        if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 0):
+            raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
+        buffer = self._buffer(channel)
+        if start_time is None:
+            if buffer.origin is None:  # nothing to place the loss against yet
+                buffer.lost += int(n_samples)
+                return []
+            start_time = buffer.end_time
+        return self._ingest(buffer, float(start_time), np.full(int(n_samples), np.nan))
+
+    def reset(self) -> None:
+        """Drop every buffered sample and restart the window grid."""
+        for buffer in self._buffers.values():
+            buffer.reset()
+        self._start, self._next = None, 0
+
+    def _buffer(self, channel: str) -> ChannelBuffer:
+        try:
+            return self._buffers[channel]
+        except KeyError:
+            raise ValueError(f"unknown channel {channel!r}; this windower cuts {list(self.channels)}") from None
+
+    def _ingest(self, buffer: ChannelBuffer, start_time: float, values: np.ndarray) -> list[Window]:
+        if buffer.origin is None:
+            buffer.origin = start_time
+        offset = (start_time - buffer.origin) * buffer.sampling_rate - buffer.end  # in samples
+        if abs(offset) > self.resync_seconds * buffer.sampling_rate:
+            self.resyncs += 1
+            self.reset()
+            buffer.origin, offset = start_time, 0.0
+        shift = 0 if abs(offset) <= self.timestamp_tolerance_seconds * buffer.sampling_rate else round(offset)
+        if shift < 0:  # overlaps samples already written: keep only the new part
+            buffer.dropped += _count_present(values[:-shift])
+            values = values[-shift:]
+        elif shift > 0:
+            values = np.concatenate([np.full(shift, np.nan), values])
+        return self._append(buffer, values)
+
+    def _append(self, buffer: ChannelBuffer, values: np.ndarray) -> list[Window]:
+        """Write in pieces, cutting windows between them, so no piece evicts samples a window needs.
+
+        A window cut without this channel (it lagged) marks the channel missing
+        up to the window's end; the part of ``values`` it overtook is dropped.
+        """
+        emitted: list[Window] = []
+        chunk = self._chunks[buffer.name]
+        first_index, done = buffer.end, 0
+        while done < len(values):
+            overtaken = buffer.end - (first_index + done)
+            if overtaken > 0:
+                buffer.dropped += _count_present(values[done:done + overtaken])
+                done += overtaken
+                continue
+            piece = values[done:done + chunk]
+            buffer.lost += int(np.isnan(piece).sum())
+            buffer.append(piece)
+            done += len(piece)
+            emitted += self._cut_ready()
+        return emitted
+
+    def _cut_ready(self) -> list[Window]:
+        started = [b for b in self._buffers.values() if b.origin is not None]
+        if not started:
+            return []
+        leader = max(b.end_time for b in started)
+        if self._start is None:
+            waited = leader - min(b.origin for b in started)
+            if len(started) < len(self._buffers) and waited < self.window_seconds + self.max_wait_seconds:
+                return []
+            self._start = max(b.origin for b in started)
+        windows = []
+        while True:
+            start = self._start + self._next * self.hop_seconds
+            end = start + self.window_seconds
+            needs = {name: self._needed_end(b, start) for name, b in self._buffers.items()}
+            lagging = [b for name, b in self._buffers.items() if b.origin is None or b.end < needs[name]]
+            if lagging and leader < end + self.max_wait_seconds:
+                break
+            for buffer in lagging:
+                if buffer.origin is not None:
+                    missing = needs[buffer.name] - buffer.end
+                    buffer.lost += missing
+                    buffer.append(np.full(missing, np.nan))
+            data = np.stack([self._extract(b, start) for b in self._buffers.values()])
+            windows.append(
+                Window(self._emitted, start, end, self.channels, data, self.sampling_rate, forced=bool(lagging))
+            )
+            self._emitted += 1
+            self._next += 1
+        return windows
+
+    def _positions(self, buffer: ChannelBuffer, start: float) -> np.ndarray:
+        """Fractional sample indices of the channel at the window's grid times."""
+        step = buffer.sampling_rate / self.sampling_rate
+        return (start - buffer.origin) * buffer.sampling_rate + np.arange(self.n_samples) * step
+
+    def _needed_end(self, buffer: ChannelBuffer, start: float) -> int:
+        """Index one past the last sample the window needs from the channel."""
+        if buffer.origin is None:
+            return 0
+        last = (start - buffer.origin) * buffer.sampling_rate
+        last += (self.n_samples - 1) * buffer.sampling_rate / self.sampling_rate
+        margin = self._resampling.get(buffer.name, (1, 1, 0))[2]
+        return math.ceil(last - _EPS) + 1 + margin
+
+    def _extract(self, buffer: ChannelBuffer, start: float) -> np.ndarray:
+        if buffer.origin is None:
+            return np.full(self.n_samples, np.nan)
+        positions = self._positions(buffer, start)
+        if buffer.name not in self._resampling:
+            low = math.floor(positions[0] + _EPS)
+            native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1)
+            return _interpolate(native, positions - low)
+        up, down, margin = self._resampling[buffer.name]
+        low = math.floor(positions[0] + _EPS) - margin
+        native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1 + margin)
+        filtered = resample_poly(signal_fill(native), up, down)  # filtered[k] sits at native low + k*down/up
+        out = _interpolate(filtered, (positions - low) * up / down)
+        nearest = np.clip(np.rint(positions - low).astype(np.int64), 0, len(native) - 1)
+        out[np.isnan(native[nearest])] = np.nan
+        return out
+
+
+def _interpolate(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``values`` at fractional ``positions``; NaN where a neighbour used is NaN."""
+    index = np.clip(np.floor(positions + _EPS).astype(np.int64), 0, len(values) - 1)
+    fraction = positions - index
+    on_sample = fraction <= _EPS
+    following = values[np.minimum(index + 1, len(values) - 1)]
+    mixed = values[index] + (following - values[index]) * fraction
+    return np.where(on_sample, values[index], mixed)
+
+
+def _count_present(values: np.ndarray) -> int:
+    return int(np.count_nonzero(~np.isnan(values)))
+
+
+def _require_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")

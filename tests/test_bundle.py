@@ -1,0 +1,300 @@
+import copy
+import json
+import shutil
+
+import pytest
+
+from edge import bundle as bundle_module
+from edge.bundle import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PLACEHOLDER_NOTICE,
+    default_bundle_path,
+    file_sha256,
+    load_bundle,
+    save_bundle,
+)
+from edge.errors import EdgeError
+
+MODEL_BYTES = b"not parsed by the loader, only checksummed"
+
+
+def _manifest(**changes):
+    manifest = {
+        "name": "test-bundle",
+        "placeholder": False,
+        "backend": "onnxruntime",
+        "pipeline": "end_to_end",
+        "graphs": {
+            "model": {
+                "file": "model.onnx",
+                "inputs": [{"name": "images", "shape": [2, 3, 32, 32], "dtype": "float32"}],
+                "outputs": [{"name": "probabilities", "shape": [3]}],
+                "produces": "probabilities",
+            }
+        },
+        "representation_spec": {"image_size": 32, "scalogram": {"wavelet": "morl"}},
+        "fusion": [{"modality": "EDA", "representation": "scalogram"}, {"modality": "BVP", "representation": "recurrence"}],
+        "labels": ["No Pain", "Low Pain", "High Pain"],
+        "sampling_rate": 100,
+        "window_seconds": 10,
+        "channels": ["EDA", {"name": "BVP", "unit": "a.u.", "adc_range": [-2.0, 2.0]}],
+        "quantization": {"scheme": "int8-qdq", "calibration_windows": 128},
+        "parity": {"max_abs_diff": 0.003},
+    }
+    manifest.update(changes)
+    return manifest
+
+
+def _two_graph_manifest(head_shape=(1, 2, 192)):
+    return _manifest(
+        pipeline="backbone_head",
+        graphs={
+            "backbone": {
+                "file": "backbone.onnx",
+                "inputs": [{"name": "images", "shape": ["n", 3, 32, 32], "dtype": "float32"}],
+                "outputs": [{"name": "embeddings", "shape": ["n", 192]}],
+                "produces": "embeddings",
+            },
+            "head": {
+                "file": "head.onnx",
+                "inputs": [{"name": "embeddings", "shape": list(head_shape), "dtype": "float32"}],
+                "outputs": [{"name": "logits"}],
+                "produces": "logits",
+            },
+        },
+    )
+
+
+def _save(tmp_path, manifest=None, files=None, name="bundle"):
+    return save_bundle(tmp_path / name, manifest or _manifest(), files or {"model.onnx": MODEL_BYTES})
+
+
+def _rewrite_manifest(path, edit):
+    manifest_path = path / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    edit(data)
+    manifest_path.write_text(json.dumps(data))
+
+
+def test_saved_bundle_loads_with_every_field(tmp_path):
+    bundle = _save(tmp_path)
+    assert bundle.manifest["format"] == FORMAT_NAME and bundle.manifest["format_version"] == FORMAT_VERSION
+    assert bundle.files == {"model.onnx": file_sha256(bundle.path / "model.onnx")}
+    assert bundle.backend == "onnxruntime" and bundle.pipeline == "end_to_end"
+    assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
+    assert bundle.sampling_rate == 100.0 and bundle.window_seconds == 10.0 and bundle.window_samples == 1000
+    assert bundle.n_images == 2 and bundle.image_size == 32
+    assert [(e.modality, e.representation) for e in bundle.fusion] == [("EDA", "scalogram"), ("BVP", "recurrence")]
+    assert bundle.channel_names == ("EDA", "BVP")
+    assert bundle.channels[0].unit == "uS"  # defaults by name
+    assert bundle.channels[1].adc_range == (-2.0, 2.0) and bundle.channels[1].unit == "a.u."
+    assert bundle.representation_spec == {"image_size": 32, "scalogram": {"wavelet": "morl"}}
+    assert bundle.quantization["scheme"] == "int8-qdq" and bundle.parity == {"max_abs_diff": 0.003}
+    graph = bundle.graphs["model"]
+    assert (graph.input_name, graph.input_shape, graph.output_name) == ("images", (2, 3, 32, 32), "probabilities")
+    assert not bundle.placeholder and len(bundle.bundle_id) == 12
+    assert load_bundle(bundle.path).bundle_id == bundle.bundle_id
+    assert "test-bundle" in bundle.describe() and "EDA/scalogram" in bundle.describe()
+
+
+def test_two_graph_bundle(tmp_path):
+    files = {"backbone.onnx": b"backbone", "head.onnx": b"head"}
+    bundle = save_bundle(tmp_path / "b", _two_graph_manifest(), files)
+    assert set(bundle.graphs) == {"backbone", "head"}
+    assert bundle.graphs["backbone"].batch_is_dynamic and not bundle.graphs["head"].batch_is_dynamic
+    assert bundle.graphs["head"].produces == "logits"
+    flat = save_bundle(tmp_path / "flat", _two_graph_manifest(head_shape=("batch", 384)), files)
+    assert flat.graphs["head"].input_shape == ("batch", 384)
+
+
+def test_default_bundle_is_a_labelled_placeholder():
+    bundle = load_bundle(default_bundle_path())
+    assert bundle.placeholder is True
+    assert "PLACEHOLDER" in bundle.describe() and "meaningless" in bundle.manifest["description"]
+    assert "PLACEHOLDER MODEL" in PLACEHOLDER_NOTICE
+    assert bundle.channel_names == ("EDA", "BVP", "RESP", "SpO2")
+    assert bundle.n_images == 5 and bundle.image_size == 224
+    assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
+
+
+def test_tampered_file_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "model.onnx").write_bytes(MODEL_BYTES + b"!")
+    with pytest.raises(EdgeError, match=r"checksum mismatch for model.onnx .*re-export the bundle"):
+        load_bundle(bundle.path)
+
+
+def test_missing_file_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "model.onnx").unlink()
+    with pytest.raises(EdgeError, match="file model.onnx listed in the manifest is missing"):
+        load_bundle(bundle.path)
+
+
+def test_missing_folder_and_manifest(tmp_path):
+    with pytest.raises(EdgeError, match="bundle folder .* not found"):
+        load_bundle(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgeError, match="manifest.json is missing"):
+        load_bundle(tmp_path / "empty")
+
+
+def test_bad_json_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "manifest.json").write_text('{"format": "tiny-biomoe-bundle",')
+    with pytest.raises(EdgeError, match="not valid JSON .*re-export"):
+        load_bundle(bundle.path)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(EdgeError, match="newer than this runtime reads .*upgrade biomoe"):
+        load_bundle(bundle.path)
+
+
+def test_other_format_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, lambda m: m.update(format="keras-model"))
+    with pytest.raises(EdgeError, match="'format' is 'keras-model'"):
+        load_bundle(bundle.path)
+
+
+@pytest.mark.parametrize("key", bundle_module._REQUIRED_KEYS)
+def test_each_missing_field_is_named(tmp_path, key):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, lambda m: m.pop(key))
+    with pytest.raises(EdgeError, match=f"no '{key}' field"):
+        load_bundle(bundle.path)
+
+
+def _set(path, value):
+    def edit(manifest):
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (_set(["backend"], "tensorrt"), "'backend' must be one of"),
+        (_set(["pipeline"], "ensemble"), "'pipeline' must be one of"),
+        (_set(["placeholder"], "no"), "'placeholder' must be true or false"),
+        (_set(["labels"], ["No Pain", "No Pain", "High Pain"]), "distinct"),
+        (_set(["labels"], ["Pain"]), "at least 2 classes"),
+        (_set(["sampling_rate"], -100), "'sampling_rate' must be a number > 0"),
+        (_set(["window_seconds"], 10.005), "whole number of samples"),
+        (_set(["fusion"], []), "at least one image"),
+        (_set(["fusion", 1, "modality"], "ECG"), "modality ECG which 'channels' does not list"),
+        (_set(["channels", 1, "color"], "red"), "unknown key"),
+        (_set(["channels", 1, "adc_range"], [5, 1]), "adc_range"),
+        (_set(["graphs", "model", "file"], "other.onnx"), "not listed in 'files'"),
+        (_set(["graphs", "model", "produces"], "embeddings"), "'graphs.model.produces' must be one of"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 32]), r"shape \[k, 3, S, S\]"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [4, 3, 32, 32]), "batch is 4 but 'fusion' lists 2"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 0, 32]), "positive integers"),
+        (_set(["graphs", "model", "inputs", 0, "dtype"], "float64"), "dtype"),
+        (_set(["graphs", "model", "outputs", 0, "shape"], [4]), "outputs 4 classes but 'labels' has 3"),
+        (_set(["graphs", "model", "outputs"], []), "exactly one input and one output"),
+        (_set(["files", "model.onnx"], "ABC"), "lowercase hex SHA-256"),
+        (_set(["files", "../escape.onnx"], "0" * 64), "bad file name"),
+        (_set(["quantization"], "int8"), "'quantization' must be an object or null"),
+    ],
+)
+def test_invalid_fields_are_named(tmp_path, edit, match):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, edit)
+    with pytest.raises(EdgeError, match=match) as error:
+        load_bundle(bundle.path)
+    assert "re-export the bundle" in str(error.value)
+
+
+@pytest.mark.parametrize("head_shape", [(1, 3, 192), (1, 2, 192, 1), (2, 2, 192), (1, 385)])
+def test_head_shape_must_fit_the_fusion(tmp_path, head_shape):
+    with pytest.raises(EdgeError, match="graph 'head' input must have shape"):
+        save_bundle(tmp_path / "b", _two_graph_manifest(head_shape), {"backbone.onnx": b"b", "head.onnx": b"h"})
+
+
+def test_pipeline_graphs_must_match(tmp_path):
+    manifest = _manifest(pipeline="backbone_head")
+    with pytest.raises(EdgeError, match=r"needs graphs \['backbone', 'head'\]"):
+        _save(tmp_path, manifest)
+
+
+def test_save_replaces_an_existing_bundle_atomically(tmp_path):
+    first = _save(tmp_path)
+    second = _save(tmp_path, _manifest(name="v2"), {"model.onnx": b"new model"})
+    assert second.path == first.path and second.name == "v2"
+    assert (second.path / "model.onnx").read_bytes() == b"new model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no staging or retired folders left
+
+
+def test_save_copies_files_from_paths_and_into_an_empty_folder(tmp_path):
+    source = tmp_path / "exported.onnx"
+    source.write_bytes(MODEL_BYTES)
+    (tmp_path / "target").mkdir()
+    bundle = save_bundle(tmp_path / "target", _manifest(), {"model.onnx": source})
+    assert (bundle.path / "model.onnx").read_bytes() == MODEL_BYTES
+    assert oct((bundle.path).stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_save_refuses_to_overwrite_other_folders(tmp_path):
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(EdgeError, match="exists and is not a bundle"):
+        save_bundle(precious, _manifest(), {"model.onnx": MODEL_BYTES})
+    assert (precious / "cat.jpg").read_bytes() == b"meow"
+
+
+def test_invalid_manifest_is_never_published(tmp_path):
+    with pytest.raises(EdgeError, match=f"bundle {tmp_path / 'bundle'}: 'backend' must be one of"):
+        _save(tmp_path, _manifest(backend="tensorrt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_save_leaves_the_old_bundle_intact(tmp_path, monkeypatch):
+    old = _save(tmp_path)
+    calls = []
+
+    def failing_copy(source, target):
+        calls.append(source)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    source = tmp_path.parent / "new.onnx"
+    source.write_bytes(b"new")
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(old.path, _manifest(), {"model.onnx": source})
+    assert calls and load_bundle(old.path).bundle_id == old.bundle_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_bad_file_names_are_refused_when_saving(tmp_path):
+    with pytest.raises(EdgeError, match="bad file name"):
+        save_bundle(tmp_path / "b", _manifest(), {"model.onnx": MODEL_BYTES, "/etc/passwd": b"x"})
+
+
+def test_require_channels_names_what_the_device_lacks(tmp_path):
+    bundle = _save(tmp_path)
+    bundle.require_channels(["EDA", "BVP", "RESP"])
+    with pytest.raises(EdgeError, match=r"needs channel\(s\) BVP, which the device does not send \(it sends EDA, RESP\)"):
+        bundle.require_channels(["EDA", "RESP"])
+
+
+def test_require_representations(tmp_path):
+    bundle = _save(tmp_path)
+    bundle.require_representations(["scalogram", "recurrence", "waveform"])
+    with pytest.raises(EdgeError, match="representation.*recurrence.*upgrade biomoe"):
+        bundle.require_representations(["scalogram"])
+
+
+def test_manifest_given_to_save_is_not_modified(tmp_path):
+    manifest = _manifest()
+    before = copy.deepcopy(manifest)
+    _save(tmp_path, manifest)
+    assert manifest == before

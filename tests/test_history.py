@@ -1,0 +1,110 @@
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from edge import history
+from edge.cli import main
+from edge.errors import EdgeError
+from edge.storage import ResultStore, WindowResult
+
+LABELS = ["No Pain", "Low Pain", "High Pain"]
+
+
+def _fill(path, n=6, placeholder=False):
+    with ResultStore(path) as store:
+        store.start_session("b1", placeholder, LABELS, ["EDA", "BVP"])
+        for i in range(n):
+            if i == 3:
+                store.append(WindowResult(i, 10.0 * i, 10.0 * i + 10, 1.7e9 + 10 * i, skipped=True,
+                                          skip_reason="behind", bundle_id="b1", placeholder=placeholder))
+                continue
+            level = i % 3
+            probabilities = {label: (0.8 if j == level else 0.1) for j, label in enumerate(LABELS)}
+            quality = {"EDA": {"ok": i != 4, "flags": [] if i != 4 else ["lead_off"]},
+                       "BVP": {"ok": True, "flags": []}}
+            store.append(WindowResult(
+                i, 10.0 * i, 10.0 * i + 10, 1.7e9 + 10 * i, probabilities, LABELS[level], probabilities,
+                LABELS[level], quality, {"total": 100.0 + i}, bundle_id="b1", placeholder=placeholder,
+            ))
+    return path
+
+
+def test_prints_a_table(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite")
+    assert main(["history", str(database)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["session", "window"]
+    assert "p(High Pain)" in out[0]
+    assert len(out) == 1 + 6
+    assert "skipped" in out[4] and "EDA:lead_off" in out[5]
+    assert "Low Pain" in out[2] and "0.800" in out[2]
+
+
+def test_last_limits_the_rows(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite")
+    assert main(["history", str(database), "--last", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and out[1].split()[1] == "4"
+
+
+def test_placeholder_results_are_marked(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite", placeholder=True)
+    main(["history", str(database)])
+    assert "PLACEHOLDER" in capsys.readouterr().out
+
+
+def test_csv_export(tmp_path):
+    database = _fill(tmp_path / "r.sqlite")
+    out = tmp_path / "out.csv"
+    assert main(["history", str(database), "--csv", str(out)]) == 0
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    assert rows[0]["p_No Pain"] == "0.8" and rows[0]["smoothed_label"] == "No Pain"
+    assert rows[3]["skipped"] == "1" and rows[3]["quality"] == "skipped" and rows[3]["p_No Pain"] == ""
+    assert rows[4]["quality_ok"] == "0" and rows[4]["quality"] == "EDA:lead_off"
+    assert rows[5]["latency_ms"] == "105.0"
+
+
+def test_csv_to_standard_output(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite", n=2)
+    main(["history", str(database), "--csv", "-"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("session,window,start_time") and len(lines) == 3
+
+
+def test_timeline_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    database = _fill(tmp_path / "r.sqlite", placeholder=True)
+    out = tmp_path / "timeline.png"
+    assert main(["history", str(database), "--plot", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    database = _fill(tmp_path / "r.sqlite")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    with ResultStore(database, readonly=True) as store:
+        results = store.windows()
+    with pytest.raises(EdgeError, match="pip install matplotlib"):
+        history.plot_timeline(results, tmp_path / "t.png")
+
+
+def test_empty_database(tmp_path, capsys):
+    database = tmp_path / "r.sqlite"
+    ResultStore(database).close()
+    assert main(["history", str(database)]) == 0
+    assert "no windows stored" in capsys.readouterr().out
+    assert main(["history", str(database), "--plot", str(tmp_path / "t.png")]) == 1
+    assert "no stored windows" in capsys.readouterr().err
+
+
+def test_missing_database_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(tmp_path / "nope.sqlite")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("biomoe history: error: no results database")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

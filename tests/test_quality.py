@@ -1,0 +1,161 @@
+import doctest
+
+import numpy as np
+import pytest
+
+import edge.quality
+from edge.quality import (
+    DEFAULT_CHANNEL_SPECS,
+    QUALITY_FLAGS,
+    ChannelSpec,
+    DeviceFlags,
+    channel_spec,
+    signal_fill,
+    signal_quality,
+    window_quality,
+)
+
+RATE = 100.0
+
+
+def _clean(channel, seconds=10.0, seed=0):
+    """Plausible signal of each channel type (a local seeded generator)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    noise = rng.normal(0, 1, t.size)
+    if channel == "EDA":
+        return 5.0 + 0.3 * np.sin(2 * np.pi * 0.05 * t) + 0.01 * noise
+    if channel == "BVP":
+        return np.sin(2 * np.pi * 1.2 * t) + 0.05 * noise
+    if channel == "RESP":
+        return np.sin(2 * np.pi * 0.25 * t) + 0.02 * noise
+    return np.round(97.0 + 0.5 * np.sin(2 * np.pi * 0.02 * t))  # SpO2 in whole %
+
+
+@pytest.mark.parametrize("channel", ["EDA", "BVP", "RESP", "SpO2"])
+def test_clean_signals_pass(channel):
+    verdict = signal_quality(_clean(channel), RATE, channel_spec(channel))
+    assert verdict["ok"] and verdict["flags"] == []
+    assert verdict["missing"] == 0.0
+
+
+def test_missing_samples_are_counted_and_flagged_above_the_threshold():
+    signal = _clean("BVP")
+    signal[:50] = np.nan  # 5 %: counted, below the 10 % threshold
+    verdict = signal_quality(signal, RATE, channel_spec("BVP"))
+    assert verdict["missing"] == pytest.approx(0.05) and verdict["ok"]
+    signal[:300] = np.nan
+    verdict = signal_quality(signal, RATE, channel_spec("BVP"))
+    assert verdict["flags"] == ["missing"] and verdict["missing"] == pytest.approx(0.3)
+
+
+def test_all_missing_is_only_missing():
+    verdict = signal_quality(np.full(1000, np.nan), RATE, channel_spec("EDA"))
+    assert verdict["flags"] == ["missing"] and verdict["missing"] == 1.0
+
+
+def test_flat_line_by_std_and_by_constant_run():
+    assert signal_quality(np.full(1000, 4.2), RATE, channel_spec("EDA"))["flags"] == ["flat_line"]
+    bvp = _clean("BVP")
+    bvp[200:350] = bvp[200]  # pulse wave stuck for 1.5 s (ADC frozen)
+    verdict = signal_quality(bvp, RATE, channel_spec("BVP"))
+    assert verdict["flags"] == ["flat_line"]
+    assert verdict["longest_constant_seconds"] == pytest.approx(1.5)
+
+
+def test_constant_spo2_is_not_a_flat_line():
+    verdict = signal_quality(np.full(1000, 98.0), RATE, channel_spec("SpO2"))
+    assert verdict["ok"]
+
+
+def test_a_gap_breaks_a_constant_run():
+    signal = _clean("BVP")
+    signal[100:160] = 0.5
+    signal[160:170] = np.nan
+    signal[170:230] = 0.5
+    assert "flat_line" not in signal_quality(signal, RATE, channel_spec("BVP"))["flags"]
+
+
+def test_saturation_at_the_adc_limits():
+    spec = channel_spec("EDA", adc_range=(0.0, 25.0))
+    eda = _clean("EDA") + 18.0
+    eda[400:600] = 25.0  # clipped at the top of the range for 2 s
+    verdict = signal_quality(eda, RATE, spec)
+    assert verdict["flags"] == ["saturation"] and verdict["saturated"] == pytest.approx(0.2)
+    assert signal_quality(_clean("EDA"), RATE, spec)["ok"]
+
+
+def test_out_of_physiological_range():
+    spo2 = _clean("SpO2")
+    spo2[:200] = 0.0  # no finger in the clip
+    verdict = signal_quality(spo2, RATE, channel_spec("SpO2"))
+    assert verdict["flags"] == ["out_of_range"] and verdict["out_of_range"] == pytest.approx(0.2)
+    assert signal_quality(-_clean("EDA"), RATE, channel_spec("EDA"))["flags"] == ["out_of_range"]
+
+
+def test_device_flags_are_reported():
+    verdict = signal_quality(_clean("EDA"), RATE, channel_spec("EDA"), device_flags={"lead_off"})
+    assert verdict["flags"] == ["lead_off"] and not verdict["ok"]
+    verdict = signal_quality(_clean("BVP"), RATE, channel_spec("BVP"), device_flags=["saturation", "lead_off"])
+    assert verdict["flags"] == ["saturation", "lead_off"]
+    with pytest.raises(ValueError, match="unknown device flags"):
+        signal_quality(_clean("BVP"), RATE, channel_spec("BVP"), device_flags={"battery_low"})
+
+
+def test_several_faults_are_listed_in_a_fixed_order():
+    eda = np.full(1000, 0.0)
+    eda[:200] = np.nan
+    verdict = signal_quality(eda, RATE, channel_spec("EDA"), device_flags={"lead_off"})
+    assert verdict["flags"] == ["missing", "flat_line", "out_of_range", "lead_off"]
+    assert list(verdict["flags"]) == [f for f in QUALITY_FLAGS if f in verdict["flags"]]
+
+
+def test_window_quality_reports_every_channel():
+    names = ["EDA", "BVP", "RESP", "SpO2"]
+    window = np.stack([_clean(name) for name in names])
+    window[2, :] = 0.0  # respiration belt unplugged
+    report = window_quality(window, RATE, [channel_spec(n) for n in names], {"EDA": {"lead_off"}})
+    assert list(report) == names
+    assert report["EDA"]["flags"] == ["lead_off"]
+    assert report["RESP"]["flags"] == ["flat_line"]
+    assert report["BVP"]["ok"] and report["SpO2"]["ok"]
+    with pytest.raises(ValueError, match="n_channels=4"):
+        window_quality(window[:3], RATE, [channel_spec(n) for n in names])
+
+
+def test_signal_fill_interpolates_and_holds_edges():
+    filled = signal_fill([np.nan, 1.0, np.nan, np.nan, 4.0, np.nan])
+    np.testing.assert_allclose(filled, [1.0, 1.0, 2.0, 3.0, 4.0, 4.0])
+    np.testing.assert_array_equal(signal_fill(np.full((2, 3), np.nan)), np.zeros((2, 3)))
+    rows = signal_fill([[1.0, np.nan, 3.0], [np.nan, 5.0, 5.0]])
+    np.testing.assert_allclose(rows, [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+
+
+def test_device_flags_timeline():
+    flags = DeviceFlags()
+    flags.update("EDA", 12.0, {"lead_off"})
+    flags.update("EDA", 14.0, set())
+    flags.update("BVP", 30.0, {"saturation"})
+    assert flags.during("EDA", 10.0, 20.0) == {"lead_off"}
+    assert flags.during("EDA", 14.0, 24.0) == set()  # ended exactly when the window starts
+    assert flags.during("EDA", 0.0, 12.0) == set()
+    assert flags.during("BVP", 40.0, 50.0) == {"saturation"}  # still active
+    flags.prune(before=20.0)
+    assert flags.during("EDA", 10.0, 20.0) == set()
+    assert flags.during("BVP", 40.0, 50.0) == {"saturation"}
+    with pytest.raises(ValueError, match="unknown device flags"):
+        flags.update("EDA", 1.0, {"overheat"})
+
+
+def test_channel_specs_validate_and_default():
+    assert channel_spec("ECG") == ChannelSpec("ECG")
+    assert channel_spec("EDA", unit="raw").valid_range == DEFAULT_CHANNEL_SPECS["EDA"].valid_range
+    with pytest.raises(ValueError, match="valid_range"):
+        ChannelSpec("EDA", valid_range=(5.0, 1.0))
+    with pytest.raises(ValueError, match="max_constant_seconds"):
+        ChannelSpec("EDA", max_constant_seconds=0)
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.quality)
+    assert results.attempted > 0 and results.failed == 0

@@ -1,0 +1,137 @@
+import doctest
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import edge.service
+from edge.cli import main
+from edge.errors import EdgeError
+from edge.service import GracefulShutdown, render_unit, service_command
+
+
+def _config(tmp_path, text='port = "/dev/ttyACM0"\n'):
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    return path
+
+
+def _settings(unit):
+    """Key=value lines of a unit, by key (repeated keys keep the last)."""
+    return dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_unit_runs_the_monitor_unprivileged_and_restarts_on_failure(tmp_path):
+    unit = render_unit(tmp_path / "monitor.toml", user="pain", command=["/opt/venv/bin/biomoe"])
+    settings = _settings(unit)
+    assert settings["ExecStart"] == f"/opt/venv/bin/biomoe monitor --config {tmp_path / 'monitor.toml'}"
+    assert settings["User"] == "pain"
+    assert settings["Restart"] == "on-failure"
+    assert settings["KillSignal"] == "SIGTERM"
+    assert settings["SupplementaryGroups"] == "dialout"  # serial ports
+    assert settings["StateDirectory"] == "biomoe"
+    assert settings["WantedBy"] == "multi-user.target"
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateNetwork=yes", "PrivateTmp=yes"):
+        assert hardening in unit.splitlines()
+    assert "[Unit]" in unit and "[Service]" in unit and "[Install]" in unit
+    assert "ReadWritePaths" not in settings
+
+
+def test_database_outside_the_state_folder_is_made_writable(tmp_path):
+    unit = render_unit(tmp_path / "m.toml", command=["/usr/bin/biomoe"], database="/data/pain/results.sqlite")
+    assert _settings(unit)["ReadWritePaths"] == "/data/pain"
+    unit = render_unit(tmp_path / "m.toml", command=["/usr/bin/biomoe"], database="/var/lib/biomoe/r.sqlite")
+    assert "ReadWritePaths" not in unit
+
+
+def test_paths_with_spaces_are_quoted(tmp_path):
+    unit = render_unit(tmp_path / "my config.toml", command=["/opt/my venv/bin/python", "-m", "edge.cli"])
+    assert _settings(unit)["ExecStart"] == (
+        f'"/opt/my venv/bin/python" -m edge.cli monitor --config "{tmp_path / "my config.toml"}"'
+    )
+
+
+def test_service_command_points_at_this_installation():
+    command = service_command()
+    assert os.path.isabs(command[0])
+    assert command[-1] == "edge.cli" or command[0].endswith("biomoe")
+
+
+@pytest.mark.parametrize("user, match", [("root", "unprivileged"), ("Bad User", "not a valid account")])
+def test_bad_users_are_refused(tmp_path, user, match):
+    with pytest.raises(EdgeError, match=match):
+        render_unit(tmp_path / "m.toml", user=user, command=["/usr/bin/biomoe"])
+
+
+def test_relative_config_path_is_refused():
+    with pytest.raises(EdgeError, match="absolute config path"):
+        render_unit("monitor.toml", command=["/usr/bin/biomoe"])
+
+
+def test_install_service_prints_the_unit(tmp_path, capsys):
+    config = _config(tmp_path)
+    assert main(["install-service", "--config", str(config), "--print"]) == 0
+    out = capsys.readouterr().out
+    assert f"monitor --config {config}" in out and "User=biomoe" in out
+
+
+def test_install_service_writes_the_unit_and_says_what_next(tmp_path, capsys):
+    config = _config(tmp_path, 'port = "/dev/ttyACM0"\ndatabase = "/srv/biomoe/results.sqlite"\n')
+    output = tmp_path / "units" / "biomoe-monitor.service"
+    assert main(["install-service", "--config", str(config), "--output", str(output), "--user", "nurse"]) == 0
+    unit = output.read_text()
+    assert "User=nurse" in unit and "ReadWritePaths=/srv/biomoe" in unit
+    out = capsys.readouterr().out
+    assert "systemctl enable --now biomoe-monitor.service" in out and "useradd" in out
+
+
+def test_install_service_checks_the_settings_first(tmp_path, capsys):
+    assert main(["install-service", "--config", str(tmp_path / "missing.toml"), "--print"]) == 1
+    assert "config file" in capsys.readouterr().err
+    bad = _config(tmp_path, 'port = "/dev/ttyACM0"\nhop_seconds = -2\n')
+    assert main(["install-service", "--config", str(bad), "--print"]) == 1
+    assert "hop_seconds = -2 is not valid" in capsys.readouterr().err
+    no_port = _config(tmp_path, "threads = 2\n")
+    assert main(["install-service", "--config", str(no_port), "--print"]) == 1
+    assert "no sensor port" in capsys.readouterr().err
+
+
+def test_graceful_shutdown_turns_signals_into_a_flag():
+    previous = signal.getsignal(signal.SIGTERM)
+    with GracefulShutdown() as shutdown:
+        assert not shutdown.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert shutdown.wait(1.0) and shutdown.signal_name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):  # a second signal means: out now
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_sigterm_lets_the_current_window_finish():
+    child = textwrap.dedent("""
+        import time
+        from edge.service import GracefulShutdown
+        with GracefulShutdown() as shutdown:
+            print("ready", flush=True)
+            windows = 0
+            while not shutdown.requested:
+                time.sleep(0.05)  # one window of work
+                windows += 1
+            print(f"committed after {windows} windows on {shutdown.signal_name}", flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert out.startswith("committed after") and out.strip().endswith("on SIGTERM")
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.service)
+    assert results.attempted > 0 and results.failed == 0

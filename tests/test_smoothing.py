@@ -1,0 +1,99 @@
+import doctest
+
+import numpy as np
+import pytest
+
+import edge.smoothing
+from edge.smoothing import SMOOTHING_METHODS, ExponentialSmoother, MajoritySmoother, Smoother, create_smoother
+
+
+def _random_probabilities(rng, n, classes=3):
+    raw = rng.random((n, classes))
+    return raw / raw.sum(axis=1, keepdims=True)
+
+
+def test_ema_matches_the_recursive_formula():
+    rng = np.random.default_rng(1)
+    sequence = _random_probabilities(rng, 20)
+    alpha = 0.3
+    smoother = ExponentialSmoother(alpha)
+    expected = sequence[0]
+    for i, probabilities in enumerate(sequence):
+        if i:
+            expected = alpha * probabilities + (1 - alpha) * expected
+        smoothed, label = smoother.update(probabilities)
+        np.testing.assert_allclose(smoothed, expected)
+        assert label == int(np.argmax(expected))
+        assert smoothed.sum() == pytest.approx(1.0)
+
+
+def test_ema_ignores_a_single_outlier_but_follows_a_lasting_change():
+    smoother = ExponentialSmoother(0.4)
+    no_pain, high_pain = [0.9, 0.05, 0.05], [0.05, 0.05, 0.9]
+    labels = [smoother.update(p)[1] for p in [no_pain] * 5 + [high_pain] + [no_pain] * 2 + [high_pain] * 3]
+    assert labels == [0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2]
+
+
+def test_ema_with_alpha_one_is_no_smoothing():
+    rng = np.random.default_rng(2)
+    smoother, plain = ExponentialSmoother(1.0), Smoother()
+    for probabilities in _random_probabilities(rng, 10):
+        np.testing.assert_allclose(smoother.update(probabilities)[0], plain.update(probabilities)[0])
+
+
+def test_majority_votes_over_the_last_windows():
+    smoother = MajoritySmoother(windows=3)
+    sequence = [[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.1, 0.2, 0.7], [0.2, 0.1, 0.7]]
+    results = [smoother.update(p) for p in sequence]
+    # votes: [0] -> 0; [0, 1] tie -> higher mean is 1; [0, 1, 1] -> 1; [1, 1, 2] -> 1; [1, 2, 2] -> 2
+    assert [label for _, label in results] == [0, 1, 1, 1, 2]
+    np.testing.assert_allclose(results[-1][0], np.mean(sequence[-3:], axis=0))
+
+
+def test_unreliable_windows_do_not_move_the_smoothed_label():
+    for smoother in (ExponentialSmoother(0.5), MajoritySmoother(3), Smoother()):
+        settled = smoother.update([0.8, 0.1, 0.1])
+        held = smoother.update([0.0, 0.0, 1.0], reliable=False)
+        np.testing.assert_allclose(held[0], settled[0])
+        assert held[1] == settled[1] == 0
+
+
+def test_unreliable_first_window_returns_its_own_probabilities():
+    smoother = ExponentialSmoother(0.5)
+    probabilities, label = smoother.update([0.2, 0.7, 0.1], reliable=False)
+    assert label == 1
+    assert smoother.update([0.9, 0.05, 0.05])[1] == 0  # the unreliable window left no trace
+
+
+def test_reset_forgets_history():
+    smoother = MajoritySmoother(5)
+    for _ in range(4):
+        smoother.update([0.9, 0.05, 0.05])
+    smoother.reset()
+    assert smoother.update([0.1, 0.1, 0.8])[1] == 2
+
+
+def test_create_smoother_by_name():
+    assert isinstance(create_smoother("ema", alpha=0.2), ExponentialSmoother)
+    assert create_smoother("majority", windows=7).windows == 7
+    assert type(create_smoother("none")) is Smoother
+    assert set(SMOOTHING_METHODS) == {"ema", "majority", "none"}
+    with pytest.raises(ValueError, match="allowed"):
+        create_smoother("median")
+
+
+@pytest.mark.parametrize("make", [lambda: ExponentialSmoother(0.0), lambda: ExponentialSmoother(1.5),
+                                  lambda: MajoritySmoother(0), lambda: MajoritySmoother(2.5)])
+def test_bad_parameters_are_refused(make):
+    with pytest.raises(ValueError, match="must be"):
+        make()
+
+
+def test_bad_probabilities_are_refused():
+    with pytest.raises(ValueError, match="probabilities"):
+        Smoother().update([np.nan, 0.5, 0.5])
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.smoothing)
+    assert results.attempted > 0 and results.failed == 0

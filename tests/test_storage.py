@@ -1,0 +1,166 @@
+import doctest
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import edge.storage
+from edge.errors import EdgeError
+from edge.storage import SCHEMA_VERSION, ResultStore, WindowResult
+
+LABELS = ["No Pain", "Low Pain", "High Pain"]
+
+
+def _result(index, skipped=False, ok=True):
+    if skipped:
+        return WindowResult(index, 10.0 * index, 10.0 * index + 10, 1.7e9 + index, skipped=True,
+                            skip_reason="behind", latency_ms={"total": 0.0}, bundle_id="b1")
+    probabilities = {"No Pain": 0.7, "Low Pain": 0.2, "High Pain": 0.1}
+    quality = {
+        "EDA": {"ok": ok, "flags": [] if ok else ["lead_off"], "missing": 0.0, "std": 0.3},
+        "BVP": {"ok": True, "flags": [], "missing": 0.0, "std": math.nan},
+    }
+    return WindowResult(
+        index, 10.0 * index, 10.0 * index + 10, 1.7e9 + index, probabilities, "No Pain",
+        probabilities, "No Pain", quality, {"represent": 120.5, "infer": 30.25, "total": 151.0},
+        bundle_id="b1", placeholder=True,
+    )
+
+
+def test_results_round_trip_and_survive_reopening(tmp_path):
+    path = tmp_path / "sub" / "results.sqlite"
+    with ResultStore(path) as store:
+        session = store.start_session("b1", True, LABELS, ["EDA", "BVP"], {"hop_seconds": 10.0})
+        for i in range(3):
+            store.append(_result(i))
+    with ResultStore(path) as store:
+        second = store.start_session("b1", True, LABELS, ["EDA", "BVP"])
+        store.append(_result(3, skipped=True))
+        assert second == session + 1
+        stored = store.windows()
+    assert [r.window_index for r in stored] == [0, 1, 2, 3]
+    assert [r.session_id for r in stored] == [session] * 3 + [second]
+    first = stored[0]
+    assert first.probabilities == {"No Pain": 0.7, "Low Pain": 0.2, "High Pain": 0.1}
+    assert first.latency_ms == {"represent": 120.5, "infer": 30.25, "total": 151.0}
+    assert first.quality["BVP"]["std"] is None  # NaN stored as null
+    assert first.placeholder and first.quality_ok
+    assert stored[3].skipped and stored[3].probabilities is None and stored[3].quality_ok is None
+
+
+def test_database_is_in_wal_mode_with_full_sync(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultStore(path)
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+
+
+def test_each_window_is_committed_when_append_returns(tmp_path):
+    path = tmp_path / "r.sqlite"
+    store = ResultStore(path)
+    store.start_session("b1", False, LABELS, ["EDA"])
+    reader = sqlite3.connect(path)
+    for i in range(3):
+        store.append(_result(i))
+        assert reader.execute("SELECT count(*) FROM windows").fetchone()[0] == i + 1
+    reader.close()
+    store.close()
+
+
+def test_a_killed_writer_loses_no_committed_window(tmp_path):
+    path = tmp_path / "r.sqlite"
+    child = textwrap.dedent(f"""
+        import os, signal
+        from edge.storage import ResultStore, WindowResult
+        store = ResultStore({str(path)!r})
+        store.start_session("b1", False, ["a", "b"], ["EDA"])
+        for i in range(40):
+            store.append(WindowResult(i, i * 10.0, i * 10.0 + 10, 0.0, {{"a": 0.5, "b": 0.5}}, "a"))
+        os.kill(os.getpid(), signal.SIGKILL)  # power cut: no close, no checkpoint
+    """)
+    process = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert process.returncode == -9, process.stderr
+    with ResultStore(path) as store:
+        assert store.count() == 40
+        assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_last_and_session_filters(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        first = store.start_session("b1", False, LABELS, ["EDA"])
+        for i in range(5):
+            store.append(_result(i))
+        second = store.start_session("b2", False, LABELS, ["EDA"])
+        for i in range(2):
+            store.append(_result(i, skipped=True))
+        assert [r.window_index for r in store.windows(last=3)] == [4, 0, 1]
+        assert [r.window_index for r in store.windows(session=first, last=2)] == [3, 4]
+        assert len(store.windows(session=second)) == 2
+        assert store.count() == 7 and store.count(skipped=True) == 2 and store.count(skipped=False) == 5
+        assert [s["bundle_id"] for s in store.sessions()] == ["b1", "b2"]
+
+
+def test_events_are_stored(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        store.append_event("status", {"skipped": 2, "bridge_lost": 15})
+        store.append_event("resync", {"channel": "EDA"})
+        assert [e["kind"] for e in store.events()] == ["status", "resync"]
+        assert store.events("status")[0]["detail"] == {"skipped": 2, "bridge_lost": 15}
+
+
+def test_json_line_is_standard_json(tmp_path):
+    line = _result(0, ok=False).to_json()
+    assert "\n" not in line and "NaN" not in line
+    record = json.loads(line)
+    assert record["quality_ok"] is False and record["smoothed_label"] == "No Pain"
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0)
+    assert record["placeholder"] is True
+
+
+def test_read_only_store_refuses_writes_and_missing_files(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        store.append(_result(0))
+    with ResultStore(path, readonly=True) as store:
+        assert store.count() == 1
+        with pytest.raises(EdgeError, match="read-only"):
+            store.append(_result(1))
+    with pytest.raises(EdgeError, match="no results database"):
+        ResultStore(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_foreign_and_corrupt_files_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(EdgeError, match="cannot use results database"):
+        ResultStore(garbage)
+    other = tmp_path / "other.sqlite"
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE notes(text)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(EdgeError, match="not a biomoe results database"):
+        ResultStore(other)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ResultStore(path).close()
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.commit()
+    connection.close()
+    with pytest.raises(EdgeError, match="upgrade biomoe"):
+        ResultStore(path)
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.storage)
+    assert results.attempted > 0 and results.failed == 0

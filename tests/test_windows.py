@@ -1,0 +1,211 @@
+import doctest
+
+import numpy as np
+import pytest
+
+import edge.windows
+from edge.windows import ChannelBuffer, Windower
+
+
+def _feed(windower, channel, rate, origin, duration, signal, block_seconds=0.5):
+    """Push ``signal(t)`` sampled at ``rate`` from ``origin`` for ``duration`` s, in blocks."""
+    windows = []
+    n_total = int(round(duration * rate))
+    block = max(1, int(round(block_seconds * rate)))
+    for first in range(0, n_total, block):
+        index = np.arange(first, min(first + block, n_total))
+        times = origin + index / rate
+        windows += windower.push(channel, origin + first / rate, signal(times))
+    return windows
+
+
+def _interleaved(windower, specs, duration, block_seconds=0.5):
+    """Feed several channels block by block, alternating like a serial stream."""
+    windows = []
+    for start in np.arange(0.0, duration, block_seconds):
+        for channel, rate, origin, signal in specs:
+            first = int(round(start * rate))
+            stop = int(round(min(start + block_seconds, duration) * rate))
+            if stop > first:
+                times = origin + np.arange(first, stop) / rate
+                windows += windower.push(channel, origin + first / rate, signal(times))
+    return windows
+
+
+def test_ring_buffer_keeps_the_last_capacity_samples():
+    buffer = ChannelBuffer("EDA", 10.0, capacity=8)
+    buffer.origin = 0.0
+    buffer.append(np.arange(5.0))
+    buffer.append(np.arange(5.0, 12.0))
+    assert buffer.end == 12
+    np.testing.assert_array_equal(buffer.read(4, 12), np.arange(4.0, 12.0))
+    held = buffer.read(2, 14)
+    assert np.isnan(held[:2]).all() and np.isnan(held[-2:]).all()  # evicted, not yet written
+    np.testing.assert_array_equal(held[2:-2], np.arange(4.0, 12.0))
+
+
+def test_channels_with_different_rates_and_offsets_are_aligned_by_device_time():
+    ramp = lambda t: 3.0 * t + 1.0  # linear: every resampling path must reproduce it
+    specs = [
+        ("EDA", 100.0, 0.0, ramp),
+        ("RESP", 50.0, 0.02, ramp),
+        ("SpO2", 1.0, 0.5, ramp),
+        ("BVP", 250.0, 0.013, ramp),
+    ]
+    windower = Windower({c: r for c, r, _, _ in specs}, 100.0, 10.0, hop_seconds=5.0)
+    windows = _interleaved(windower, specs, duration=41.0)
+    assert [w.index for w in windows] == list(range(len(windows)))
+    assert len(windows) >= 6
+    for window in windows:
+        assert window.start_time == pytest.approx(0.5 + 5.0 * window.index)  # grid starts at the latest origin
+        assert window.data.shape == (4, 1000)
+        grid = window.start_time + np.arange(1000) / 100.0
+        for row, channel in zip(window.data, window.channels):
+            # Downsampled BVP: the polyphase filter's branches have DC gains within 1e-4 of 1.
+            tolerance = 1e-4 if channel == "BVP" else 1e-9
+            np.testing.assert_allclose(row, ramp(grid), rtol=tolerance, err_msg=channel)
+        assert not window.forced
+
+
+def test_downsampling_filters_what_the_target_rate_cannot_carry():
+    rate_in, rate_out = 250.0, 100.0
+    slow = lambda t: np.sin(2 * np.pi * 1.0 * t)
+    fast = lambda t: np.sin(2 * np.pi * 1.0 * t) + np.sin(2 * np.pi * 70.0 * t)  # 70 Hz > 50 Hz Nyquist
+    for signal, expected_error in ((slow, 1e-3), (fast, 0.05)):
+        windower = Windower({"BVP": rate_in}, rate_out, 10.0)
+        window = _feed(windower, "BVP", rate_in, 0.0, 22.0, signal)[1]  # the first has no signal before it
+        grid = 10.0 + np.arange(1000) / rate_out
+        # Without the anti-aliasing filter the 70 Hz tone would fold to 30 Hz at full amplitude.
+        assert np.max(np.abs(window.data[0] - slow(grid))) < expected_error
+
+
+def test_gaps_by_timestamp_and_by_notice_become_nan():
+    windower = Windower({"EDA": 100.0, "BVP": 100.0}, 100.0, 10.0)
+    ones = np.ones(100)
+    windows = []
+    for second in range(12):
+        windows += windower.push("BVP", float(second), ones)
+        if second == 3:
+            continue  # one block never arrives: the next timestamp reveals the gap
+        if second == 6:
+            windows += windower.mark_lost("EDA", 50)  # bridge reports 50 lost samples
+            windows += windower.push("EDA", 6.5, ones[:50])
+            continue
+        windows += windower.push("EDA", float(second), ones)
+    (window,) = windows
+    eda = window.data[0]
+    expected_missing = np.zeros(1000, dtype=bool)
+    expected_missing[300:400] = True
+    expected_missing[600:650] = True
+    np.testing.assert_array_equal(np.isnan(eda), expected_missing)
+    assert not np.isnan(window.data[1]).any()
+    assert windower.stats()["EDA"]["lost"] == 150
+
+
+def test_timestamp_jitter_within_tolerance_is_contiguous_and_duplicates_are_dropped():
+    windower = Windower({"EDA": 100.0}, 100.0, 2.0, timestamp_tolerance_seconds=0.02)
+    windows = []
+    for block in range(4):
+        jitter = 0.008 if block % 2 else -0.006
+        windows += windower.push("EDA", block * 0.5 + jitter * (block > 0), np.arange(50.0) + 50 * block)
+    windows += windower.push("EDA", 1.5, np.arange(150.0, 200.0))  # the last block sent twice
+    windows += windower.push("EDA", 2.0, np.arange(200.0, 250.0))
+    (window,) = windows
+    np.testing.assert_array_equal(window.data[0], np.arange(200.0))
+    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 50}
+
+
+def test_hop_makes_overlapping_windows():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, hop_seconds=2.5)
+    windows = _feed(windower, "EDA", 100.0, 0.0, 30.0, lambda t: t)
+    assert [w.start_time for w in windows] == pytest.approx([0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0, 17.5, 20.0])
+    for earlier, later in zip(windows, windows[1:]):
+        np.testing.assert_array_equal(later.data[0, :750], earlier.data[0, 250:])
+
+
+def test_hop_longer_than_window_skips_signal():
+    windower = Windower({"EDA": 100.0}, 100.0, 2.0, hop_seconds=5.0)
+    windows = _feed(windower, "EDA", 100.0, 0.0, 16.0, lambda t: t)
+    assert [w.start_time for w in windows] == pytest.approx([0.0, 5.0, 10.0])
+    np.testing.assert_allclose(windows[1].data[0], 5.0 + np.arange(200) / 100.0)
+
+
+def test_window_is_cut_as_soon_as_every_channel_covers_its_end():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    assert windower.push("EDA", 0.0, np.ones(1000)) == []
+    # SpO2 at 1 Hz: the last grid time 9.99 s lies between samples 9 and 10, so both are needed.
+    assert windower.push("SpO2", 0.0, np.full(10, 97.0)) == []
+    (window,) = windower.push("SpO2", 10.0, [97.0])
+    assert window.end_time == 10.0 and not window.forced
+    np.testing.assert_array_equal(window.data[1], np.full(1000, 97.0))
+
+
+def test_a_lagging_channel_does_not_hold_the_monitor_up():
+    windower = Windower({"EDA": 100.0, "RESP": 100.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windower.push("RESP", 0.0, np.ones(500))  # RESP stalls after 5 s
+    windows = _feed(windower, "EDA", 100.0, 0.0, 11.99, lambda t: t)
+    assert windows == []  # still waiting: EDA is not max_wait past the end yet
+    windows = windower.push("EDA", 11.99, [11.99])
+    (window,) = windows
+    assert window.forced
+    assert not np.isnan(window.data[1, :500]).any() and np.isnan(window.data[1, 500:]).all()
+    # RESP's samples for the span already cut arrive late: dropped, counted.
+    windower.push("RESP", 5.0, np.ones(600))
+    assert windower.stats()["RESP"]["dropped"] == 500
+
+
+def test_a_channel_that_never_sends_is_missing_after_the_wait():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "EDA", 100.0, 0.0, 25.0, lambda t: t)
+    assert len(windows) == 2 and all(w.forced for w in windows)
+    assert all(np.isnan(w.data[1]).all() for w in windows)
+    np.testing.assert_allclose(windows[1].data[0], 10.0 + np.arange(1000) / 100.0)
+
+
+def test_device_clock_reset_restarts_the_grid():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, resync_seconds=30.0)
+    first = _feed(windower, "EDA", 100.0, 5000.0, 25.0, lambda t: t)
+    second = _feed(windower, "EDA", 100.0, 0.0, 12.0, lambda t: t)  # board rebooted: time restarts
+    assert [w.start_time for w in first] == [5000.0, 5010.0]
+    assert [w.start_time for w in second] == [0.0]
+    assert second[0].index == 2 and windower.resyncs == 1
+
+
+def test_memory_stays_bounded_over_a_long_feed():
+    rates = {"EDA": 100.0, "BVP": 250.0, "RESP": 100.0, "SpO2": 1.0}
+    windower = Windower(rates, 100.0, 10.0, hop_seconds=10.0)
+    held = windower.nbytes
+    specs = [(c, r, 0.0, lambda t: np.sin(t)) for c, r in rates.items()]
+    hours = 0.5
+    windows = _interleaved(windower, specs, duration=hours * 3600, block_seconds=1.0)
+    assert windower.nbytes == held
+    assert held < 200_000  # about (window + wait + 1 s) of each channel
+    assert len(windows) == int(hours * 3600 / 10) - 1  # the last one needs samples past the feed
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"channel_rates": {}}, "channel_rates"),
+        ({"sampling_rate": 0}, "sampling_rate"),
+        ({"window_seconds": 10.005}, "whole number"),
+        ({"hop_seconds": -1.0}, "hop_seconds"),
+        ({"resync_seconds": 5.0}, "resync_seconds"),
+        ({"channel_rates": {"EDA": float("nan")}}, "EDA"),
+    ],
+)
+def test_bad_parameters_are_refused_with_their_name(kwargs, match):
+    arguments = {"channel_rates": {"EDA": 100.0}, "sampling_rate": 100.0, "window_seconds": 10.0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        Windower(**arguments)
+
+
+def test_unknown_channel_is_refused():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0)
+    with pytest.raises(ValueError, match="unknown channel 'ECG'"):
+        windower.push("ECG", 0.0, [1.0])
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.windows)
+    assert results.attempted > 0 and results.failed == 0

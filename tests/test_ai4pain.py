@@ -100,6 +100,18 @@ def test_read_subject_csv_accepts_windows_line_endings_and_bom(tmp_path):
     np.testing.assert_array_equal(columns["LOW_1"], [2])
 
 
+def test_read_subject_csv_blank_cells_are_missing_values(tmp_path):
+    single = tmp_path / "1.csv"
+    single.write_text("Baseline\n1\n\n3\n\n\n")
+    np.testing.assert_array_equal(read_subject_csv(single)["Baseline"], [1, np.nan, 3])
+    spaced = tmp_path / "2.csv"
+    spaced.write_text("Baseline,LOW_1,HIGH_1\n1, ,2\n,,\n3,\t,\n")
+    columns = read_subject_csv(spaced)
+    np.testing.assert_array_equal(columns["Baseline"], [1, np.nan, 3])
+    assert columns["LOW_1"].size == 0
+    np.testing.assert_array_equal(columns["HIGH_1"], [2])
+
+
 def test_read_subject_csv_names_a_non_numeric_cell(tmp_path):
     path = tmp_path / "7.csv"
     path.write_text("Baseline,LOW_1\n1,2\n3,oops\n")
@@ -111,6 +123,9 @@ def test_read_subject_csv_rejects_ragged_rows_and_repeated_names(tmp_path):
     ragged = tmp_path / "1.csv"
     ragged.write_text("Baseline,LOW_1\n1,2\n3,4,5\n")
     with pytest.raises(DataError, match="row 3 has 3 cells but the header names 2"):
+        read_subject_csv(ragged)
+    ragged.write_text("Baseline,LOW_1\n1,2\n\n3,4\n")
+    with pytest.raises(DataError, match="row 3 has 0 cells"):
         read_subject_csv(ragged)
     repeated = tmp_path / "2.csv"
     repeated.write_text("LOW_1,LOW_1\n1,2\n")

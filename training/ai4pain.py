@@ -72,9 +72,6 @@ _SEGMENT_NAME = re.compile(
     r"^(?:[a-z]*\d+[_\- ])?(?P<kind>baseline|low|high|rest)(?:[_\- ]?(?P<trial>\d+))?$",
     re.IGNORECASE,
 )
-# An empty (or blank) CSV field: at a line start or after a comma, up to the
-# next comma or the line end.
-_EMPTY_FIELD = re.compile(r"(?:^|(?<=,))[ \t]*(?=,|$)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -234,11 +231,9 @@ def read_subject_csv(path: str | Path) -> dict[str, np.ndarray]:
     if not body.strip():
         return {name: np.zeros(0) for name in names}
     try:
-        table = np.loadtxt(
-            io.StringIO(_EMPTY_FIELD.sub("nan", body)), delimiter=",", dtype=np.float64, ndmin=2, quotechar='"'
-        )
-    except ValueError as exc:
-        raise _locate_bad_cell(path, names, body) or DataError(f"{path}: cannot read as numbers: {exc}") from None
+        table = np.loadtxt(io.StringIO(_fill_empty_fields(body)), delimiter=",", ndmin=2, quotechar='"')
+    except ValueError:
+        table = _parse_cell_by_cell(path, names, body)  # slow, and names the bad cell if there is one
     if table.shape[1] != len(names):
         raise DataError(f"{path}: rows have {table.shape[1]} cells but the header names {len(names)} columns")
     infinite = np.isinf(table).any(axis=0)
@@ -252,25 +247,31 @@ def read_subject_csv(path: str | Path) -> dict[str, np.ndarray]:
     return columns
 
 
-def _locate_bad_cell(path: Path, names: list[str], body: str) -> DataError | None:
-    """The precise error for a CSV body that numpy could not parse (slow path)."""
+def _fill_empty_fields(body: str) -> str:
+    """Write ``nan`` into every empty CSV field (at a line's start or end, or between commas)."""
+    body = "\n" + body + "\n"
+    for _ in range(2):  # each pass fills every other one of adjacent empty fields
+        body = body.replace(",,", ",nan,").replace("\n\n", "\nnan\n")
+    return body.replace("\n,", "\nnan,").replace(",\n", ",nan\n")[1:-1]
+
+
+def _parse_cell_by_cell(path: Path, names: list[str], body: str) -> np.ndarray:
+    """Parse a CSV body with the csv module (blank cells are NaN); DataError naming the first bad row or cell."""
+    rows = []
     for line_number, row in enumerate(csv.reader(io.StringIO(body)), start=2):
         if len(row) != len(names):
-            return DataError(
-                f"{path}: row {line_number} has {len(row)} cells but the header names {len(names)} columns"
-            )
+            raise DataError(f"{path}: row {line_number} has {len(row)} cells but the header names {len(names)} columns")
+        values = []
         for j, cell in enumerate(row):
-            value = cell.strip()
-            if not value:
-                continue
             try:
-                float(value)
+                values.append(float(cell) if cell.strip() else np.nan)
             except ValueError:
-                return DataError(
+                raise DataError(
                     f"{path}: non-numeric cell {cell!r} at row {line_number}, column {j + 1} ({names[j]!r}); "
                     "cells must be numbers, NaN or empty"
-                )
-    return None
+                ) from None
+        rows.append(values)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
 
 
 class _Problems:

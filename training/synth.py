@@ -10,13 +10,15 @@ data, which is only released to challenge participants.
 The session
 -----------
 Each subject is one continuous 100 Hz recording, cut into columns afterwards:
-a baseline of 5,955-6,045 samples (about 60 s), then 12 LOW and 12 HIGH TENS
-trials in random order, each 985-1,130 samples long (about a quarter shorter
-than 1,000, which the loader pads), separated by REST segments of about 40 s.
-The columns are written in session order, named in one of the exported styles
-(``Baseline``/``LOW_3``/``REST_2``, ``7_Baseline_1``/``7_LOW_3``, or
-``x7_BASELINE``/``x7_LOW_3``), padded with empty cells or ``NaN`` (per
-subject, at random), so every quirk of the loader is exercised.
+a baseline of 5,955-6,045 samples (about 60 s, six windows for the loader),
+then 12 LOW and 12 HIGH TENS trials in random order, each 985-1,130 samples
+long (1,040 +- 45; about one in five is shorter than 1,000 and gets padded by
+the loader), separated by REST segments of about 40 s (3,500-4,500
+samples). The columns are written in session order and named in one of the
+exported styles, by subject id modulo 3 (``Baseline``/``LOW_3``/``REST_2``,
+``7_Baseline_1``/``7_LOW_3``, or ``x7_BASELINE``/``x7_LOW_3``), padded with
+empty cells or ``NaN`` (alternating every three ids), so any three or six
+consecutive subjects exercise every quirk of the loader.
 
 Per-subject physiology
 ----------------------
@@ -24,63 +26,81 @@ Drawn per subject, so raw levels differ more between subjects than pain
 changes them within one:
 
 - heart rate 72 +- 10 bpm (50-105), respiratory sinus arrhythmia 1-5 bpm,
-  slow (60 s) and fast (4 s) heart-rate fluctuations of 3 and 2 bpm;
-- breathing rate 15 +- 3 /min (8-24), depth and rate fluctuating, sighs
-  (one deep breath) about 0.4 /min;
-- skin-conductance level log-normal around 4 uS (0.5-25 uS), drifting and
-  falling by up to 30 % over the session, spontaneous skin-conductance
-  responses (SCRs) at 0.3-6 /min;
-- SpO2 97.3 +- 0.9 % (94.5-99.4), read at 1 Hz as whole percent and held
-  (step-like, as a pulse oximeter reports it);
-- pulse amplitude, dicrotic-wave size and PPG noise (10 % of subjects have a
-  poor contact: four times the noise).
+  slow (60 s) and fast (4 s) heart-rate fluctuations of 3 and 1.5 bpm;
+- breathing rate 15 +- 3 /min (8-24), rate fluctuating by 1.5 /min (30 s)
+  and 1 /min (5 s), depth by 15 %, sighs (one breath 1.6-2.4 x deeper)
+  about 0.4 /min;
+- skin-conductance level log-normal around 4 uS (0.5-25 uS), drifting (10 %,
+  300 s) and changing by -30 to +10 % over the session; spontaneous
+  skin-conductance responses (SCRs) at 0.3-6 /min, height log-normal around
+  0.05 x SCL;
+- SpO2 97.3 +- 0.9 % (94.5-99.4), drifting 0.5 % (40 s), read at 1 Hz with
+  0.25 % noise as a whole percent and held (step-like, as a pulse oximeter
+  reports it at 100 Hz);
+- pulse amplitude (log-normal, sd 0.4), dicrotic wave 0.2-0.5 of the
+  systolic peak, amplitude fluctuations of 8 % (20 s) and 4 % (2 s), and
+  breathing modulation of 7 %.
 
 What pain changes, per modality
 -------------------------------
-A trial's response strength is ``s = scale x g x g_m x level x t x t_m x h``:
-``scale`` the difficulty (1 for "medium"), ``g`` the subject's responsiveness
-(log-normal, sd 0.5; 12 % of subjects are near non-responders, x 0.2),
-``g_m`` the subject's gain for that response (log-normal, sd 0.5: some
-subjects answer with their skin, others with their heart), ``level`` 1 for
-HIGH and 0.35-0.7 (per subject) for LOW, ``t`` and ``t_m`` trial-to-trial
-variation shared by all responses (sd 0.3) and per response (sd 0.35, both
-log-normal), and ``h`` habituation over the 24 trials (``exp(-k / H)``,
-``H`` 20-60 trials). Responses start 1-3 s (per subject, +- 0.3 s per
-trial) after the trial's onset, so they rise inside the trial's first 10 s
-window, and fade during the REST that follows. At ``s = 1``:
+A trial's response strength, per response channel ``m`` (EDA, heart rate,
+pulse amplitude, breathing, SpO2), is ``s = scale x g x g_m x level x t x
+t_m x h``: ``scale`` the difficulty (1 for "medium"), ``g`` the subject's
+responsiveness (log-normal, sd 0.5; 12 % of subjects are near
+non-responders, x 0.2), ``g_m`` the subject's gain for that channel
+(log-normal, sd 0.7: some subjects answer with their skin, others with their
+heart), ``level`` 1 for HIGH and 0.3-0.6 (per subject) for LOW, ``t`` and
+``t_m`` trial-to-trial variation shared by all channels (sd 0.2) and per
+channel (sd 0.45, both log-normal), and ``h`` habituation over the 24
+trials (``exp(-k / H)``, ``H`` 60-150 trials). Responses start 1-3 s (per
+subject, +- 0.3 s per trial) after the trial's onset, so they rise inside
+the trial's first 10 s window, and fade during the REST that follows. At
+``s = 1``:
 
-- EDA: an evoked SCR of 0.15 x SCL (bi-exponential, rise 0.75 s, decay
-  2.5-6 s per subject), Poisson(0.8 s) extra SCRs during the trial, and a
-  tonic rise of 0.05 x SCL (time constant 5 s);
-- BVP: heart rate +8 bpm (time constant 1.5 s, twice) and pulse amplitude
-  x exp(-0.35) (vasoconstriction, 1 s later, time constant 2.5 s);
-- RESP: breathing rate +4 /min and depth +20 % (time constant 2 s), and a
-  gasp (one breath 1.6-2.4 x deeper) with probability min(0.8, 0.4 s);
-- SpO2: -0.7 % (4 s later, time constant 4 s), below the 1 % quantisation
-  step, so SpO2 carries little information (as reported for AI4PAIN).
+- EDA: an evoked SCR of 0.25 x SCL (bi-exponential, rise 0.75 s, decay
+  2.5-6 s per subject), on average 0.8 s extra SCRs of half that height at
+  random times in the trial, and a tonic rise of 0.08 x SCL (time constant
+  5 s);
+- BVP: heart rate +15 bpm (time constant 1.5 s, twice) and pulse amplitude
+  x exp(-0.6) (vasoconstriction, 1 s later, time constant 2.5 s, twice);
+- RESP: breathing rate +6 /min and depth +40 % (time constant 2 s, twice),
+  and a gasp at the response onset (one breath 1.6-2.4 x deeper) with
+  probability min(0.8, 0.6 s);
+- SpO2: -1 % (4 s later, time constant 4 s, twice): about the 1 %
+  quantisation step and late in the window, so SpO2 carries little
+  information (as reported for AI4PAIN).
 
 Artefacts
 ---------
-Motion bursts (0.1-2 /min per subject, 0.5-4 s long) shake the PPG (1.5-4 x
-the pulse amplitude, standard deviation) and the breathing belt, press the EDA electrodes (+-0.3
-uS) and make the oximeter read 2-6 % low. 15 % of subjects saturate the EDA
-amplifier at 0.3-1.5 uS above their resting level (flat clipped tops). PPG
-and breathing baselines wander; every signal has white sensor noise.
+Motion bursts (0.1-2 /min per subject, 0.5-4 s long, independent of pain)
+shake the PPG (1.5-4 x the pulse amplitude) and the breathing belt (0.5-2 x
+the depth), press the EDA electrodes (0.3 uS) and make the oximeter read
+2-6 % low. 15 % of subjects saturate the EDA amplifier at 0.3-1.5 uS above
+their resting level (flat clipped tops); 10 % have a poor PPG contact (four
+times the PPG noise). PPG (30 %, 5 s) and breathing-belt (30 %, 30 s)
+baselines wander; every signal has white sensor noise.
 
 Difficulty
 ----------
 The aim is a task like the real one: learnable, far from trivially
-separable, with every modality informative but noisy so that fusion helps.
-Target for an ideal observer that knows each subject's windows
-(per-subject feature normalisation) at "medium": about 75-80 % 3-class
-accuracy with all four signals, about 55-65 % with EDA or BVP alone, less
-with RESP, near chance with SpO2 (class shares 20/40/40 %, so always
-guessing one pain class scores 40 % accuracy and 0.19 macro-F1).
-``python -m training.synth_difficulty`` measures it with hand-made features
-and a logistic regression trained on a synthetic train split (41 subjects)
-and scored on a validation split (12 other subjects); a lower bound on the
-Bayes-optimal accuracy. Its numbers for seed 0 are in that module's
-docstring.
+separable, every modality informative but noisy, and fusion worth having.
+Targets at "medium" for an ideal observer that knows which windows belong
+to which subject (so it can normalise per subject): about 75-80 % 3-class
+accuracy with all four signals, 55-65 % with EDA or BVP alone, about 50 %
+with RESP and near chance with SpO2. For scale: the classes are 20/40/40 %,
+so always answering one pain class scores 40 % accuracy and 0.19 macro-F1;
+the real data's published baselines reach about 50 %.
+
+Measured (``python -m training.synth_difficulty``: hand-made features,
+per-subject z-scores, class-balanced logistic regression, trained on 41
+train subjects and scored on 12 validation subjects; a lower bound on the
+ideal observer), validation accuracy, seeds 0/1/2:
+
+MEASURED_TABLE
+
+Even knowing every trial's true strengths, Low and High overlap: choosing
+the best threshold per subject on the mean log strength of the five
+channels separates them ORACLE_LH of the time.
 
 Seeds
 -----
@@ -95,7 +115,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -38,8 +38,9 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from training.ai4pain import LABELS, MODALITIES, WindowSet, load_split
+from training.synth import DIFFICULTIES, synthesize_cohort
 
-__all__ = ["fit_logistic", "macro_f1", "subject_zscore", "window_features"]
+__all__ = ["evaluate", "fit_logistic", "macro_f1", "subject_zscore", "window_features"]
 
 
 def _smooth(x: np.ndarray, samples: int) -> np.ndarray:
@@ -186,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.synth_difficulty", description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, help="existing data set (default: generate one in a temp folder)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated cohort (default: 0)")
-    parser.add_argument("--difficulty", default="medium", help="difficulty of the generated cohort (default: medium)")
+    parser.add_argument(
+        "--difficulty", default="medium", choices=tuple(DIFFICULTIES), help="of the generated cohort (default: medium)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         root = args.root
         if root is None:
-            from training.synth import synthesize_cohort
-
             root = Path(scratch)
             for split in ("train", "validation"):
                 synthesize_cohort(root, split, seed=args.seed, difficulty=args.difficulty)

@@ -96,11 +96,26 @@ per-subject z-scores, class-balanced logistic regression, trained on 41
 train subjects and scored on 12 validation subjects; a lower bound on the
 ideal observer), validation accuracy, seeds 0/1/2:
 
-MEASURED_TABLE
+=========  ======  ======  ======  ====================
+signals    seed 0  seed 1  seed 2  seed 0, no z-scores
+=========  ======  ======  ======  ====================
+EDA        56.7 %  63.6 %  62.2 %  39.2 %
+BVP        57.8 %  50.8 %  62.5 %  51.9 %
+RESP       50.0 %  50.6 %  52.8 %  45.0 %
+SpO2       31.9 %  39.7 %  33.1 %  33.3 %
+all four   66.1 %  69.7 %  70.6 %  52.8 %
+=========  ======  ======  ======  ====================
+
+(macro-F1 with all four: 0.66, 0.71, 0.70). Fusion beats the best single
+signal by 6-8 points; without per-subject normalisation all four reach
+only 52-56 % (subjects differ more than pain levels do). Seed 0 at "easy":
+73.9 %, at "hard": 56.7 % with all four. The feature observer sits 5-10
+points under the 75-80 % aimed for the ideal observer; most of its errors
+confuse Low Pain with the other two classes.
 
 Even knowing every trial's true strengths, Low and High overlap: choosing
 the best threshold per subject on the mean log strength of the five
-channels separates them ORACLE_LH of the time.
+channels separates them 94 % of the time (mean over 59 subjects, seed 0).
 
 Seeds
 -----
@@ -207,7 +222,7 @@ class SyntheticSubject:
         Response strength ``s`` of each column per response (``"eda"``,
         ``"heart"``, ``"pulse"``, ``"resp"``, ``"spo2"``); 0 for baseline and REST.
     recording : dict of str to ndarray
-        Continuous signal of each modality (float64, 100 Hz), before rounding.
+        Continuous signal of each modality (float64, 100 Hz), before the CSV's rounding.
     """
 
     subject_id: int
@@ -352,10 +367,10 @@ def synthesize_subject(subject_id: int, seed: int = 0, difficulty: str | float =
     Examples
     --------
     >>> subject = synthesize_subject(7, seed=0)
-    >>> subject.names[:3]                                     # doctest: +SKIP
-    ['x7_BASELINE', 'x7_HIGH_1', 'x7_REST_1']
-    >>> subject.recording["Eda"].shape                        # doctest: +SKIP
-    (123391,)
+    >>> subject.names[:3]
+    ['7_Baseline_1', '7_LOW_1', '7_REST_1']
+    >>> subject.recording["Eda"].shape
+    (124801,)
     """
     scale = _resolve_difficulty(difficulty)
     rng = np.random.default_rng([seed, subject_id])
@@ -382,8 +397,8 @@ def synthesize_subject(subject_id: int, seed: int = 0, difficulty: str | float =
     latency = np.round((profile.latency_s + rng.uniform(-0.3, 0.3, n_trials)) * _FS).astype(int)
 
     def response(channel: str, delay_s: float, tau_s: float, order: int = 2) -> np.ndarray:
-        start = onsets + latency + int(delay_s * _FS)
-        return _lowpass(_boxes(n, start, offsets + latency, strengths[channel][trial]), tau_s, order)
+        shift = latency + int(delay_s * _FS)
+        return _lowpass(_boxes(n, onsets + shift, offsets + shift, strengths[channel][trial]), tau_s, order)
 
     motion = _motion_envelope(rng, n, profile)
     eda = _eda(rng, n, profile, onsets + latency, offsets, strengths["eda"][trial], response("eda", 0, 5.0, 1), motion)
@@ -437,7 +452,12 @@ def _eda(rng, n, profile, response_onsets, offsets, strength, tonic_response, mo
 
 def _resp(rng, n, profile, response_onsets, strength, rate_depth_response, motion):
     """Breathing phase (cycles) and belt signal: asymmetric breaths, sighs and gasps, drift, motion, noise."""
-    rate = profile.breathing_rate_per_min + _ou(rng, n, 30.0, 1.5) + _ou(rng, n, 5.0, 1.0) + _EFFECT["breathing_rate_per_min"] * rate_depth_response
+    rate = (
+        profile.breathing_rate_per_min
+        + _ou(rng, n, 30.0, 1.5)
+        + _ou(rng, n, 5.0, 1.0)
+        + _EFFECT["breathing_rate_per_min"] * rate_depth_response
+    )
     phase = np.cumsum(np.clip(rate, 4.0, 40.0) / 60.0 / _FS)
     u = phase % 1.0
     inspiration = 0.4  # fraction of a breath spent breathing in
@@ -454,7 +474,12 @@ def _resp(rng, n, profile, response_onsets, strength, rate_depth_response, motio
     # Each deep breath: depth x (1 + extra) at its peak, over about one breath (gamma kernel, peak 1/(tau e)).
     tau = 0.25 * 60.0 / profile.breathing_rate_per_min
     bump = _lowpass(_impulses(n, deep_breaths, extra), tau, 2) * tau * _FS * np.e
-    depth = profile.breathing_depth * np.exp(_ou(rng, n, 15.0, 0.15)) * (1 + _EFFECT["breathing_depth"] * rate_depth_response) * (1 + bump)
+    depth = (
+        profile.breathing_depth
+        * np.exp(_ou(rng, n, 15.0, 0.15))
+        * (1 + _EFFECT["breathing_depth"] * rate_depth_response)
+        * (1 + bump)
+    )
     belt_drift = _ou(rng, n, 30.0, 0.3 * profile.breathing_depth)
     shake = profile.breathing_depth * motion * rng.uniform(0.5, 2.0) * _band_noise(rng, n, 0.1)
     noise = rng.normal(0.0, 0.01 * profile.breathing_depth, n)
@@ -484,7 +509,8 @@ def _bvp(rng, n, profile, breathing_phase, heart_response, pulse_response, motio
 def _spo2(rng, n, profile, response, motion) -> np.ndarray:
     """Saturation read once a second in whole percent and held; motion makes it read low."""
     second = int(_FS)
-    level = profile.spo2_percent + _ou(rng, n, 40.0, 0.5) + _EFFECT["spo2_percent"] * response - rng.uniform(2, 6) * np.minimum(motion, 1)
+    drift = _ou(rng, n, 40.0, 0.5)
+    level = profile.spo2_percent + drift + _EFFECT["spo2_percent"] * response - rng.uniform(2, 6) * np.minimum(motion, 1)
     readings = level[::second] + rng.normal(0.0, 0.25, len(level[::second]))
     return np.minimum(np.round(np.repeat(readings, second)[:n]), 100.0)
 

@@ -5,26 +5,19 @@ features of each 10 s window (features chosen to match what
 :mod:`training.synth` changes with pain: skin-conductance rise and slope,
 heart rate and pulse amplitude late vs early in the window, breathing rate
 and depth, SpO2 level and change) on the train split and scores it on the
-validation split (other subjects), per modality and with all four. With
-``--per-subject`` (the default) every feature is z-scored within each
-subject, as an observer who knows each subject's windows would; this is the
-figure to compare with the Bayes-optimal target in :mod:`training.synth`,
-of which it is a lower bound.
+validation split (other subjects), per modality and with all four. It
+reports two columns: features z-scored within each subject, as an observer
+who knows each subject's windows would normalise them (the figure to compare
+with the Bayes-optimal target in :mod:`training.synth`, of which it is a
+lower bound), and raw features.
 
 Usage::
 
     python -m training.synth_difficulty                   # generates 41/12 subjects in a temp folder
     python -m training.synth_difficulty --root data/synth # an existing cohort (or the real data)
 
-Measured for seed 0 (41 train / 12 validation subjects, ``medium``),
-validation accuracy / macro-F1; chance: 40 % / 0.19 (one pain class
-always), 33 % / 0.32 (balanced guessing):
-
-=================  ==================  ==================
-modalities         per-subject z-score  raw features
-=================  ==================  ==================
-(filled in by the measurement reported in the commit)
-=================  ==================  ==================
+The numbers of the last calibration (seeds 0-2) are in the docstring of
+:mod:`training.synth`; rerun this after changing the model there.
 """
 
 from __future__ import annotations

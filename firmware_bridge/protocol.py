@@ -689,7 +689,14 @@ class FrameDecoder:
             hello = _parse_hello(device_id, boot_id, seq, timestamp, payload)
             if hello is None:
                 stats.malformed += 1
-            elif self._accept(key, seq, timestamp, out):
+                return
+            next_block = hello.next_block_index
+            if key == self._session and self._expected_block is not None and next_block < self._expected_block:
+                # Block indices went back within one boot id: the device restarted
+                # without changing its boot id. Start over rather than drop its data
+                # (checked before duplicates: its first frames repeat old ones).
+                self._start_session(key, out)
+            if self._accept(key, seq, timestamp, out):
                 self._hello(hello, out)
         elif type_code == FrameType.STATUS:
             status = _parse_status(device_id, boot_id, seq, timestamp, payload)
@@ -752,11 +759,6 @@ class FrameDecoder:
     # -- frame types
 
     def _hello(self, hello: Hello, out: list) -> None:
-        if self._expected_block is not None and hello.next_block_index < self._expected_block:
-            # Block indices went back within one boot id: the device restarted
-            # without changing its boot id. Start over rather than drop its data.
-            self._start_session((hello.device_id, hello.boot_id), out)
-            self._remember(hello.seq, hello.timestamp_ms)
         if hello.config != self._config:
             self._config = hello.config
             offset = _BLOCK_INDEX.size

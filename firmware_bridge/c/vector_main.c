@@ -11,10 +11,12 @@
  *         NAMEHEX UNITHEX PER_BLOCK FORMAT RAW_MIN RAW_MAX SCALE_BITS OFFSET_BITS
  *   samples DEV BOOT SEQ TS BLOCK N  then N times: PER_BLOCK FORMAT VALUES...
  *   status DEV BOOT SEQ TS MV PERCENT FLAGS LEAD_OFF SATURATED
+ *   limit SIZE                 -> nothing; later frames get an output buffer of
+ *                                 SIZE bytes (0: the full buffer)
  *
- * Frames print as wire bytes (COBS and the 0x00 delimiter). HEX "-" is empty;
- * SCALE_BITS/OFFSET_BITS are the float32 bit patterns in hex. Exit status 1
- * on malformed input or an encoder refusal.
+ * Frames print as wire bytes (COBS and the 0x00 delimiter), or "-" when the
+ * encoder refuses (returns 0). HEX "-" is empty; SCALE_BITS/OFFSET_BITS are
+ * the float32 bit patterns in hex. Exit status 1 on malformed input.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@ static uint8_t wire[BIOMOE_WIRE_SIZE(BIOMOE_MAX_FRAME_SIZE)];
 static biomoe_channel_t channels[BIOMOE_MAX_CHANNELS];
 static int32_t values32[BIOMOE_MAX_CHANNELS][BIOMOE_MAX_FRAME_SIZE / 4];
 static int16_t values16[BIOMOE_MAX_CHANNELS][BIOMOE_MAX_FRAME_SIZE / 2];
+static size_t out_limit = sizeof wire;
 
 static int read_token(void)
 {
@@ -132,10 +135,10 @@ static void read_header(biomoe_encoder_t *enc, uint32_t *timestamp_ms)
 static void print_frame(size_t n)
 {
     if (n == 0) {
-        fprintf(stderr, "vector_main: the encoder refused the frame\n");
-        exit(1);
+        printf("-\n");
+    } else {
+        print_hex(wire, n);
     }
-    print_hex(wire, n);
 }
 
 static unsigned read_channel_count(void)
@@ -170,7 +173,7 @@ static void do_hello(void)
         channels[i].scale = read_float_bits();
         channels[i].offset = read_float_bits();
     }
-    print_frame(biomoe_encode_hello(&enc, timestamp_ms, &config, next_block, wire, sizeof wire));
+    print_frame(biomoe_encode_hello(&enc, timestamp_ms, &config, next_block, wire, out_limit));
 }
 
 static void do_samples(void)
@@ -204,7 +207,7 @@ static void do_samples(void)
         }
         samples[i] = channels[i].sample_format == BIOMOE_INT16 ? (const void *)values16[i] : (const void *)values32[i];
     }
-    print_frame(biomoe_encode_samples(&enc, timestamp_ms, &config, block_index, samples, wire, sizeof wire));
+    print_frame(biomoe_encode_samples(&enc, timestamp_ms, &config, block_index, samples, wire, out_limit));
 }
 
 static void do_status(void)
@@ -218,7 +221,7 @@ static void do_status(void)
     status.flags = (uint8_t)read_ulong();
     status.lead_off_mask = (uint16_t)read_ulong();
     status.saturated_mask = (uint16_t)read_ulong();
-    print_frame(biomoe_encode_status(&enc, timestamp_ms, &status, wire, sizeof wire));
+    print_frame(biomoe_encode_status(&enc, timestamp_ms, &status, wire, out_limit));
 }
 
 int main(void)
@@ -241,6 +244,9 @@ int main(void)
             do_samples();
         } else if (strcmp(token, "status") == 0) {
             do_status();
+        } else if (strcmp(token, "limit") == 0) {
+            unsigned long limit = read_ulong();
+            out_limit = (limit == 0 || limit > sizeof wire) ? sizeof wire : (size_t)limit;
         } else {
             fprintf(stderr, "vector_main: unknown record %s\n", token);
             return 1;

@@ -292,11 +292,14 @@ class SampleBlock(_FrameBase):
     the first sample of the block, the same for every channel; sample ``k`` of
     a channel sampled at ``fs`` Hz was taken ``k / fs`` seconds later. The
     first sample of channel ``i`` has index ``block_index * samples_per_block[i]``
-    since the device booted.
+    since the device booted. ``config`` is not sent: the decoder sets it to
+    the session's description the block was decoded with (None when a block
+    is built for encoding).
     """
 
     block_index: int
     samples: tuple[np.ndarray, ...]
+    config: DeviceConfig | None = field(default=None, repr=False)
     frame_type: ClassVar[FrameType] = FrameType.SAMPLES
 
     def __post_init__(self):
@@ -809,7 +812,7 @@ class FrameDecoder:
         for spec in config.channels:
             counts[spec.name] = counts.get(spec.name, 0) + spec.samples_per_block
         self.stats.frames_ok += 1
-        out.append(SampleBlock(device_id, boot_id, seq, timestamp, block_index, samples))
+        out.append(SampleBlock(device_id, boot_id, seq, timestamp, block_index, samples, config))
 
     def _lost(self, first_block: int, n_blocks: int, out: list) -> None:
         config = self._config

@@ -725,9 +725,13 @@ class SimulatedDevice:
 
     @property
     def duration_s(self) -> float | None:
-        """Stream seconds this device will send (None: until stopped)."""
+        """Stream seconds this device will send (None: until stopped).
+
+        A replay without ``loop_replay`` ends with its last whole block.
+        """
         if self.recording is not None and not self.params.loop_replay:
-            length = len(self.recording) / self.recording.sampling_rate
+            blocks = len(self.recording) // self.config.channels[0].samples_per_block
+            length = blocks * self.config.block_duration_s
             return length if self.params.duration_s is None else min(length, self.params.duration_s)
         return self.params.duration_s
 

@@ -92,12 +92,17 @@ class SampleFormat(enum.IntEnum):
     @property
     def dtype(self) -> np.dtype:
         """The numpy dtype of one raw sample on the wire."""
-        return np.dtype("<i2") if self is SampleFormat.INT16 else np.dtype("<i4")
+        return _DTYPES[self]
 
 
-def _check_int(name: str, value: int, low: int, high: int, fix: str = "") -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}{fix}")
+_DTYPES = {SampleFormat.INT16: np.dtype("<i2"), SampleFormat.INT32: np.dtype("<i4")}
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> None:
+    if type(value) is int or isinstance(value, np.integer):  # not bool, a subclass of int
+        if low <= value <= high:
+            return
+    raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
 
 
 def _check_label(name: str, value: str, allow_empty: bool) -> None:
@@ -401,8 +406,9 @@ class DecoderStats:
     frames_ok : int
         Frames delivered (after removing duplicates).
     cobs_errors, crc_errors, oversize, malformed : int
-        Frames dropped as invalid COBS, CRC mismatch, longer than
-        ``MAX_FRAME_SIZE``, or a valid CRC but a bad length or field.
+        Frames dropped as invalid COBS, CRC mismatch (or too short to hold
+        a header and a CRC), longer than ``MAX_FRAME_SIZE``, or a valid CRC
+        but a bad length or field.
     unknown_version, unknown_type : int
         Valid frames of another protocol version or an unknown type, skipped.
     duplicates : int
@@ -602,7 +608,9 @@ class FrameDecoder:
         self._warned: set[tuple[str, int]] = set()
         self._session: tuple[int, int] | None = None
         self._config: DeviceConfig | None = None
-        self._layout: list[tuple[np.dtype, int, int]] = []
+        self._layout: list[tuple[np.dtype, int, int]] = []  # per channel: dtype, samples, payload offset
+        self._payload_size = 0
+        self._per_block: list[tuple[str, int]] = []  # per channel: name, samples per block
         self._expected_block: int | None = None
         self._last_seq: int | None = None
         self._recent: set[tuple[int, int]] = set()
@@ -750,7 +758,6 @@ class FrameDecoder:
         self.stats.sessions += 1
         self._session = key
         self._config = None
-        self._layout = []
         self._expected_block = 0 if restarted else None
         self._last_seq = None
         self._recent.clear()
@@ -763,12 +770,14 @@ class FrameDecoder:
 
     def _hello(self, hello: Hello, out: list) -> None:
         if hello.config != self._config:
-            self._config = hello.config
+            self._config = config = hello.config
             offset = _BLOCK_INDEX.size
             self._layout = []
-            for spec in hello.config.channels:
+            for spec in config.channels:
                 self._layout.append((spec.sample_format.dtype, spec.samples_per_block, offset))
                 offset += spec.samples_per_block * spec.sample_format.dtype.itemsize
+            self._payload_size = offset
+            self._per_block = [(spec.name, spec.samples_per_block) for spec in config.channels]
         if self._pending:
             if self._expected_block is None:
                 self._expected_block = self._first_pending_block
@@ -796,8 +805,7 @@ class FrameDecoder:
             self.stats.unconfigured_dropped += 1
 
     def _deliver(self, device_id, boot_id, seq, timestamp, block_index, payload, out) -> None:
-        config = self._config
-        if len(payload) != _BLOCK_INDEX.size + config.sample_payload_size:
+        if len(payload) != self._payload_size:
             self.stats.malformed += 1
             return
         expected = self._expected_block
@@ -809,10 +817,10 @@ class FrameDecoder:
         self._expected_block = block_index + 1
         samples = tuple(np.frombuffer(payload, dtype, count, offset) for dtype, count, offset in self._layout)
         counts = self.stats.samples_ok
-        for spec in config.channels:
-            counts[spec.name] = counts.get(spec.name, 0) + spec.samples_per_block
+        for name, per_block in self._per_block:
+            counts[name] = counts.get(name, 0) + per_block
         self.stats.frames_ok += 1
-        out.append(SampleBlock(device_id, boot_id, seq, timestamp, block_index, samples, config))
+        out.append(SampleBlock(device_id, boot_id, seq, timestamp, block_index, samples, self._config))
 
     def _lost(self, first_block: int, n_blocks: int, out: list) -> None:
         config = self._config

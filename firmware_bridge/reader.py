@@ -112,6 +112,10 @@ class BridgeParams:
     max_pending_blocks : int
         Sample blocks kept while waiting for the first hello of a session.
         Default 64.
+    stale_after_s : float or None
+        Reopen the port when no byte arrived for this long (a USB device that
+        hangs without disconnecting). None, the default, waits forever: a
+        quiet UART is not an error.
     """
 
     port: str
@@ -121,6 +125,7 @@ class BridgeParams:
     reconnect_min_s: float = 0.1
     reconnect_max_s: float = 5.0
     max_pending_blocks: int = 64
+    stale_after_s: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.port, str) or not self.port.strip():
@@ -141,6 +146,11 @@ class BridgeParams:
             )
         if not isinstance(self.max_pending_blocks, int) or self.max_pending_blocks < 0:
             raise ValueError(f"max_pending_blocks must be an integer >= 0, got {self.max_pending_blocks!r}")
+        if self.stale_after_s is not None and not self.stale_after_s > self.read_timeout_s:
+            raise ValueError(
+                f"stale_after_s must be None or longer than read_timeout_s ({self.read_timeout_s} s), "
+                f"got {self.stale_after_s!r}"
+            )
 
 
 # --------------------------------------------------------------------------- events
@@ -559,6 +569,7 @@ class SensorReader:
         self._decoder = FrameDecoder(max_pending_blocks=params.max_pending_blocks)
         self._assembler = StreamAssembler()
         self._queue = _EventQueue(params.queue_blocks, self._stats)
+        self._decode_lock = threading.Lock()  # the decoder's counters are read from other threads
         self._config_ready = threading.Condition()
         self._opened = False
 
@@ -672,7 +683,8 @@ class SensorReader:
         """A consistent snapshot of the counters."""
         with self._queue.lock:
             snapshot = copy.deepcopy(self._stats)
-        snapshot.decoder = copy.deepcopy(self._decoder.stats)
+        with self._decode_lock:
+            snapshot.decoder = copy.deepcopy(self._decoder.stats)
         return snapshot
 
     @property
@@ -685,6 +697,7 @@ class SensorReader:
     def _run(self) -> None:
         params = self.params
         delay = params.reconnect_min_s
+        last_data = time.monotonic()
         while not self._stop_event.is_set():
             if self._port is None:
                 try:
@@ -695,6 +708,7 @@ class SensorReader:
                     delay = min(delay * 2, params.reconnect_max_s)
                     continue
                 delay = params.reconnect_min_s
+                last_data = time.monotonic()
             try:
                 port = self._port
                 data = port.read(max(1, min(port.in_waiting, 1 << 16)))
@@ -705,12 +719,16 @@ class SensorReader:
                 self._stop_event.wait(delay)
                 continue
             if data:
+                last_data = time.monotonic()
                 self._ingest(data)
+            elif params.stale_after_s is not None and time.monotonic() - last_data > params.stale_after_s:
+                self._disconnect(reason=f"no data for {params.stale_after_s:g} s", emit=True)
 
     def _ingest(self, data: bytes) -> None:
         self._stats.bytes_read += len(data)
         had_config = self._decoder.config is not None
-        events = self._assembler.process(self._decoder.feed(data))
+        with self._decode_lock:
+            events = self._assembler.process(self._decoder.feed(data))
         if events:
             self._queue.put(events)
         if not had_config and self._decoder.config is not None:
@@ -745,7 +763,8 @@ class SensorReader:
         except (serial.SerialException, OSError):
             pass
         # A frame cut by the disconnection must not be glued to the next connection's bytes.
-        tail = self._assembler.process(self._decoder.flush())
+        with self._decode_lock:
+            tail = self._assembler.process(self._decoder.flush())
         if emit:
             self._stats.disconnects += 1
             logger.warning("lost %s (%s); reconnecting", self.params.port, reason)

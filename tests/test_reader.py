@@ -286,3 +286,25 @@ def test_reboot_on_a_pty_restarts_the_session_without_a_gap(tmp_path):
     assert not any(isinstance(e, GapEvent) for e in events)
     eda = [e for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
     assert sum(b.n_samples for b in eda) == device.stats.samples_generated["EDA"] == 18 * 100
+
+
+def test_a_silent_port_is_reopened_when_stale_after_is_set():
+    params = BridgeParams(port="loop://", stale_after_s=0.15, reconnect_min_s=0.01)
+    with SensorReader(params) as reader:
+        wait_until(lambda: reader.stats.connects >= 2)
+        events = reader.read(timeout=0.5)
+    kinds = [e.kind for e in events if isinstance(e, LinkEvent)]
+    assert kinds[:3] == ["connected", "disconnected", "connected"]
+    assert "no data for 0.15 s" in next(e.detail for e in events if isinstance(e, LinkEvent) and e.detail)
+
+
+def test_iterating_a_stopped_reader_drains_the_queue():
+    reader = SensorReader(BridgeParams(port="sim://?speed=0&duration=3"))
+    reader.open()
+    reader.start()
+    assert reader.port.device.wait(timeout=30)
+    wait_until(lambda: reader.stats.samples_delivered.get("EDA", 0) == 300)
+    reader.stop()
+    events = list(reader)
+    reader.close()
+    assert sum(e.n_samples for e in events if isinstance(e, ChannelBlock) and e.channel == "SpO2") == 3

@@ -277,11 +277,21 @@ def test_cli_streams_on_a_pty_and_prints_its_path():
     assert proc.stdout.strip().startswith("/dev/pts/")
 
 
-def test_cli_user_errors_are_one_line_without_traceback(tmp_path):
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--replay", "{tmp}", "--subject", "1"], "no AI4PAIN files for subject '1'"),
+        (["--port", "/dev/biomoe-no-such-port"], "cannot open serial port '/dev/biomoe-no-such-port'"),
+        (["--speed", "-1"], "speed must be >= 0"),
+        (["--condition-schedule", "flat:ECG:1-2"], "condition flat:ECG: no channel 'ECG'"),
+    ],
+)
+def test_cli_user_errors_are_one_line_without_traceback(tmp_path, arguments, message):
+    arguments = [a.replace("{tmp}", str(tmp_path)) for a in arguments]
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "simulate-device", "--replay", str(tmp_path), "--subject", "1"],
+        [sys.executable, "-m", "edge.cli", "simulate-device", *arguments],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1
-    assert proc.stderr.startswith("biomoe simulate-device: error: no AI4PAIN files for subject '1'")
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"biomoe simulate-device: error: {message}")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

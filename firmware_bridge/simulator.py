@@ -667,7 +667,7 @@ class SimulatedDevice:
     >>> with SensorReader(BridgeParams(port=path)) as reader:
     ...     device.start()
     ...     finished = device.wait(timeout=30)
-    ...     lost = reader.read_until_idle(idle_s=0.5)
+    ...     events = reader.read_until_idle(idle_s=0.5)
     >>> device.close()
     >>> stats = reader.stats
     >>> stats.samples_delivered["EDA"] + stats.samples_lost_link["EDA"] == device.stats.samples_generated["EDA"]
@@ -815,15 +815,19 @@ class SimulatedDevice:
         wall_start = time.monotonic()
         next_boot_id = params.boot_id if params.boot_id is not None else int(self._boot_rng.integers(1, 0x10000))
 
+        def send_now(data: bytes) -> None:
+            if link_up:
+                self._write(data)
+            else:
+                with self._lock:
+                    self.stats.frames_unsent += 1
+
         def send(frame, faults: bool = True) -> None:
             for data in (self._faulted(encode_frame(frame)) if faults else [encode_frame(frame)]):
-                if not link_up:
-                    with self._lock:
-                        self.stats.frames_unsent += 1
-                elif stalled:
+                if stalled and link_up:
                     stall_buffer.append(data)
                 else:
-                    self._write(data)
+                    send_now(data)
 
         def header(t: float) -> tuple[int, int, int, int]:
             values = (params.device_id, boot["id"], boot["seq"], int(round((t - boot["t0"]) * 1000)) & 0xFFFFFFFF)
@@ -857,7 +861,7 @@ class SimulatedDevice:
                         self.stats.stalls += 1
                 else:
                     for data in stall_buffer:
-                        self._write(data)
+                        send_now(data)
                     stall_buffer.clear()
             if off and boot is not None:
                 boot = None
@@ -886,9 +890,8 @@ class SimulatedDevice:
                     send(Status(*header(t), 3300 + 9 * percent, percent, 0, lead_off, saturated))
                     boot["status_t"], boot["masks"] = t, masks
             k += 1
-        if stall_buffer and link_up:
-            for data in stall_buffer:
-                self._write(data)
+        for data in stall_buffer:
+            send_now(data)
         if boot is not None and link_up and not self._stop_event.is_set():
             hello(k * period_s, faults=False)  # lets the reader count losses up to the very end
         with self._lock:

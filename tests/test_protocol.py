@@ -275,7 +275,7 @@ def damaged_streams(draw):
 
 
 @given(damaged_streams())
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_damaged_stream_decodes_to_exactly_the_untouched_frames_and_accounts_every_sample(stream):
     frames, intact, wire, chunks, n_blocks = stream
     decoder = FrameDecoder()

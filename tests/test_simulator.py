@@ -187,6 +187,14 @@ def test_link_conditions_on_a_write_sink():
     assert decoder.stats.samples_ok["EDA"] + 300 == stats.samples_generated["EDA"] == 18 * 100
 
 
+def test_a_disconnection_inside_a_stall_keeps_the_accounting_exact():
+    data, device = stream_bytes(duration_s=15, seed=4, conditions=["stall:5-10", "disconnect:7-9"])
+    items, _, decoder = decode(data)
+    assert [i.block_index for i in items if isinstance(i, SampleBlock)] == [0, 1, 2, 3, 4, 5, 6] + list(range(9, 15))
+    assert decoder.stats.samples_lost == {"EDA": 200, "BVP": 200, "RESP": 200, "SpO2": 2}
+    assert device.stats.stalls == 1
+
+
 # --------------------------------------------------------------------------- faults
 
 

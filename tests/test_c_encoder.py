@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -17,20 +18,23 @@ FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 FORMATS = {"int16": 1, "int32": 2}
 
 
-def _compiler() -> str:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+def _compiler() -> list[str]:
+    """The system C compiler (``$CC`` if set), as a command line."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         if os.environ.get("CI"):
             pytest.fail("no C compiler found (set CC); the C encoder must be checked in CI")
         pytest.skip("no C compiler found (set CC)")
-    return compiler
+    return [compiler]
 
 
 @pytest.fixture(scope="module")
 def vector_main(tmp_path_factory) -> Path:
     binary = tmp_path_factory.mktemp("c") / "vector_main"
     proc = subprocess.run(
-        [_compiler(), *FLAGS, "-O2", "-o", str(binary), str(C_DIR / "biomoe_frame.c"), str(C_DIR / "vector_main.c")],
+        [*_compiler(), *FLAGS, "-O2", "-o", str(binary), str(C_DIR / "biomoe_frame.c"), str(C_DIR / "vector_main.c")],
         capture_output=True,
         text=True,
     )
@@ -81,7 +85,7 @@ def _run(binary: Path, records: list[str]) -> list[str]:
 
 def test_library_compiles_on_its_own_without_warnings(tmp_path):
     proc = subprocess.run(
-        [_compiler(), *FLAGS, "-O0", "-c", "-o", str(tmp_path / "biomoe_frame.o"), str(C_DIR / "biomoe_frame.c")],
+        [*_compiler(), *FLAGS, "-O0", "-c", "-o", str(tmp_path / "biomoe_frame.o"), str(C_DIR / "biomoe_frame.c")],
         capture_output=True,
         text=True,
     )

@@ -1,0 +1,418 @@
+"""firmware_bridge.protocol: COBS, CRC, frames, the shared vectors and the decoder's guarantees."""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge.protocol import (
+    MAX_FRAME_SIZE,
+    BlocksLost,
+    ChannelSpec,
+    DeviceConfig,
+    FrameDecoder,
+    Hello,
+    SampleBlock,
+    SampleFormat,
+    SessionStarted,
+    Status,
+    cobs_decode,
+    cobs_encode,
+    crc32,
+    encode_frame,
+    pack_frame,
+)
+from firmware_bridge.vectors import config_for_samples, frame_from_inputs, load_vectors
+
+FRAME_TYPES = (Hello, SampleBlock, Status)
+
+CONFIG = DeviceConfig(
+    100_000,
+    (
+        ChannelSpec("EDA", "uS", 10, scale=0.0005, offset=16.384),
+        ChannelSpec("BVP", "a.u.", 10, scale=1e-4),
+        ChannelSpec("SpO2", "%", 1, SampleFormat.INT32, 0, 10000, 0.01),
+    ),
+)
+
+
+def frames_only(items):
+    return [item for item in items if isinstance(item, FRAME_TYPES)]
+
+
+def make_stream(n_blocks, config=CONFIG, boot_id=0x2A17, first_block=0, seed=0, hello_every=10, status_every=4):
+    """A device's frames: hello, blocks with a status and a hello now and then, a closing hello."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    seq = 0
+
+    def header(block):
+        nonlocal seq
+        values = (3, boot_id, seq & 0xFFFF, (block * config.block_period_us // 1000) & 0xFFFFFFFF)
+        seq += 1
+        return values
+
+    frames.append(Hello(*header(first_block), next_block_index=first_block, config=config))
+    for block in range(first_block, first_block + n_blocks):
+        if block > first_block and block % hello_every == 0:
+            frames.append(Hello(*header(block), next_block_index=block, config=config))
+        samples = tuple(
+            rng.integers(c.raw_min, c.raw_max, c.samples_per_block, endpoint=True).astype(c.sample_format.dtype)
+            for c in config.channels
+        )
+        frames.append(SampleBlock(*header(block), block, samples))
+        if block % status_every == 0:
+            frames.append(Status(*header(block), 3900, 80, 0, int(rng.integers(0, 8)), int(rng.integers(0, 8))))
+    frames.append(Hello(*header(first_block + n_blocks), next_block_index=first_block + n_blocks, config=config))
+    return frames
+
+
+def feed_in_chunks(decoder, data, sizes):
+    out, position, i = [], 0, 0
+    while position < len(data):
+        size = sizes[i % len(sizes)]
+        out += decoder.feed(data[position : position + size])
+        position += size
+        i += 1
+    return out
+
+
+def cobs_reference(data: bytes) -> bytes:
+    """Byte-at-a-time COBS, written independently of the module (Cheshire & Baker)."""
+    out, code_at, code = bytearray([0]), 0, 1
+    for i, byte in enumerate(data):
+        if byte:
+            out.append(byte)
+            code += 1
+        if not byte or code == 0xFF:
+            out[code_at] = code
+            code = 1
+            code_at = len(out)
+            if not byte or i < len(data) - 1:
+                out.append(0)
+    if code_at < len(out):
+        out[code_at] = code
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------- CRC, COBS
+
+
+def test_crc32_check_value():
+    assert crc32(b"123456789") == 0xCBF43926
+
+
+@pytest.mark.parametrize(
+    "raw, encoded",
+    [
+        ("00", "0101"),
+        ("0000", "010101"),
+        ("11220033", "0311220233"),
+        ("11223344", "0511223344"),
+        ("11000000", "02110101 01".replace(" ", "")),
+        ("01" * 254, "ff" + "01" * 254),
+    ],
+)
+def test_cobs_known_examples(raw, encoded):
+    assert cobs_encode(bytes.fromhex(raw)).hex() == encoded
+    assert cobs_decode(bytes.fromhex(encoded)) == bytes.fromhex(raw)
+
+
+@given(st.binary(max_size=1200))
+@settings(max_examples=150)
+def test_cobs_matches_reference_and_round_trips(data):
+    encoded = cobs_encode(data)
+    assert encoded == cobs_reference(data)
+    assert 0 not in encoded
+    assert len(encoded) <= len(data) + len(data) // 254 + 1
+    assert cobs_decode(encoded) == data
+
+
+def test_cobs_decode_rejects_a_block_past_the_end():
+    with pytest.raises(ValueError):
+        cobs_decode(b"\x05\x11\x22")
+
+
+# --------------------------------------------------------------------------- shared vectors, PROTOCOL.md
+
+
+def test_python_codec_reproduces_the_shared_vectors():
+    vectors = load_vectors()
+    assert vectors["crc32"] and vectors["cobs"] and vectors["frames"]
+    for case in vectors["crc32"]:
+        assert f"{crc32(bytes.fromhex(case['input_hex'])):08x}" == case["crc32_hex"]
+    for case in vectors["cobs"]:
+        assert cobs_encode(bytes.fromhex(case["input_hex"])).hex() == case["encoded_hex"]
+    for case in vectors["frames"]:
+        frame = frame_from_inputs(case["inputs"])
+        assert pack_frame(frame).hex() == case["raw_hex"], case["name"]
+        assert encode_frame(frame).hex() == case["wire_hex"], case["name"]
+
+
+def test_decoder_reads_back_every_vector_frame():
+    for case in load_vectors()["frames"]:
+        frame = frame_from_inputs(case["inputs"])
+        decoder = FrameDecoder()
+        if isinstance(frame, SampleBlock):  # a sample block needs its layout from a hello first
+            decoder.feed(encode_frame(Hello(frame.device_id, frame.boot_id, (frame.seq - 1) & 0xFFFF, 1,
+                                            frame.block_index, config_for_samples(case["inputs"]))))
+        assert frames_only(decoder.feed(bytes.fromhex(case["wire_hex"])))[-1] == frame, case["name"]
+
+
+def test_protocol_md_worked_examples_match_the_vectors():
+    text = (Path(__file__).resolve().parents[1] / "firmware_bridge" / "PROTOCOL.md").read_text()
+    frames = {case["name"]: case for case in load_vectors()["frames"]}
+    for name in ("samples_worked_example", "status_worked_example"):
+        for kind in ("raw", "wire"):
+            match = re.search(rf"<!-- {name} {kind} -->\s*```\s*(.*?)```", text, re.S)
+            assert match, f"PROTOCOL.md lacks the {kind} bytes of {name}"
+            assert "".join(match.group(1).split()).lower() == frames[name][f"{kind}_hex"]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_channel_spec_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="samples_per_block of channel EDA"):
+        ChannelSpec("EDA", "uS", 0)
+    with pytest.raises(ValueError, match="channel name"):
+        ChannelSpec("TOO_LONG_NAME", "uS", 10)
+    with pytest.raises(ValueError, match="distinct"):
+        DeviceConfig(1000, (ChannelSpec("A", "", 1), ChannelSpec("A", "", 1)))
+    with pytest.raises(ValueError, match="frame limit"):
+        DeviceConfig(1000, (ChannelSpec("A", "", 5000, SampleFormat.INT32),))
+
+
+def test_physical_scaling_round_trips_within_half_a_step():
+    spec = CONFIG.channel("EDA")
+    physical = np.array([0.0, 1.2345, 16.384, 30.0])
+    raw = spec.to_raw(physical)
+    assert raw.dtype == np.int16
+    assert np.all(np.abs(spec.to_physical(raw) - physical) <= spec.scale / 2 + 1e-9)
+    assert spec.to_raw([1e9])[0] == spec.raw_max
+
+
+def test_sampling_rates_come_from_the_configuration():
+    assert CONFIG.sampling_rate("EDA") == 100.0
+    assert CONFIG.sampling_rate("SpO2") == 10.0
+    assert CONFIG.mask_names(0b101) == ("EDA", "SpO2")
+    with pytest.raises(KeyError, match="EDA"):
+        CONFIG.channel("ECG")
+
+
+# --------------------------------------------------------------------------- decoder guarantees
+
+
+@given(st.binary(max_size=3000), st.lists(st.integers(1, 500), min_size=1, max_size=10))
+@settings(max_examples=150)
+def test_arbitrary_bytes_never_raise(data, chunks):
+    decoder = FrameDecoder()
+    feed_in_chunks(decoder, data, chunks)
+    decoder.flush()
+    assert decoder.stats.bytes == len(data)
+
+
+@given(
+    st.integers(0, 3),
+    st.integers(0, 5),
+    st.binary(min_size=6, max_size=6),
+    st.binary(max_size=700),
+)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_frames_with_a_valid_crc_but_arbitrary_content_never_raise(version, frame_type, header_rest, payload):
+    """Garbage that passes the CRC reaches the field parsers: they must reject, not raise."""
+    decoder = FrameDecoder()
+    decoder.feed(encode_frame(Hello(0, 0, 0, 0, 0, CONFIG)))
+    body = bytes([version, frame_type]) + header_rest + b"\x00\x00\x00\x00" + payload
+    out = decoder.feed(cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00")
+    for frame in frames_only(out):  # whatever was accepted re-encodes to something that decodes the same
+        again = FrameDecoder()
+        if isinstance(frame, SampleBlock):
+            again.feed(encode_frame(Hello(frame.device_id, frame.boot_id, frame.seq ^ 1, 5, frame.block_index, CONFIG)))
+        assert frames_only(again.feed(encode_frame(frame)))[-1] == frame
+
+
+@st.composite
+def damaged_streams(draw):
+    n_blocks = draw(st.integers(3, 30))
+    frames = make_stream(n_blocks, seed=draw(st.integers(0, 2**16)), hello_every=draw(st.integers(2, 12)))
+    fates = ["keep"] + draw(
+        st.lists(st.sampled_from(["keep", "keep", "drop", "dup"]), min_size=len(frames) - 2, max_size=len(frames) - 2)
+    ) + ["keep"]
+    wire = bytearray(b"\x00")
+    copies = []  # (frame index, first byte, one past its trailing delimiter)
+    for index, (frame, fate) in enumerate(zip(frames, fates)):
+        for _ in range({"keep": 1, "drop": 0, "dup": 2}[fate]):
+            encoded = encode_frame(frame)
+            copies.append((index, len(wire), len(wire) + len(encoded)))
+            wire += encoded
+    # Flip bytes anywhere between the first and the last frame (a decoder cannot
+    # learn about frames lost before the first or after the last it receives).
+    low, high = copies[0][2], copies[-1][1] - 2  # keep the delimiters around the first and last frames
+    flips = []
+    if high >= low:
+        positions = st.tuples(st.integers(low, high), st.integers(1, 255))
+        flips = draw(st.lists(positions, max_size=6, unique_by=lambda flip: flip[0]))
+    flipped = set()
+    for position, mask in flips:
+        wire[position] ^= mask
+        flipped.add(position)
+    intact = {
+        index
+        for index, start, end in copies
+        if not any(start - 1 <= position < end for position in flipped)  # body and both delimiters
+    }
+    chunks = draw(st.lists(st.integers(1, 400), min_size=1, max_size=8))
+    return frames, intact, bytes(wire), chunks, n_blocks
+
+
+@given(damaged_streams())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_damaged_stream_decodes_to_exactly_the_untouched_frames_and_accounts_every_sample(stream):
+    frames, intact, wire, chunks, n_blocks = stream
+    decoder = FrameDecoder()
+    out = feed_in_chunks(decoder, wire, chunks)
+    assert frames_only(out) == [frame for index, frame in enumerate(frames) if index in intact]
+
+    delivered = {item.block_index for item in out if isinstance(item, SampleBlock)}
+    lost = set()
+    for item in out:
+        if isinstance(item, BlocksLost):
+            lost.update(range(item.first_block_index, item.first_block_index + item.n_blocks))
+    assert delivered | lost == set(range(n_blocks)) and not delivered & lost
+    for spec in CONFIG.channels:
+        sent = n_blocks * spec.samples_per_block
+        assert decoder.stats.samples_ok.get(spec.name, 0) + decoder.stats.samples_lost.get(spec.name, 0) == sent
+
+
+def test_corrupted_and_duplicated_frames_are_counted():
+    frames = make_stream(10)
+    good = [encode_frame(f) for f in frames]
+    bad = bytearray(good[3])
+    bad[5] ^= 0x40
+    wire = b"".join(good[:3]) + bytes(bad) + b"".join(good[4:6]) + good[5] + b"".join(good[6:])
+    decoder = FrameDecoder()
+    out = decoder.feed(wire)
+    assert decoder.stats.crc_errors + decoder.stats.cobs_errors == 1
+    assert decoder.stats.duplicates == 1
+    assert decoder.stats.frames_lost == 1
+    assert len(frames_only(out)) == len(frames) - 1
+
+
+def _raw_frame(version, frame_type, payload=b""):
+    body = struct.pack("<BBHHHI", version, frame_type, 3, 0x2A17, 99, 0) + payload
+    return cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+
+
+def test_unknown_version_and_type_are_counted_and_skipped_with_a_warning(caplog):
+    frames = make_stream(4)
+    decoder = FrameDecoder()
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        out = decoder.feed(encode_frame(frames[0]) + _raw_frame(2, 2, b"\x01\x02") + _raw_frame(1, 9, b"\x00")
+                           + _raw_frame(2, 2) + b"".join(encode_frame(f) for f in frames[1:]))
+    assert decoder.stats.unknown_version == 2
+    assert decoder.stats.unknown_type == 1
+    assert frames_only(out) == frames
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("unknown protocol version 2" in m for m in messages)
+    assert any("unknown type 9" in m for m in messages)
+    assert len(messages) == 2  # once per kind and value, not once per frame
+
+
+def test_device_restart_is_a_new_session_not_a_huge_gap():
+    before = make_stream(30, boot_id=1)
+    after = make_stream(5, boot_id=2, seed=1)
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in before + after))
+    sessions = [item for item in out if isinstance(item, SessionStarted)]
+    assert [(s.boot_id, s.restarted) for s in sessions] == [(1, False), (2, True)]
+    assert not any(isinstance(item, BlocksLost) for item in out)
+    assert decoder.stats.frames_lost == 0 and decoder.stats.samples_lost == {}
+    assert decoder.stats.samples_ok["EDA"] == 35 * 10
+
+
+def test_restart_without_a_new_boot_id_is_still_detected_by_the_hello():
+    first = make_stream(20, boot_id=5)
+    second = make_stream(3, boot_id=5, seed=3)
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in first + second))
+    assert sum(isinstance(item, SessionStarted) for item in out) == 2
+    assert decoder.stats.samples_lost == {}
+    assert decoder.stats.samples_ok["BVP"] == 23 * 10
+
+
+def test_joining_mid_stream_counts_nothing_before_the_first_frame():
+    frames = make_stream(40, first_block=1000, hello_every=15)
+    late = [f for f in frames if not (isinstance(f, Hello) and f.next_block_index < 1015)]
+    late = late[late.index(next(f for f in late if isinstance(f, SampleBlock) and f.block_index == 1005)) :]
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in late))
+    blocks = [item.block_index for item in out if isinstance(item, SampleBlock)]
+    assert blocks == list(range(1005, 1040))  # the blocks before the first hello waited for it
+    assert decoder.stats.samples_lost == {}
+
+
+def test_too_many_blocks_before_a_hello_are_dropped_and_reported_lost():
+    frames = [f for f in make_stream(30, hello_every=100) if not isinstance(f, Hello)]
+    frames.append(Hello(3, 0x2A17, 999, 3000, next_block_index=30, config=CONFIG))
+    decoder = FrameDecoder(max_pending_blocks=8)
+    out = decoder.feed(b"".join(encode_frame(f) for f in frames))
+    assert [item.block_index for item in out if isinstance(item, SampleBlock)] == list(range(22, 30))
+    assert decoder.stats.unconfigured_dropped == 22
+    assert decoder.stats.samples_lost["EDA"] == 22 * 10
+
+
+def test_a_hello_reveals_blocks_lost_at_the_end_of_a_stream():
+    frames = make_stream(10, hello_every=100)
+    kept = [f for f in frames if not (isinstance(f, SampleBlock) and f.block_index >= 8)]
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in kept))
+    gaps = [item for item in out if isinstance(item, BlocksLost)]
+    assert [(g.first_block_index, g.n_blocks) for g in gaps] == [(8, 2)]
+    assert decoder.stats.samples_lost == {"EDA": 20, "BVP": 20, "SpO2": 2}
+
+
+def test_gaps_longer_than_the_sequence_number_range_are_exact():
+    frames = make_stream(2)
+    far = SampleBlock(3, 0x2A17, 7, 9_000_000, 100_002, frames[1].samples)
+    decoder = FrameDecoder()
+    decoder.feed(b"".join(encode_frame(f) for f in frames[:-1]) + encode_frame(far))
+    assert decoder.stats.samples_lost["EDA"] == (100_002 - 2) * 10
+
+
+def test_oversize_garbage_is_dropped_with_bounded_memory():
+    decoder = FrameDecoder()
+    frames = make_stream(2)
+    for _ in range(5):
+        decoder.feed(b"\x01" * 5000)
+    out = decoder.feed(b"\x00" + b"".join(encode_frame(f) for f in frames))
+    assert decoder.stats.oversize == 1
+    assert frames_only(out) == frames
+    assert MAX_FRAME_SIZE < 5 * 5000
+
+
+def test_sample_block_of_the_wrong_length_is_malformed():
+    frames = make_stream(1)
+    short = SampleBlock(3, 0x2A17, 50, 0, 1, (np.zeros(3, np.int16),))
+    decoder = FrameDecoder()
+    decoder.feed(encode_frame(frames[0]) + encode_frame(short))
+    assert decoder.stats.malformed == 1
+
+
+def test_flush_ends_a_frame_cut_by_a_disconnection():
+    frames = make_stream(3)
+    wire = [encode_frame(f) for f in frames]
+    decoder = FrameDecoder()
+    out = decoder.feed(wire[0] + wire[1][:10])
+    out += decoder.flush()
+    out += decoder.feed(b"".join(wire[2:]))
+    assert frames_only(out) == [frames[0]] + frames[2:]
+    assert decoder.stats.crc_errors + decoder.stats.cobs_errors == 1

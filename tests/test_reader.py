@@ -1,0 +1,310 @@
+"""firmware_bridge.reader: loop:// and sim:// ports, a pty with faults and a reconnection, errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, Status, encode_frame
+from firmware_bridge.reader import (
+    BridgeParams,
+    ChannelBlock,
+    DeviceEvent,
+    GapEvent,
+    LinkEvent,
+    SensorReader,
+    StatusEvent,
+    StreamAssembler,
+)
+from firmware_bridge.simulator import SimulatedDevice, SimulatorParams
+
+CONFIG = DeviceConfig(
+    100_000,
+    (
+        ChannelSpec("EDA", "uS", 10, scale=0.0005, offset=16.384),
+        ChannelSpec("SpO2", "%", 1, SampleFormat.INT16, 0, 10000, 0.01),
+    ),
+)
+
+
+def device_frames(n_blocks, boot_id=9, skip=(), statuses=None):
+    """Hello, then blocks 0..n-1 (EDA raw = 100*block + k, SpO2 raw = 9700 + block), minus ``skip``."""
+    frames = [Hello(1, boot_id, 0, 0, 0, CONFIG)]
+    seq = 1
+    for block in range(n_blocks):
+        if block not in skip:
+            samples = (np.arange(10, dtype=np.int16) + 100 * block, np.array([9700 + block], np.int16))
+            frames.append(SampleBlock(1, boot_id, seq, 100 * block, block, samples))
+        seq += 1
+        if statuses and block in statuses:
+            frames.append(Status(1, boot_id, seq, 100 * block, 3900, 80, 1, *statuses[block]))
+            seq += 1
+    frames.append(Hello(1, boot_id, seq, 100 * n_blocks, n_blocks, CONFIG))
+    return frames
+
+
+def wire(frames) -> bytes:
+    return b"\x00" + b"".join(encode_frame(f) for f in frames)
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def loop_reader(request):
+    queue_blocks = getattr(request, "param", 4096)
+    reader = SensorReader(BridgeParams(port="loop://", queue_blocks=queue_blocks))
+    reader.open()
+    reader.start()
+    yield reader
+    reader.close()
+
+
+def send(reader, data: bytes) -> None:
+    before = reader.stats.bytes_read
+    reader.port.write(data)
+    wait_until(lambda: reader.stats.bytes_read >= before + len(data))
+
+
+def tiles(events, name, expected_end):
+    """The blocks and gaps of a channel cover [0, expected_end) exactly, in order."""
+    position = 0
+    for event in events:
+        if isinstance(event, (ChannelBlock, GapEvent)) and event.channel == name:
+            assert event.first_sample_index == position, (name, event)
+            position = event.end_sample_index
+    return position == expected_end
+
+
+# --------------------------------------------------------------------------- loop://
+
+
+def test_blocks_are_named_scaled_and_placed(loop_reader):
+    send(loop_reader, wire(device_frames(3)))
+    events = loop_reader.read(timeout=1)
+    assert isinstance(events[0], LinkEvent) and events[0].kind == "connected"
+    assert [e.kind for e in events if isinstance(e, DeviceEvent)] == ["session", "config"]
+    eda = [e for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert [b.first_sample_index for b in eda] == [0, 10, 20]
+    assert eda[1].samples == pytest.approx((100 + np.arange(10)) * 0.0005 + 16.384, abs=1e-6)
+    assert eda[1].raw.dtype == np.int16 and eda[1].unit == "uS" and eda[1].sampling_rate == 100.0
+    assert eda[2].device_time_s == pytest.approx(0.2)
+    spo2 = [e for e in events if isinstance(e, ChannelBlock) and e.channel == "SpO2"]
+    assert [b.samples[0] for b in spo2] == pytest.approx([97.0, 97.01, 97.02])
+    assert spo2[0].sampling_rate == 10.0 and spo2[0].session == (1, 9)
+    assert loop_reader.config == CONFIG
+
+
+def test_lost_blocks_become_gap_events_per_channel(loop_reader):
+    send(loop_reader, wire(device_frames(6, skip={2, 3})))
+    events = loop_reader.read(timeout=1)
+    gaps = [e for e in events if isinstance(e, GapEvent)]
+    assert [(g.channel, g.first_sample_index, g.n_samples, g.reason) for g in gaps] == [
+        ("EDA", 20, 20, "link"), ("SpO2", 2, 2, "link")]
+    assert gaps[0].device_time_s == pytest.approx(0.2)
+    assert tiles(events, "EDA", 60) and tiles(events, "SpO2", 6)
+    stats = loop_reader.stats
+    assert stats.samples_delivered == {"EDA": 40, "SpO2": 4}
+    assert stats.samples_lost_link == {"EDA": 20, "SpO2": 2}
+
+
+def test_status_flags_are_named_by_channel(loop_reader):
+    send(loop_reader, wire(device_frames(2, statuses={1: (0b10, 0b01)})))
+    status = [e for e in loop_reader.read(timeout=1) if isinstance(e, StatusEvent)]
+    assert len(status) == 1
+    assert status[0].lead_off == ("SpO2",) and status[0].saturated == ("EDA",)
+    assert status[0].battery_mv == 3900 and status[0].battery_percent == 80 and status[0].charging
+
+
+@pytest.mark.parametrize("loop_reader", [6], indirect=True)
+def test_a_full_queue_turns_blocks_into_gaps_and_keeps_count(loop_reader):
+    send(loop_reader, wire(device_frames(40, skip={7})))
+    assert len(loop_reader._queue) <= 6 + 8  # bounded: the queue plus a few merged gaps and events
+    events = loop_reader.read(timeout=1)
+    events += loop_reader.read(timeout=0.2)
+    stats = loop_reader.stats
+    assert stats.queue_overflow_blocks > 0
+    for name, per_block in (("EDA", 10), ("SpO2", 1)):
+        assert tiles(events, name, 40 * per_block)
+        total = stats.samples_delivered[name] + stats.samples_lost_link[name] + stats.samples_lost_overflow[name]
+        assert total == 40 * per_block
+    reasons = {e.reason for e in events if isinstance(e, GapEvent)}
+    assert "overflow" in " ".join(reasons)
+
+
+def test_device_restart_is_a_new_session_not_a_gap(loop_reader):
+    send(loop_reader, wire(device_frames(5, boot_id=1) + device_frames(3, boot_id=2)))
+    events = loop_reader.read(timeout=1)
+    sessions = [e for e in events if isinstance(e, DeviceEvent) and e.kind == "session"]
+    assert [(s.boot_id, s.restarted) for s in sessions] == [(1, False), (2, True)]
+    assert not any(isinstance(e, GapEvent) for e in events)
+    eda = [e.first_sample_index for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert eda == [0, 10, 20, 30, 40, 0, 10, 20]
+
+
+def test_device_clock_is_unwrapped_across_its_32_bit_limit():
+    assembler = StreamAssembler()
+    near_end = 2**32 - 150
+    frames = [Hello(1, 9, 0, near_end, 0, CONFIG)]
+    for block in range(4):
+        samples = (np.zeros(10, np.int16), np.zeros(1, np.int16))
+        frames.append(SampleBlock(1, 9, block + 1, (near_end + 100 * block) % 2**32, block, samples, CONFIG))
+    from firmware_bridge.protocol import SessionStarted
+
+    events = assembler.process([SessionStarted(1, 9, False)] + frames, received_at=0.0)
+    times = [e.device_time_s for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert np.diff(times) == pytest.approx([0.1, 0.1, 0.1])
+
+
+# --------------------------------------------------------------------------- errors and lifecycle
+
+
+@pytest.mark.parametrize("port", ["/dev/biomoe-no-such-port", "nosuchscheme://device"])
+def test_a_port_that_cannot_be_opened_is_named_in_the_error(port):
+    reader = SensorReader(BridgeParams(port=port))
+    with pytest.raises(BridgeError) as info:
+        reader.open()
+    assert info.value.code == "port_open_failed"
+    assert repr(port) in str(info.value)
+    assert not reader.is_open
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("port", "", "port must be a pyserial URL"), ("queue_blocks", 1, "queue_blocks"),
+     ("reconnect_min_s", 10.0, "reconnect_min_s"), ("read_timeout_s", 0, "read_timeout_s")],
+)
+def test_bad_params_name_the_parameter(field, value, message):
+    options = {"port": "loop://", field: value}
+    with pytest.raises(ValueError, match=message):
+        BridgeParams(**options)
+
+
+def test_lifecycle_misuse_is_a_bridge_error():
+    reader = SensorReader(BridgeParams(port="loop://"))
+    with pytest.raises(BridgeError) as info:
+        reader.start()
+    assert info.value.code == "not_open"
+    reader.open()
+    with pytest.raises(BridgeError):
+        reader.open()
+    reader.close()
+    reader.close()  # twice is fine
+
+
+def test_no_hello_means_a_clear_config_timeout(loop_reader):
+    with pytest.raises(BridgeError, match="no device description") as info:
+        loop_reader.wait_for_config(timeout=0.2)
+    assert info.value.code == "no_config"
+
+
+# --------------------------------------------------------------------------- sim://
+
+
+def test_sim_url_is_a_synthetic_board_behind_the_same_api():
+    params = BridgeParams(port="sim://?speed=0&duration=30&seed=4&drop-rate=0.1&condition-schedule=leadoff:EDA:3-5")
+    with SensorReader(params) as reader:
+        device = reader.port.device
+        assert device.wait(timeout=30)
+        events = reader.read_until_idle(idle_s=0.3)
+        stats = reader.stats
+    generated = device.stats.samples_generated
+    for name in ("EDA", "BVP", "RESP", "SpO2"):
+        assert stats.samples_delivered[name] + stats.samples_lost_link.get(name, 0) == generated[name]
+        assert tiles(events, name, generated[name])
+    assert stats.samples_lost_link["EDA"] > 0
+    lead_off = {round(e.device_time_s) for e in events if isinstance(e, StatusEvent) and "EDA" in e.lead_off}
+    assert lead_off <= {3, 4} and lead_off
+
+
+def test_sim_url_rejects_unknown_options_quoting_the_form():
+    with pytest.raises(BridgeError, match="sim://") as info:
+        SensorReader(BridgeParams(port="sim://?sped=3")).open()
+    assert "unknown simulator option 'sped'" in str(info.value)
+
+
+# --------------------------------------------------------------------------- pty, end to end
+
+
+def test_end_to_end_on_a_pty_with_faults_and_a_reconnection(tmp_path):
+    """Simulator on a pty, reader on the other end; flipped bytes, dropped and repeated frames, a
+    stall and a disconnection with re-enumeration: every sample is delivered or reported lost."""
+    link = tmp_path / "biomoe-sim"
+    device = SimulatedDevice(SimulatorParams(
+        link=str(link), speed=25, duration_s=60, seed=7, flip_rate=3e-4, drop_rate=0.03, duplicate_rate=0.03,
+        conditions=["disconnect:20-24", "stall:40-43"],
+    ))
+    reader = SensorReader(BridgeParams(port=str(link), reconnect_min_s=0.02, reconnect_max_s=0.2))
+    try:
+        device.open()
+        reader.open()
+        reader.start()
+        device.start()
+        assert device.wait(timeout=60), "the simulated stream did not end"
+        events = reader.read_until_idle(idle_s=1.0, timeout=30)
+        stats = reader.stats
+    finally:
+        reader.close()
+        device.close()
+
+    generated = device.stats.samples_generated
+    for name, count in generated.items():
+        delivered, lost = stats.samples_delivered[name], stats.samples_lost_link.get(name, 0)
+        assert delivered + lost == count, (name, delivered, lost, count)
+        assert tiles(events, name, count)
+    links = [e.kind for e in events if isinstance(e, LinkEvent)]
+    assert links == ["connected", "disconnected", "connected"]
+    assert stats.decoder.crc_errors + stats.decoder.cobs_errors > 0
+    assert stats.decoder.duplicates > 0
+    assert stats.samples_lost_link["EDA"] >= 4 * 100  # the four seconds of the disconnection at least
+    assert not link.exists()  # the device removed its symlink when it closed
+
+
+def test_reboot_on_a_pty_restarts_the_session_without_a_gap(tmp_path):
+    device = SimulatedDevice(SimulatorParams(link=str(tmp_path / "dev"), speed=50, duration_s=20, seed=8,
+                                             conditions=["reboot:8-10"]))
+    reader = SensorReader(BridgeParams(port=device.open()))
+    try:
+        reader.open()
+        reader.start()
+        device.start()
+        assert device.wait(timeout=30)
+        events = reader.read_until_idle(idle_s=1.0)
+    finally:
+        reader.close()
+        device.close()
+    sessions = [e for e in events if isinstance(e, DeviceEvent) and e.kind == "session"]
+    assert [s.restarted for s in sessions] == [False, True]
+    assert sessions[0].boot_id != sessions[1].boot_id
+    assert not any(isinstance(e, GapEvent) for e in events)
+    eda = [e for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert sum(b.n_samples for b in eda) == device.stats.samples_generated["EDA"] == 18 * 100
+
+
+def test_a_silent_port_is_reopened_when_stale_after_is_set():
+    params = BridgeParams(port="loop://", stale_after_s=0.15, reconnect_min_s=0.01)
+    with SensorReader(params) as reader:
+        wait_until(lambda: reader.stats.connects >= 2)
+        events = reader.read(timeout=0.5)
+    kinds = [e.kind for e in events if isinstance(e, LinkEvent)]
+    assert kinds[:3] == ["connected", "disconnected", "connected"]
+    assert "no data for 0.15 s" in next(e.detail for e in events if isinstance(e, LinkEvent) and e.detail)
+
+
+def test_iterating_a_stopped_reader_drains_the_queue():
+    reader = SensorReader(BridgeParams(port="sim://?speed=0&duration=3"))
+    reader.open()
+    reader.start()
+    assert reader.port.device.wait(timeout=30)
+    wait_until(lambda: reader.stats.samples_delivered.get("EDA", 0) == 300)
+    reader.stop()
+    events = list(reader)
+    reader.close()
+    assert sum(e.n_samples for e in events if isinstance(e, ChannelBlock) and e.channel == "SpO2") == 3

@@ -78,7 +78,9 @@ def load_backbone(path: str | os.PathLike, map_location: str | torch.device = "c
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of Tiny-BioMoE.pth or of a saved backbone")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass the path of Tiny-BioMoE.pth or of a saved backbone"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except OSError:

@@ -48,7 +48,8 @@ class FusionHead(nn.Module):
         embedding_dim: int = 192,
     ):
         super().__init__()
-        for name, value in (("num_embeddings", num_embeddings), ("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+        counts = {"num_embeddings": num_embeddings, "num_classes": num_classes, "embedding_dim": embedding_dim}
+        for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
@@ -61,7 +62,13 @@ class FusionHead(nn.Module):
         if hidden is None:
             layers = [nn.ELU(), nn.Dropout(dropout), nn.Linear(in_features, num_classes)]
         else:
-            layers = [nn.ELU(), nn.Linear(in_features, hidden), nn.ELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)]
+            layers = [
+                nn.ELU(),
+                nn.Linear(in_features, hidden),
+                nn.ELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            ]
         self.classifier = nn.Sequential(*layers)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:

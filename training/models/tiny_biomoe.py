@@ -694,19 +694,20 @@ class TinyBioMoE(nn.Module):
         Only shapes and dtypes are read, so the check costs nothing and traces
         to no graph node.
         """
-        expected = (self.in_chans, self.img_size, self.img_size)
+        shape = f"(B, {self.in_chans}, {self.img_size}, {self.img_size})"
         dtype = self.ln_img.weight.dtype
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"images must be a torch.Tensor of shape (B, {', '.join(map(str, expected))}), got {type(x).__name__}")
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"images must be a torch.Tensor of shape {shape}, got {type(x).__name__}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (self.in_chans, self.img_size, self.img_size):
             raise ValueError(
-                f"images must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}; "
-                f"resize to {self.img_size}x{self.img_size} RGB and add a batch dimension (images[None] for one image)"
+                f"images must have shape {shape}, got {tuple(x.shape)}; resize to {self.img_size}x{self.img_size} "
+                "RGB and add a batch dimension (images[None] for one image)"
             )
         if x.dtype != dtype:
+            wanted, got = str(dtype).removeprefix("torch."), str(x.dtype).removeprefix("torch.")
+            scaling = "" if x.dtype.is_floating_point else " / 255"
             raise ValueError(
-                f"images must be {str(dtype).removeprefix('torch.')} in [0, 1], got {str(x.dtype).removeprefix('torch.')}; "
-                f"convert with images.to({dtype})" + (" / 255" if not x.dtype.is_floating_point else "")
+                f"images must be {wanted} in [0, 1], got {got}; convert with images.to(torch.{wanted}){scaling}"
             )
 
     def forward_experts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,6 +68,8 @@ def _onnx_runner(model, batch_size: int, threads: int, folder: Path) -> Callable
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle ORT threads would otherwise spin and slow the torch call timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda images: session.run(None, {name: images})

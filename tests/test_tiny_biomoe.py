@@ -48,6 +48,17 @@ def test_parameter_count_matches_release():
     assert model.num_features == 192
 
 
+def test_feature_info_names_each_stage():
+    model = timm.create_model("tiny_biomoe")
+    assert [info["module"] for info in model.feature_info] == [
+        "enc1.block1", "enc1.block2", "enc1.block3", "enc1.block4", "enc2.blocks1", "enc2.blocks2", "enc2.blocks3"
+    ]
+    assert [info["num_chs"] for info in model.feature_info] == [64, 128, 320, 96, 192, 288, 96]
+    assert [info["reduction"] for info in model.feature_info] == [4, 8, 16, 32, 16, 32, 56]
+    for info in model.feature_info:
+        model.get_submodule(info["module"])
+
+
 def test_attention_bias_index_matches_release(golden_checkpoint):
     released = torch.load(golden_checkpoint, weights_only=True)["model_state_dict"]
     fresh = timm.create_model("tiny_biomoe").state_dict()

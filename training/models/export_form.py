@@ -107,10 +107,10 @@ class SpectralGatingMatmul(nn.Module):
         height, width = grid
         weight = complex_weight.detach().float()
         self.grid = grid
-        self.register_buffer("rfft_w", _rfft_matrix(width).float())
-        self.register_buffer("dft_h", _complex_dft_matrix(height, inverse=False).float())
-        self.register_buffer("idft_h", _complex_dft_matrix(height, inverse=True).float())
-        self.register_buffer("irfft_w", _irfft_matrix(width).float())
+        self.register_buffer("rfft_w", _rfft_matrix(width).to(weight))
+        self.register_buffer("dft_h", _complex_dft_matrix(height, inverse=False).to(weight))
+        self.register_buffer("idft_h", _complex_dft_matrix(height, inverse=True).to(weight))
+        self.register_buffer("irfft_w", _irfft_matrix(width).to(weight))
         self.register_buffer("weight_real", weight[..., 0].clone())
         self.register_buffer("weight_imag", weight[..., 1].clone())
 

@@ -675,7 +675,7 @@ class TinyBioMoE(nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {name for name, _ in self.named_parameters() if "attention_biases" in name or "complex_weight" in name}
+        return {name for name, _ in self.named_parameters() if "attention_biases" in name}
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

@@ -7,11 +7,14 @@ Measures, in one run and one process, ms per image at each batch size for
 - ``export``: :func:`training.models.to_export_form` of the same model, in
   eager PyTorch;
 - ``ort``: the export form exported with the dynamo ONNX exporter and run by
-  ONNX Runtime (float32, CPU), unless ``--no-onnx``.
+  ONNX Runtime (float32, CPU), unless ``--no-onnx``;
+- ``ort-dft``: the eager model exported the same way (its spectral gating
+  becomes ONNX ``DFT`` ops), unless ``--no-onnx``.
 
-The variants are timed in interleaved rounds (round r times each once), so a
-load change on the machine hits them alike; the median over rounds is reported,
-with the ratio eager / export measured in the same rounds.
+The variants are timed in interleaved rounds (each runs once per round, the
+order reversed every other round), so a load change on the machine hits them
+alike; the median over rounds is reported, and the ratios eager / export and
+ort-dft / ort come from the same rounds.
 
 Usage::
 
@@ -22,6 +25,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -63,8 +68,10 @@ def _onnx_runner(model, batch_size: int, threads: int, folder: Path) -> Callable
     import onnxruntime
     import torch
 
+    folder.mkdir(exist_ok=True)
     path = folder / f"tiny_biomoe_b{batch_size}.onnx"
-    torch.onnx.export(model, (torch.rand(batch_size, 3, 224, 224),), str(path), dynamo=True, verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        torch.onnx.export(model, (torch.rand(batch_size, 3, 224, 224),), str(path), dynamo=True, verbose=False)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -105,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         f"{args.threads} threads, torch {torch.__version__}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    columns = ["batch", "eager", "export", "eager/export"] + ([] if args.no_onnx else ["ort", "eager/ort"])
+    columns = ["batch", "eager", "export", "eager/export"]
+    if not args.no_onnx:
+        columns += ["ort-dft", "ort", "ort-dft/ort"]
     print(" ".join(f"{column:>12}" for column in columns))
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         for batch_size in args.batch_sizes:
@@ -116,16 +125,17 @@ def run(args: argparse.Namespace) -> int:
             }
             if not args.no_onnx:
                 with torch.inference_mode(False):
-                    ort_run = _onnx_runner(export_model, batch_size, args.threads, Path(folder))
+                    dft_run = _onnx_runner(model, batch_size, args.threads, Path(folder) / "dft")
+                    ort_run = _onnx_runner(export_model, batch_size, args.threads, Path(folder) / "export")
                 array = images.numpy()
+                runners["ort-dft"] = lambda: dft_run(array)
                 runners["ort"] = lambda: ort_run(array)
             seconds = _time_rounds(runners, args.warmup, args.repeats)
             ms = {name: 1000 * statistics.median(values) / batch_size for name, values in seconds.items()}
-            row = [f"{batch_size:>12d}", f"{ms['eager']:>12.2f}", f"{ms['export']:>12.2f}"]
-            row.append(f"{ms['eager'] / ms['export']:>12.2f}")
+            row = [batch_size, ms["eager"], ms["export"], ms["eager"] / ms["export"]]
             if not args.no_onnx:
-                row += [f"{ms['ort']:>12.2f}", f"{ms['eager'] / ms['ort']:>12.2f}"]
-            print(" ".join(row), flush=True)
+                row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]
+            print(f"{batch_size:>12d} " + " ".join(f"{value:>12.2f}" for value in row[1:]), flush=True)
     return 0
 
 

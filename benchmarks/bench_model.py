@@ -102,9 +102,21 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     import torch
 
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        _print_table(args)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return 0
+
+
+def _print_table(args: argparse.Namespace) -> None:
+    """Build the model and its export form, then time each batch size and print its row."""
+    import torch
+
     from training.models import load_backbone, tiny_biomoe, to_export_form
 
-    torch.set_num_threads(args.threads)
     model = load_backbone(args.checkpoint) if args.checkpoint else tiny_biomoe().eval()
     export_model = to_export_form(model)
     print(
@@ -136,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_onnx:
                 row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]
             print(f"{batch_size:>12d} " + " ".join(f"{value:>12.2f}" for value in row[1:]), flush=True)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ them on one line without a traceback.
 
 from edge.errors import EdgeError
 
-__all__ = ["TrainingError", "DataError"]
+__all__ = ["CheckpointError", "DataError", "TrainingError"]
 
 
 class TrainingError(EdgeError):
@@ -18,4 +18,12 @@ class DataError(TrainingError):
 
     The message names the file (and row/column where it applies) and says what
     to fix, or how to skip the problem (``on_error="skip"``).
+    """
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint file that cannot be read or does not fit the model.
+
+    The message names the file and the first mismatched parameter names, so a
+    checkpoint of another architecture is recognised at a glance.
     """

@@ -1,0 +1,165 @@
+"""Latency of the Tiny-BioMoE backbone: release-equivalent eager model vs its export form.
+
+Measures, in one run and one process, ms per image at each batch size for
+
+- ``eager``: :class:`training.models.TinyBioMoE` as loaded (FFT spectral
+  gating, BatchNorm, per-call bias gather): what the authors' code computes;
+- ``export``: :func:`training.models.to_export_form` of the same model, in
+  eager PyTorch;
+- ``ort``: the export form exported with the dynamo ONNX exporter and run by
+  ONNX Runtime (float32, CPU), unless ``--no-onnx``;
+- ``ort-dft``: the eager model exported the same way (its spectral gating
+  becomes ONNX ``DFT`` ops), unless ``--no-onnx``.
+
+The variants are timed in interleaved rounds (each runs once per round, the
+order reversed every other round), so a load change on the machine hits them
+alike; the median over rounds is reported, and the ratios eager / export and
+ort-dft / ort come from the same rounds.
+
+Usage::
+
+    python -m benchmarks.bench_model                       # batch 1 and 8, 2 threads
+    python -m benchmarks.bench_model --checkpoint Tiny-BioMoE.pth --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["configure_parser", "main", "run"]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", type=Path, help="backbone checkpoint (default: random weights; the timing is the same)"
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="intra-op threads for torch and ONNX Runtime (default: 2)"
+    )
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first (default: 3)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per batch size (default: 15)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and the ONNX Runtime timing")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("threads", "repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if any(size < 1 for size in args.batch_sizes):
+        raise ValueError(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
+
+
+def _onnx_runner(model, batch_size: int, threads: int, folder: Path) -> Callable[[np.ndarray], object]:
+    """Export ``model`` for a fixed batch and return a function that runs it in ONNX Runtime."""
+    import onnxruntime
+    import torch
+
+    folder.mkdir(exist_ok=True)
+    path = folder / f"tiny_biomoe_b{batch_size}.onnx"
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        torch.onnx.export(model, (torch.rand(batch_size, 3, 224, 224),), str(path), dynamo=True, verbose=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # idle ORT threads would otherwise spin and slow the torch call timed next
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: images})
+
+
+def _time_rounds(runners: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner, interleaved round by round."""
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner()
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for round_index in range(repeats):
+        order = list(runners) if round_index % 2 == 0 else list(reversed(runners))
+        for name in order:
+            start = time.perf_counter()
+            runners[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the variants and print one table row per batch size."""
+    _check_args(args)
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        _print_table(args)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return 0
+
+
+def _print_table(args: argparse.Namespace) -> None:
+    """Build the model and its export form, then time each batch size and print its row."""
+    import torch
+
+    from training.models import load_backbone, tiny_biomoe, to_export_form
+
+    model = load_backbone(args.checkpoint) if args.checkpoint else tiny_biomoe().eval()
+    export_model = to_export_form(model)
+    print(
+        f"Tiny-BioMoE latency, ms/image (median of {args.repeats} interleaved rounds), "
+        f"{args.threads} threads, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    columns = ["batch", "eager", "export", "eager/export"]
+    if not args.no_onnx:
+        columns += ["ort-dft", "ort", "ort-dft/ort"]
+    print(" ".join(f"{column:>12}" for column in columns))
+    with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
+        for batch_size in args.batch_sizes:
+            images = torch.rand(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(batch_size))
+            runners: dict[str, Callable[[], object]] = {
+                "eager": lambda: model(images),
+                "export": lambda: export_model(images),
+            }
+            if not args.no_onnx:
+                with torch.inference_mode(False):
+                    dft_run = _onnx_runner(model, batch_size, args.threads, Path(folder) / "dft")
+                    ort_run = _onnx_runner(export_model, batch_size, args.threads, Path(folder) / "export")
+                array = images.numpy()
+                runners["ort-dft"] = lambda: dft_run(array)
+                runners["ort"] = lambda: ort_run(array)
+            seconds = _time_rounds(runners, args.warmup, args.repeats)
+            ms = {name: 1000 * statistics.median(values) / batch_size for name, values in seconds.items()}
+            row = [batch_size, ms["eager"], ms["export"], ms["eager"] / ms["export"]]
+            if not args.no_onnx:
+                row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]
+            print(f"{batch_size:>12d} " + " ".join(f"{value:>12.2f}" for value in row[1:]), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_model", description=__doc__.split("\n")[0])
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        print(f"bench_model: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

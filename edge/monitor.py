@@ -765,6 +765,9 @@ def run(args: argparse.Namespace) -> int:
             if bundle.placeholder:  # whatever the log level: the results mean nothing
                 print(f"biomoe monitor: {PLACEHOLDER_NOTICE}", file=sys.stderr, flush=True)
             logger.info("%s", bundle.describe())
+            if not math.isclose(monitor.window_seconds, bundle.window_seconds):
+                logger.warning("windows of %g s differ from the %g s the model was trained on: its outputs may be "
+                               "less reliable", monitor.window_seconds, bundle.window_seconds)
             logger.info("reading %s; windows of %g s every %g s into %s", source.description,
                         monitor.window_seconds, monitor.hop_seconds, config.database)
             return monitor.run(shutdown)

@@ -182,9 +182,11 @@ def test_falling_behind_skips_windows_explicitly_and_accounts_for_all(tmp_path, 
 
 
 def test_monitor_reads_a_device_on_a_pty_given_by_port(tmp_path):
-    """The real --port path: a SimulatedDevice on its own pty, flagging a lead off on BVP."""
+    """The real --port path: a SimulatedDevice on its own pty sampling at 200 Hz (resampled to the
+    bundle's 100 Hz) and flagging a lead off on BVP."""
     link = tmp_path / "ttyBIOMOE"
-    device = SimulatedDevice(SimulatorParams(link=str(link), speed=20, seed=5, conditions=["leadoff:BVP:0-100000"]))
+    device = SimulatedDevice(SimulatorParams(link=str(link), speed=20, seed=5, signal_rate_hz=200.0,
+                                             conditions=["leadoff:BVP:0-100000"]))
     database = tmp_path / "results.sqlite"
     try:
         device.open()
@@ -202,7 +204,24 @@ def test_monitor_reads_a_device_on_a_pty_given_by_port(tmp_path):
         assert all(record["quality"][name]["ok"] for name in ("EDA", "RESP", "SpO2"))
     with ResultStore(database, readonly=True) as store:
         assert store.count() == 4
-        assert store.sessions()[-1]["info"]["source"] == f"port {link}"
+        info = store.sessions()[-1]["info"]
+    assert info["source"] == f"port {link}"
+    assert info["device_channels"]["EDA"] == [200.0, "uS"] and info["device_channels"]["SpO2"] == [1.0, "%"]
+
+
+def test_a_device_restart_starts_the_windows_again(tmp_path, capsys):
+    database = tmp_path / "results.sqlite"
+    assert main(["monitor", "--simulate", "--speed", "20", "--hop", "5", "--windows", "8", "--conditions", "reboot:30-32",
+                 "--db", str(database), "--config", str(_deep_queue(tmp_path))]) == 0
+    records = _lines(capsys.readouterr().out)
+    assert [r["window_index"] for r in records] == list(range(8))
+    starts = [r["start_time"] for r in records]
+    restart = next(i for i in range(1, 8) if starts[i] < starts[i - 1])
+    assert starts[:restart] == [5.0 * i for i in range(restart)]  # the first boot's clock
+    assert starts[restart:] == [5.0 * i for i in range(8 - restart)]  # the new boot's clock starts at 0
+    assert all(not r["skipped"] and r["quality_ok"] for r in records)
+    with ResultStore(database, readonly=True) as store:
+        assert len(store.events("device_restart")) == 1
 
 
 # --------------------------------------------------------------------------- bad input

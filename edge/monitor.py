@@ -92,12 +92,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edge.backends import create_backend
-from edge.budget import BudgetTracker, QueueClosed, SkippingQueue, peak_memory_mb, process_memory_mb
+from edge.budget import BudgetTracker, SkippingQueue, peak_memory_mb, process_memory_mb
 from edge.bundle import PLACEHOLDER_NOTICE, Bundle, FusionEntry, default_bundle_path, load_bundle
 from edge.config import MonitorConfig, add_config_arguments, config_from_args
 from edge.errors import EdgeError
@@ -131,7 +130,7 @@ __all__ = [
     "run",
 ]
 
-logger = logging.getLogger("biomoe.monitor")
+logger = logging.getLogger(__name__)
 
 #: Seconds to wait for the device's description (hello frame) after opening the port.
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
@@ -172,7 +171,9 @@ def bundle_representation_spec(bundle: Bundle, window_seconds: float | None = No
     try:
         spec = RepresentationSpec.from_dict(settings)
     except (TypeError, ValueError) as exc:
-        raise EdgeError(f"bundle {bundle.name}: representation_spec is not valid ({exc}); re-export the bundle") from None
+        raise EdgeError(
+            f"bundle {bundle.name}: representation_spec is not valid ({exc}); re-export the bundle"
+        ) from None
     for key, expected in (("sampling_rate", bundle.sampling_rate), ("window_seconds", bundle.window_seconds),
                           ("image_size", bundle.image_size)):
         if not math.isclose(getattr(spec, key), expected):
@@ -426,7 +427,9 @@ class Monitor:
                 resync_seconds=max(30.0, 2 * (self.window_seconds + _MAX_WAIT_SECONDS)),
             )
         except ValueError as exc:
-            raise EdgeError(f"cannot cut windows of {self.window_seconds:g} s every {self.hop_seconds:g} s: {exc}") from None
+            raise EdgeError(
+                f"cannot cut windows of {self.window_seconds:g} s every {self.hop_seconds:g} s: {exc}"
+            ) from None
 
     def _ingest(self) -> None:
         try:
@@ -440,11 +443,11 @@ class Monitor:
     def _handle(self, event) -> None:
         if isinstance(event, ChannelBlock):
             self._advance(event.device_time_s)
-            if event.channel in self.windower.channels:
+            if event.channel in self.channels:  # a channel the bundle does not use is ignored
                 self._hold(self.windower.push(event.channel, event.device_time_s, event.samples))
         elif isinstance(event, GapEvent):
             self._advance(event.device_time_s)
-            if event.channel in self.windower.channels:
+            if event.channel in self.channels:
                 self._hold(self.windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
         elif isinstance(event, StatusEvent):
             for name in self.channels:
@@ -494,12 +497,15 @@ class Monitor:
         """Queue the held windows the device has reported past (all of them with ``everything``)."""
         while self._held and (everything or self._held[0].end_time <= self._device_time + 1e-9):
             window = self._held.popleft()
-            flags = {name: self.device_flags.during(name, window.start_time, window.end_time) for name in self.channels}
+            flags = self._flags_during(window)
             self.device_flags.prune(before=window.start_time)
             with self._order_lock:
                 dropped = self.queue.put(_Queued(window, flags, time.perf_counter()))
                 if dropped is not None:
                     self._skipped.append(self.processor.skipped(dropped.window, reason="behind"))
+
+    def _flags_during(self, window: Window) -> dict[str, set[str]]:
+        return {name: self.device_flags.during(name, window.start_time, window.end_time) for name in self.channels}
 
     # -- processing loop (main thread)
 
@@ -523,7 +529,10 @@ class Monitor:
                 if shutdown is not None and shutdown.requested:
                     stopped_by = shutdown.signal_name or "signal"
                     break
-                if self._limit_reached(started) or self._output_closed:
+                if self._output_closed:
+                    stopped_by = "stdout closed"
+                    break
+                if self._limit_reached(started):
                     break
                 if self._ingest_error is not None:
                     raise self._ingest_error
@@ -542,16 +551,17 @@ class Monitor:
         finally:
             self._stop_ingest.set()
             self._ingest_thread.join(5.0)
-        if stopped_by != "limit" and not self._output_closed:
+        if stopped_by not in ("limit", "stdout closed"):
             self._finish_pending()
         self._summary(stopped_by, time.monotonic() - started)
         return 0
 
     def _limit_reached(self, started: float) -> bool:
-        limits = self.limits
-        if limits.windows and self.rows_written >= limits.windows:
-            return True
-        return limits.duration_s is not None and time.monotonic() - started >= limits.duration_s
+        duration = self.limits.duration_s
+        return self._rows_limit_reached() or (duration is not None and time.monotonic() - started >= duration)
+
+    def _rows_limit_reached(self) -> bool:
+        return bool(self.limits.windows) and self.rows_written >= self.limits.windows
 
     def _finish_pending(self) -> None:
         """After a stop signal: write the skipped, queued and held windows (the ingest thread has stopped)."""
@@ -559,13 +569,12 @@ class Monitor:
         while True:
             try:
                 item = self.queue.get(timeout=0)
-            except (TimeoutError, QueueClosed):
+            except TimeoutError:
                 break
             self._write(self._process(item))
         while self._held:
             window = self._held.popleft()
-            flags = {name: self.device_flags.during(name, window.start_time, window.end_time) for name in self.channels}
-            self._write(self._process(_Queued(window, flags, time.perf_counter())))
+            self._write(self._process(_Queued(window, self._flags_during(window), time.perf_counter())))
 
     def _process(self, item: _Queued) -> WindowResult:
         waited_ms = (time.perf_counter() - item.queued_at) * 1000.0
@@ -578,14 +587,11 @@ class Monitor:
             skipped = list(self._skipped)
             self._skipped.clear()
         for position, result in enumerate(skipped):
-            if self._limit_reached_rows():
+            if self._rows_limit_reached():
                 with self._order_lock:
                     self._skipped.extendleft(reversed(skipped[position:]))
                 break
             self._write(result)
-
-    def _limit_reached_rows(self) -> bool:
-        return bool(self.limits.windows) and self.rows_written >= self.limits.windows
 
     def _write(self, result: WindowResult) -> None:
         """Commit one result, then print it: a printed line is always on disk."""
@@ -679,7 +685,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add_config_arguments(parser)
     parser.add_argument("--windows", type=int, default=0, metavar="N",
-                        help="stop after N windows (default 0: run until SIGTERM/Ctrl-C)")
+                        help="stop after N windows are written, processed or skipped "
+                             "(default 0: run until SIGTERM/Ctrl-C)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many wall-clock seconds")
     parser.add_argument("--quiet", action="store_true", help="no JSON lines on stdout (the database gets every window)")
     parser.add_argument("--status-every", type=float, metavar="SECONDS",
@@ -687,18 +694,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help="how long to wait for the device's hello frame (default: %(default)g)")
     simulated = parser.add_argument_group("simulated hub (with --simulate)")
-    simulated.add_argument("--speed", type=float, metavar="X", help="run the simulated hub X times faster than real time")
+    simulated.add_argument("--speed", type=float, metavar="X",
+                           help="run the simulated hub X times faster than real time (default 1)")
     simulated.add_argument("--conditions", metavar="SCHEDULE",
                            help="faults at stream seconds, e.g. flat:RESP:20-40,saturate:EDA:40-60,disconnect:60-65 "
                                 "(see biomoe simulate-device --help)")
     simulated.add_argument("--seed", type=int, metavar="N", help="seed of the simulated signals (default 0)")
 
 
-def _positive(value, flag: str, allow_zero: bool = False) -> None:
-    ok = value is not None and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise EdgeError(f"{flag} must be a number {bound}, got {value!r}")
+def _positive(value: float, flag: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise EdgeError(f"{flag} must be a number > 0, got {value!r}")
 
 
 def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> SimulatorParams | None:
@@ -718,11 +724,11 @@ def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> Simula
 def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("biomoe monitor: %(message)s"))
-    for name in ("biomoe", "firmware_bridge"):
+    for name in ("edge", "firmware_bridge"):
         named = logging.getLogger(name)
         named.handlers[:] = [handler]
         named.propagate = False
-    logging.getLogger("biomoe").setLevel(level.upper())
+    logging.getLogger("edge").setLevel(level.upper())
     # The reader's own "connected" lines repeat the monitor's; keep its warnings.
     logging.getLogger("firmware_bridge").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 

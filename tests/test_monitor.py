@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import FusionEntry, MANIFEST_NAME, default_bundle_path, load_bundle, save_bundle
+from edge.bundle import FusionEntry, default_bundle_path, load_bundle, save_bundle
 from edge.cli import main
 from edge.errors import EdgeError
 from edge.monitor import FusionImages, bundle_representation_spec
@@ -211,8 +211,8 @@ def test_monitor_reads_a_device_on_a_pty_given_by_port(tmp_path):
 
 def test_a_device_restart_starts_the_windows_again(tmp_path, capsys):
     database = tmp_path / "results.sqlite"
-    assert main(["monitor", "--simulate", "--speed", "20", "--hop", "5", "--windows", "8", "--conditions", "reboot:30-32",
-                 "--db", str(database), "--config", str(_deep_queue(tmp_path))]) == 0
+    assert main(["monitor", "--simulate", "--speed", "20", "--hop", "5", "--windows", "8",
+                 "--conditions", "reboot:30-32", "--db", str(database), "--config", str(_deep_queue(tmp_path))]) == 0
     records = _lines(capsys.readouterr().out)
     assert [r["window_index"] for r in records] == list(range(8))
     starts = [r["start_time"] for r in records]
@@ -256,21 +256,30 @@ def _silent_port(stack):
     return os.ttyname(slave)
 
 
+# case -> (options(tmp_path, exit_stack), pattern the error line must match)
 BAD_INPUTS = {
-    "missing bundle": (lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
-    "corrupt bundle": (lambda tmp, stack: ["--simulate", "--bundle", _corrupt_bundle(tmp)],
-                       "checksum mismatch for model.onnx.*re-export the bundle or copy it again"),
-    "channel not sent": (lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],
-                         "needs channel\\(s\\) ECG, which the device does not send"),
-    "unknown port": (lambda tmp, stack: ["--port", tmp / "ttyNOPE"], "cannot open serial port .*ttyNOPE.*plugged in"),
-    "silent port": (lambda tmp, stack: ["--port", _silent_port(stack), "--connect-timeout", "0.5"],
-                    "no device description \\(hello frame\\) arrived .* within 0.5 s; is a device streaming"),
-    "bad flag value": (lambda tmp, stack: ["--simulate", "--hop", "-1"], "option --hop: hop_seconds = -1.0 is not valid"),
-    "bad config value": (lambda tmp, stack: ["--config", _config_file(tmp)], "threads = 0 is not valid; allowed: a whole"),
-    "simulator flag alone": (lambda tmp, stack: ["--port", "/dev/ttyACM0", "--speed", "5"],
-                             "--speed applies to the simulated hub only"),
+    "missing bundle": (
+        lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
+    "corrupt bundle": (
+        lambda tmp, stack: ["--simulate", "--bundle", _corrupt_bundle(tmp)],
+        "checksum mismatch for model.onnx.*re-export the bundle or copy it again"),
+    "channel not sent": (
+        lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],
+        "needs channel\\(s\\) ECG, which the device does not send"),
+    "unknown port": (
+        lambda tmp, stack: ["--port", tmp / "ttyNOPE"], "cannot open serial port .*ttyNOPE.*plugged in"),
+    "silent port": (
+        lambda tmp, stack: ["--port", _silent_port(stack), "--connect-timeout", "0.5"],
+        "no device description \\(hello frame\\) arrived .* within 0.5 s; is a device streaming"),
+    "bad flag value": (
+        lambda tmp, stack: ["--simulate", "--hop", "-1"], "option --hop: hop_seconds = -1.0 is not valid"),
+    "bad config value": (
+        lambda tmp, stack: ["--config", _config_file(tmp)], "threads = 0 is not valid; allowed: a whole"),
+    "simulator flag alone": (
+        lambda tmp, stack: ["--port", "/dev/ttyACM0", "--speed", "5"], "--speed applies to the simulated hub only"),
     "no source": (lambda tmp, stack: [], "no sensor port: pass --port PORT"),
-    "bad schedule": (lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
+    "bad schedule": (
+        lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
 }
 
 

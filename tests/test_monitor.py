@@ -1,6 +1,7 @@
 """biomoe monitor: end to end through the serial path, clean shutdown, skipping, bad input."""
 
 import dataclasses
+import doctest
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edge.monitor
 from edge.bundle import FusionEntry, default_bundle_path, load_bundle, save_bundle
 from edge.cli import main
 from edge.errors import EdgeError
@@ -306,3 +308,8 @@ def test_bad_input_from_the_command_has_no_traceback(case, tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("biomoe monitor: error: ")
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.monitor)
+    assert results.attempted > 0 and results.failed == 0

@@ -17,7 +17,7 @@ each stage timed into the result's ``latency_ms``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -70,7 +70,9 @@ class WindowProcessor:
         self.quality_thresholds = dict(quality_thresholds or {})
         self._rows = [bundle.channel_names.index(entry.modality) for entry in bundle.fusion]
 
-    def process(self, window: Window, wall_time: float | None = None) -> WindowResult:
+    def process(
+        self, window: Window, wall_time: float | None = None, device_flags: Mapping[str, Iterable[str]] | None = None
+    ) -> WindowResult:
         """Run one window through the model.
 
         Parameters
@@ -79,6 +81,12 @@ class WindowProcessor:
             Cut by a :class:`~edge.windows.Windower` over the bundle's channels, in its order.
         wall_time : float, optional
             Unix time of the result; default now.
+        device_flags : mapping of str to iterable of str, optional
+            The device flags raised on each channel during the window, already
+            looked up. A monitor that records status events on another thread
+            than the one processing windows reads them there (a
+            :class:`~edge.quality.DeviceFlags` is not shared between threads).
+            Default: ask the processor's ``device_flags``.
 
         Returns
         -------
@@ -92,7 +100,9 @@ class WindowProcessor:
         timer = StageTimer()
         with timer.stage("quality"):
             flags = {}
-            if self.device_flags is not None:
+            if device_flags is not None:
+                flags = {name: set(device_flags.get(name, ())) for name in window.channels}
+            elif self.device_flags is not None:
                 flags = {name: self.device_flags.during(name, window.start_time, window.end_time)
                          for name in window.channels}
                 self.device_flags.prune(before=window.start_time)

@@ -29,8 +29,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.bundle import Bundle, default_bundle_path, save_bundle
+from edge.representations import RepresentationSpec
 
-__all__ = ["PLACEHOLDER_FUSION", "LABELS", "build_placeholder_model", "build_placeholder_bundle", "main"]
+__all__ = [
+    "PLACEHOLDER_FUSION", "LABELS", "REPRESENTATION_SPEC",
+    "build_placeholder_model", "build_placeholder_bundle", "main",
+]
 
 PLACEHOLDER_FUSION = (
     ("EDA", "scalogram"),
@@ -44,9 +48,21 @@ CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 IMAGE_SIZE = 224
 SAMPLING_RATE = 100.0
 WINDOW_SECONDS = 10.0
-# Parameters of edge.representations.RepresentationSpec the placeholder was
-# built for (opaque to the bundle; the monitor reads them with from_dict).
-REPRESENTATION_SPEC = {"image_size": IMAGE_SIZE}
+# Settings of the representations, stored in the manifest (the monitor reads
+# them with RepresentationSpec.from_dict). Suited to 100 Hz physiological
+# signals: 2.56 s STFT segments every 0.16 s, zero-padded to 0.2 Hz bins and
+# cropped at 10 Hz, where EDA, BVP (with its harmonics) and RESP carry their
+# power; the scalogram keeps its 0.05-5 Hz default. A trained bundle carries
+# the settings it was trained with.
+REPRESENTATION_SPEC = RepresentationSpec(
+    sampling_rate=SAMPLING_RATE,
+    window_seconds=WINDOW_SECONDS,
+    image_size=IMAGE_SIZE,
+    stft_nperseg=256,
+    stft_noverlap=240,
+    stft_nfft=512,
+    stft_fmax_hz=10.0,
+).to_dict()
 _OPSET = 17
 _IR_VERSION = 8  # readable by onnxruntime >= 1.14, as found on Raspberry Pi OS wheels
 

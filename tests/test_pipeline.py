@@ -126,3 +126,17 @@ def test_window_channels_must_match_the_bundle(bundle):
     (window,) = windower.push("EDA", 0.0, np.ones(1100))
     with pytest.raises(ValueError, match="differ from the bundle's"):
         processor.process(window)
+
+
+def test_device_flags_looked_up_elsewhere_are_used_for_the_window(bundle):
+    """A monitor looks the flags up on its ingest thread and hands them over with the window."""
+    tracked = DeviceFlags()
+    tracked.update("BVP", 0.0, {"saturation"})
+    processor = _processor(bundle, tracked)
+    windower = Windower({name: RATES[name] for name in bundle.channel_names}, 100.0, 10.0)
+    (window,) = [w for channel, rate in RATES.items()
+                 for w in windower.push(channel, 0.0, _signal(channel, np.arange(int(11 * rate)) / rate))]
+    handed_over = processor.process(window, device_flags={"EDA": {"lead_off"}})
+    assert {name: v["flags"] for name, v in handed_over.quality.items() if v["flags"]} == {"EDA": ["lead_off"]}
+    tracked_result = processor.process(window)
+    assert {name: v["flags"] for name, v in tracked_result.quality.items() if v["flags"]} == {"BVP": ["saturation"]}

@@ -1,0 +1,782 @@
+"""``biomoe monitor``: continuous pain monitoring from a sensor hub, or the simulated one.
+
+Running it
+----------
+::
+
+    biomoe monitor --simulate                        # built-in simulated hub, no hardware
+    biomoe monitor --simulate --speed 10 --windows 12 --conditions flat:RESP:20-40,disconnect:60-65
+    biomoe monitor --port /dev/ttyACM0 --bundle /opt/biomoe/bundle --db results.sqlite
+    biomoe monitor --config /etc/biomoe/monitor.toml # the systemd service (biomoe install-service)
+    biomoe history results.sqlite --csv out.csv      # read back what was stored
+
+``--simulate`` starts :class:`firmware_bridge.SimulatedDevice` on a
+pseudo-terminal inside the process and reads it through the same
+:class:`firmware_bridge.SensorReader` as a real port, so every serial byte
+takes the real path. ``--speed`` runs it faster than real time and
+``--conditions`` injects faults at known stream seconds (see
+``biomoe simulate-device --help``).
+
+Pipeline
+--------
+``reader thread -> ingest thread -> SkippingQueue -> processing loop (main thread)``
+
+1. The reader (its own thread) decodes frames into per-channel blocks,
+   gap notices, device status flags and link events.
+2. The ingest thread places blocks in the per-channel ring buffers of a
+   :class:`~edge.windows.Windower` (resampling channels whose rate differs
+   from the bundle's), which cuts windows aligned across channels by device
+   time, every ``--hop`` seconds. Gap notices mark samples missing; status
+   frames become lead-off and saturation intervals
+   (:class:`~edge.quality.DeviceFlags`); a device restart resets the
+   buffers. A cut window is held until the device has reported past its end
+   (the next block), so a flag raised during its last block is known, then
+   its device flags are looked up and it enters the queue.
+3. The queue holds at most ``budgets.max_pending_windows`` windows. When
+   processing falls behind, the oldest waiting window is *skipped*: stored
+   and printed as a row with ``skipped: true`` and counted, never queued
+   without bound.
+4. The processing loop runs each window through
+   :class:`~edge.pipeline.WindowProcessor`: signal-quality gate per channel,
+   the bundle's representations (:class:`FusionImages`), inference through
+   the backend the bundle names (ONNX Runtime, or LiteRT for TFLite), class
+   probabilities, temporal smoothing (:mod:`edge.smoothing`: ``ema`` by
+   default; windows with a bad channel do not move the smoothed label).
+
+Outputs
+-------
+One JSON line per window on stdout (:meth:`edge.storage.WindowResult.to_json`:
+device time span, probabilities, raw and smoothed label, per-channel quality,
+``latency_ms`` per stage: ``quality``, ``represent``, ``infer``, ``smooth``,
+``total`` (their sum) and ``queue`` (time waiting for the processor)). The
+same record is committed first to the SQLite database (WAL, one transaction
+per window, :class:`~edge.storage.ResultStore`), so every printed line is on
+disk. The default database is ``biomoe-results.sqlite`` in the working
+directory (``/var/lib/biomoe`` for the systemd service); set ``--db`` or
+``database`` in the config file. Link changes, device restarts, periodic
+status and a final summary go to the database's events table.
+
+Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
+a human status line goes to stderr: windows processed and skipped, samples
+lost on the link (per channel), link state, latency against the time budget
+(``budgets.window_ms``, default the hop) and resident memory against
+``budgets.memory_mb``.
+
+Stopping
+--------
+``--windows N`` or ``--duration S`` (wall seconds) stop on their own;
+SIGTERM or SIGINT stop cleanly: the reader stops, the window being processed
+and those already queued are finished and committed, the database is
+closed, exit status 0. A second signal aborts.
+
+Errors
+------
+A missing or corrupt bundle, a device that lacks a channel the bundle
+needs, a port that cannot be opened or a device that never says hello, and
+bad settings are each reported on one line naming the problem and the fix,
+with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.backends import create_backend
+from edge.budget import BudgetTracker, SkippingQueue, peak_memory_mb, process_memory_mb
+from edge.bundle import PLACEHOLDER_NOTICE, Bundle, FusionEntry, default_bundle_path, load_bundle
+from edge.config import MonitorConfig, add_config_arguments, config_from_args
+from edge.errors import EdgeError
+from edge.pipeline import WindowProcessor
+from edge.quality import DeviceFlags
+from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
+from edge.service import GracefulShutdown
+from edge.smoothing import create_smoother
+from edge.storage import ResultStore, WindowResult
+from edge.windows import Window, Windower
+from firmware_bridge import (
+    BridgeParams,
+    ChannelBlock,
+    DeviceConfig,
+    DeviceEvent,
+    GapEvent,
+    LinkEvent,
+    SensorReader,
+    SimulatedDevice,
+    SimulatorParams,
+    StatusEvent,
+)
+
+__all__ = [
+    "FusionImages",
+    "bundle_representation_spec",
+    "RunLimits",
+    "SensorSource",
+    "Monitor",
+    "configure_parser",
+    "run",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for the device's description (hello frame) after opening the port.
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+#: How far a channel may lag behind the others before a window is cut without it (device s).
+_MAX_WAIT_SECONDS = 2.0
+
+
+# --------------------------------------------------------------------------- representations
+
+
+def bundle_representation_spec(bundle: Bundle, window_seconds: float | None = None) -> RepresentationSpec:
+    """The representation settings a bundle was built with, checked against the bundle.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        Its ``representation_spec`` is read with :meth:`RepresentationSpec.from_dict`;
+        the sampling rate, window length and image size it leaves out are the bundle's.
+    window_seconds : float, optional
+        Window length to draw (``--window``); default the bundle's.
+
+    Returns
+    -------
+    RepresentationSpec
+
+    Raises
+    ------
+    EdgeError
+        When the settings are invalid or contradict the bundle, or the window
+        length does not suit them.
+    """
+    settings = {
+        "sampling_rate": bundle.sampling_rate,
+        "window_seconds": bundle.window_seconds,
+        "image_size": bundle.image_size,
+        **bundle.representation_spec,
+    }
+    try:
+        spec = RepresentationSpec.from_dict(settings)
+    except (TypeError, ValueError) as exc:
+        raise EdgeError(
+            f"bundle {bundle.name}: representation_spec is not valid ({exc}); re-export the bundle"
+        ) from None
+    for key, expected in (("sampling_rate", bundle.sampling_rate), ("window_seconds", bundle.window_seconds),
+                          ("image_size", bundle.image_size)):
+        if not math.isclose(getattr(spec, key), expected):
+            raise EdgeError(
+                f"bundle {bundle.name}: representation_spec.{key} = {getattr(spec, key):g} contradicts the bundle's "
+                f"{expected:g}; re-export the bundle"
+            )
+    if window_seconds is not None and not math.isclose(window_seconds, spec.window_seconds):
+        try:
+            spec = dataclasses.replace(spec, window_seconds=float(window_seconds))
+        except ValueError as exc:
+            raise EdgeError(
+                f"window_seconds = {window_seconds:g} does not suit the bundle's representations ({exc}); "
+                f"use the bundle's {bundle.window_seconds:g} s (leave --window out)"
+            ) from None
+    return spec
+
+
+class FusionImages:
+    """The model input of one window: the bundle's fusion images, in its order.
+
+    The ``images_for`` callable of :class:`~edge.pipeline.WindowProcessor`.
+    Entries of one modality are drawn in one :func:`~edge.representations.represent`
+    call, so the three spectrogram kinds of a channel share one STFT.
+
+    Parameters
+    ----------
+    fusion : sequence of FusionEntry
+        The bundle's fusion list.
+    spec : RepresentationSpec
+        From :func:`bundle_representation_spec`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from edge.bundle import FusionEntry
+    >>> spec = RepresentationSpec(image_size=32)
+    >>> images_for = FusionImages([FusionEntry("EDA", "scalogram"), FusionEntry("BVP", "waveform"),
+    ...                            FusionEntry("EDA", "recurrence")], spec)
+    >>> rows = np.random.default_rng(0).normal(size=(3, spec.n_samples))
+    >>> images_for(rows).shape
+    (3, 3, 32, 32)
+    """
+
+    def __init__(self, fusion: Sequence[FusionEntry], spec: RepresentationSpec):
+        self.spec = spec
+        self.n_images = len(fusion)
+        groups: dict[str, list[int]] = {}
+        for position, entry in enumerate(fusion):
+            groups.setdefault(entry.modality, []).append(position)
+        # (row of the modality's first entry, its kinds, their positions in the output)
+        self._plan = [
+            (positions[0], tuple(fusion[p].representation for p in positions), np.asarray(positions))
+            for positions in groups.values()
+        ]
+
+    def __call__(self, signals) -> np.ndarray:
+        """Float32 images ``(k, 3, S, S)`` in [0, 1] of ``signals`` ``(k, n_samples)`` (one row per entry)."""
+        signals = np.asarray(signals, dtype=np.float64)
+        if signals.shape != (self.n_images, self.spec.n_samples):
+            raise ValueError(
+                f"signals must have shape ({self.n_images}, {self.spec.n_samples}) (one row per fusion entry), "
+                f"got {signals.shape}"
+            )
+        size = self.spec.image_size
+        images = np.empty((self.n_images, 3, size, size), dtype=np.float32)
+        for row, kinds, positions in self._plan:
+            drawn = represent(signals[row], self.spec, kinds, sampling_rate=self.spec.sampling_rate)
+            images[positions] = to_model_input(drawn)
+        return images
+
+
+# --------------------------------------------------------------------------- the sensor
+
+
+class SensorSource:
+    """The reader of a port, or of the simulated hub on a pseudo-terminal.
+
+    ``open()`` starts reading (for the simulator: the reader first, then the
+    device, so the reader gets its first frame) and returns the device
+    description; ``close()`` stops both.
+
+    Parameters
+    ----------
+    port : str or None
+        pyserial URL of the hub; ignored with ``simulator``.
+    simulator : SimulatorParams, optional
+        Run the simulated hub on a pty; ``link`` is filled in (a temporary
+        symlink, so the reader reconnects after a simulated disconnection).
+    connect_timeout_s : float
+        How long to wait for the device description (hello frame).
+    """
+
+    def __init__(self, port: str | None, simulator: SimulatorParams | None = None,
+                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S):
+        self._folder: str | None = None
+        self.device: SimulatedDevice | None = None
+        if simulator is not None:
+            self._folder = tempfile.mkdtemp(prefix="biomoe-sim-")
+            simulator = dataclasses.replace(simulator, link=os.path.join(self._folder, "hub"))
+            self.device = SimulatedDevice(simulator)  # checks the conditions before anything opens
+            port = simulator.link
+            # Retry at the pace of a real hub (0.1-5 s) scaled by the simulation speed, so a
+            # simulated disconnection costs the same stream time as a real one.
+            speed = max(simulator.speed, 1.0)
+            bridge = BridgeParams(port=port, reconnect_min_s=0.1 / speed, reconnect_max_s=5.0 / speed)
+        else:
+            bridge = BridgeParams(port=port)
+        self.port = port
+        self.reader = SensorReader(bridge)
+        self.connect_timeout_s = connect_timeout_s
+
+    @property
+    def description(self) -> str:
+        """What is being read, for logs."""
+        if self.device is None:
+            return f"port {self.port}"
+        speed = self.device.params.speed
+        return f"the simulated hub at {speed:g}x real time on {self.device.pty_path}"
+
+    def open(self) -> DeviceConfig:
+        """Open and start reading; return the device description once it arrived.
+
+        Raises
+        ------
+        BridgeError
+            ``port_open_failed`` for a port that cannot be opened, ``no_config``
+            when no hello frame arrives within ``connect_timeout_s``.
+        """
+        if self.device is not None:
+            self.device.open()
+        self.reader.open()
+        self.reader.start()
+        if self.device is not None:
+            self.device.start()
+        return self.reader.wait_for_config(timeout=self.connect_timeout_s)
+
+    def close(self) -> None:
+        """Stop the reader, then the simulated device; remove the temporary link folder."""
+        self.reader.stop()
+        if self.device is not None:
+            self.device.close()
+        self.reader.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When the monitor stops on its own (besides SIGTERM/SIGINT).
+
+    Attributes
+    ----------
+    windows : int or None
+        Stop once this many windows (processed or skipped) were written.
+    duration_s : float or None
+        Stop after this many wall-clock seconds.
+    """
+
+    windows: int | None = None
+    duration_s: float | None = None
+
+
+@dataclass
+class _Queued:
+    window: Window
+    device_flags: dict
+    queued_at: float
+
+
+class Monitor:
+    """The running monitor: ingest thread, bounded window queue, processing loop.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        The model bundle (channel order, labels).
+    processor : WindowProcessor
+        Quality gate, images, inference and smoothing of one window.
+    reader : SensorReader
+        A started reader whose device description is known.
+    device : DeviceConfig
+        That description (channel rates).
+    store : ResultStore
+        Where every window goes; a session is started by :meth:`run`.
+    config : MonitorConfig
+        Window, hop and budgets.
+    limits : RunLimits
+        When to stop on its own.
+    out : text stream or None
+        Where the JSON lines go (None: nowhere, ``--quiet``).
+    status_every_s : float
+        Seconds between status lines.
+    session_info : dict
+        Stored with the session (settings, source).
+    """
+
+    def __init__(self, bundle: Bundle, processor: WindowProcessor, reader: SensorReader, device: DeviceConfig,
+                 store: ResultStore, config: MonitorConfig, limits: RunLimits = RunLimits(), out=sys.stdout,
+                 status_every_s: float = 60.0, session_info: dict | None = None):
+        self.bundle = bundle
+        self.processor = processor
+        self.reader = reader
+        self.store = store
+        self.limits = limits
+        self.out = out
+        self.status_every_s = status_every_s
+        self.session_info = dict(session_info or {})
+        self.channels = bundle.channel_names
+        self.window_seconds = config.window_seconds or bundle.window_seconds
+        self.hop_seconds = config.hop_seconds or self.window_seconds
+        budgets = config.budgets
+        self.budget = BudgetTracker(budgets.window_ms or self.hop_seconds * 1000.0, budgets.memory_mb)
+        self.queue = SkippingQueue(budgets.max_pending_windows)
+        self._rates: dict[str, float] = {}
+        self.windower = self._windower(device)
+        self.device_flags = DeviceFlags()
+        # Counters; the ingest thread writes its own, the main thread reads them for the status line.
+        self.windows_cut = 0
+        self.rows_written = 0
+        self.windows_processed = 0
+        self.windows_skipped = 0
+        self.link_losses = 0
+        self.device_restarts = 0
+        self.link_state = "up"
+        self._held: deque[Window] = deque()  # cut, waiting for the device to report past their end
+        self._device_time = -math.inf
+        self._skipped: deque[WindowResult] = deque()  # dropped by the queue, to be written in order
+        self._order_lock = threading.Lock()  # a drop and its skipped record are one step for the main loop
+        self._stage_ms: dict[str, deque] = {}
+        self._stop_ingest = threading.Event()
+        self._ingest_thread: threading.Thread | None = None
+        self._ingest_error: BaseException | None = None
+        self._unwritten: list[Window] = []  # taken from the queue when a limit was reached
+        self._output_closed = False
+        self.memory_start_mb = process_memory_mb()
+
+    # -- ingest thread
+
+    def _windower(self, device: DeviceConfig) -> Windower:
+        rates = {name: device.sampling_rate(name) for name in self.channels}
+        self._rates = rates
+        try:
+            return Windower(
+                rates, self.bundle.sampling_rate, self.window_seconds, self.hop_seconds,
+                max_wait_seconds=_MAX_WAIT_SECONDS,
+                resync_seconds=max(30.0, 2 * (self.window_seconds + _MAX_WAIT_SECONDS)),
+            )
+        except ValueError as exc:
+            raise EdgeError(
+                f"cannot cut windows of {self.window_seconds:g} s every {self.hop_seconds:g} s: {exc}"
+            ) from None
+
+    def _ingest(self) -> None:
+        try:
+            while not self._stop_ingest.is_set():
+                for event in self.reader.read(timeout=0.1):
+                    self._handle(event)
+                self._release()
+        except BaseException as exc:  # surfaced by the main loop
+            self._ingest_error = exc
+
+    def _handle(self, event) -> None:
+        if isinstance(event, ChannelBlock):
+            self._advance(event.device_time_s)
+            if event.channel in self.channels:  # a channel the bundle does not use is ignored
+                self._hold(self.windower.push(event.channel, event.device_time_s, event.samples))
+        elif isinstance(event, GapEvent):
+            self._advance(event.device_time_s)
+            if event.channel in self.channels:
+                self._hold(self.windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
+        elif isinstance(event, StatusEvent):
+            for name in self.channels:
+                active = {flag for flag, flagged in (("lead_off", event.lead_off), ("saturation", event.saturated))
+                          if name in flagged}
+                self.device_flags.update(name, event.device_time_s, active)
+            self._advance(event.device_time_s)
+        elif isinstance(event, DeviceEvent):
+            self._device_event(event)
+        elif isinstance(event, LinkEvent):
+            self.link_state = "up" if event.kind == "connected" else "down"
+            if event.kind == "disconnected":  # the reader logs it as a warning
+                self.link_losses += 1
+            elif self.link_losses:
+                logger.info("link to %s back", event.port)
+            self.store.append_event("link", {"kind": event.kind, "port": event.port, "detail": event.detail},
+                                    wall_time=event.received_at)
+
+    def _device_event(self, event: DeviceEvent) -> None:
+        if event.kind == "session" and event.restarted:
+            # Sample indices and the device clock start again: finish what was cut, forget the rest.
+            self._release(everything=True)
+            self.windower.reset()
+            self.device_flags = DeviceFlags()
+            self._device_time = -math.inf
+            self.device_restarts += 1
+            logger.warning("the device restarted (boot id %d); windows start again", event.boot_id)
+            self.store.append_event("device_restart", {"device_id": event.device_id, "boot_id": event.boot_id},
+                                    wall_time=event.received_at)
+        elif event.kind == "config" and event.config is not None:
+            self.bundle.require_channels(event.config.channel_names)
+            rates = {name: event.config.sampling_rate(name) for name in self.channels}
+            if rates != self._rates:
+                self._release(everything=True)
+                self.windower = self._windower(event.config)
+                logger.warning("the device changed its channel rates to %s; windows start again", rates)
+                self.store.append_event("device_config", {"rates": rates}, wall_time=event.received_at)
+
+    def _advance(self, device_time_s: float) -> None:
+        self._device_time = max(self._device_time, device_time_s)
+
+    def _hold(self, windows: list[Window]) -> None:
+        self.windows_cut += len(windows)
+        self._held.extend(windows)
+
+    def _release(self, everything: bool = False) -> None:
+        """Queue the held windows the device has reported past (all of them with ``everything``)."""
+        while self._held and (everything or self._held[0].end_time <= self._device_time + 1e-9):
+            window = self._held.popleft()
+            flags = self._flags_during(window)
+            self.device_flags.prune(before=window.start_time)
+            with self._order_lock:
+                dropped = self.queue.put(_Queued(window, flags, time.perf_counter()))
+                if dropped is not None:
+                    self._skipped.append(self.processor.skipped(dropped.window, reason="behind"))
+
+    def _flags_during(self, window: Window) -> dict[str, set[str]]:
+        return {name: self.device_flags.during(name, window.start_time, window.end_time) for name in self.channels}
+
+    # -- processing loop (main thread)
+
+    def run(self, shutdown: GracefulShutdown | None = None) -> int:
+        """Monitor until a limit is reached or a stop signal arrives; return the exit status (0).
+
+        Raises
+        ------
+        EdgeError, BridgeError
+            A problem found while reading (e.g. the device dropped a channel).
+        """
+        self.store.start_session(self.bundle.bundle_id, self.bundle.placeholder, self.bundle.labels, self.channels,
+                                 self.session_info)
+        started = time.monotonic()
+        next_status = started + self.status_every_s
+        self._ingest_thread = threading.Thread(target=self._ingest, name="biomoe-ingest", daemon=True)
+        self._ingest_thread.start()
+        stopped_by = "limit"
+        try:
+            while True:
+                if shutdown is not None and shutdown.requested:
+                    stopped_by = shutdown.signal_name or "signal"
+                    break
+                if self._output_closed:
+                    stopped_by = "stdout closed"
+                    break
+                if self._limit_reached(started):
+                    break
+                if self._ingest_error is not None:
+                    raise self._ingest_error
+                try:
+                    item = self.queue.get(timeout=0.2)
+                except TimeoutError:
+                    item = None
+                self._write_skipped()  # windows dropped before this one come first
+                if item is not None and self._limit_reached(started):
+                    self._unwritten.append(item.window)
+                elif item is not None:
+                    self._write(self._process(item))
+                if time.monotonic() >= next_status:
+                    self._status()
+                    next_status = time.monotonic() + self.status_every_s
+        finally:
+            self._stop_ingest.set()
+            self._ingest_thread.join(5.0)
+        if stopped_by not in ("limit", "stdout closed"):
+            self._finish_pending()
+        self._summary(stopped_by, time.monotonic() - started)
+        return 0
+
+    def _limit_reached(self, started: float) -> bool:
+        duration = self.limits.duration_s
+        return self._rows_limit_reached() or (duration is not None and time.monotonic() - started >= duration)
+
+    def _rows_limit_reached(self) -> bool:
+        return bool(self.limits.windows) and self.rows_written >= self.limits.windows
+
+    def _finish_pending(self) -> None:
+        """After a stop signal: write the skipped, queued and held windows (the ingest thread has stopped)."""
+        self._write_skipped()
+        while True:
+            try:
+                item = self.queue.get(timeout=0)
+            except TimeoutError:
+                break
+            self._write(self._process(item))
+        while self._held:
+            window = self._held.popleft()
+            self._write(self._process(_Queued(window, self._flags_during(window), time.perf_counter())))
+
+    def _process(self, item: _Queued) -> WindowResult:
+        waited_ms = (time.perf_counter() - item.queued_at) * 1000.0
+        result = self.processor.process(item.window, device_flags=item.device_flags)
+        result.latency_ms["queue"] = round(waited_ms, 3)
+        return result
+
+    def _write_skipped(self) -> None:
+        with self._order_lock:
+            skipped = list(self._skipped)
+            self._skipped.clear()
+        for position, result in enumerate(skipped):
+            if self._rows_limit_reached():
+                with self._order_lock:
+                    self._skipped.extendleft(reversed(skipped[position:]))
+                break
+            self._write(result)
+
+    def _write(self, result: WindowResult) -> None:
+        """Commit one result, then print it: a printed line is always on disk."""
+        began = time.perf_counter()
+        self.store.append(result)
+        store_ms = (time.perf_counter() - began) * 1000.0
+        self.rows_written += 1
+        if result.skipped:
+            self.windows_skipped += 1
+        else:
+            self.windows_processed += 1
+            self.budget.observe(result.latency_ms["total"] + store_ms)
+            for stage, value in {**result.latency_ms, "store": store_ms}.items():
+                self._stage_ms.setdefault(stage, deque(maxlen=1000)).append(value)
+        if self.out is not None and not self._output_closed:
+            try:
+                self.out.write(result.to_json() + "\n")
+                self.out.flush()
+            except BrokenPipeError:  # e.g. `biomoe monitor | head`: stop cleanly, keep what is stored
+                self._output_closed = True
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
+                os.close(devnull)
+
+    # -- reporting
+
+    def counters(self) -> dict:
+        """Accounting so far: windows cut, written, processed, skipped, waiting; bridge losses; link."""
+        stats = self.reader.stats
+        lost = {name: stats.samples_lost_link.get(name, 0) + stats.samples_lost_overflow.get(name, 0)
+                for name in self.channels}
+        return {
+            "windows_cut": self.windows_cut,
+            "windows_written": self.rows_written,
+            "windows_processed": self.windows_processed,
+            "windows_skipped": self.windows_skipped,
+            # cut but not written when the monitor stopped: windows_cut = windows_written + windows_waiting
+            "windows_waiting": len(self._held) + len(self.queue) + len(self._skipped) + len(self._unwritten),
+            "samples_lost": lost,
+            "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
+            "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,
+            "link": self.link_state,
+            "link_losses": self.link_losses,
+            "device_restarts": self.device_restarts,
+            "clock_resyncs": self.windower.resyncs,
+        }
+
+    def stage_medians(self) -> dict[str, float]:
+        """Median ms of each stage over the last 1000 processed windows (``store``: the commit)."""
+        return {stage: round(float(np.median(values)), 3) for stage, values in self._stage_ms.items() if values}
+
+    def _status(self) -> None:
+        counters = self.counters()
+        lost = counters["samples_lost"]
+        line = self.budget.status_line(self.windows_skipped, sum(lost.values()))
+        if any(lost.values()):
+            line += "; lost by channel: " + ", ".join(f"{name} {n}" for name, n in lost.items() if n)
+        line += f"; link {counters['link']} ({self.link_losses} losses)"
+        if "total" in self._stage_ms:
+            line += f"; median {self.stage_medians()['total']:.0f} ms"
+        logger.info("%s", line)
+        self.store.append_event("status", {**self.budget.status(), **counters})
+
+    def _summary(self, stopped_by: str, seconds: float) -> None:
+        counters = self.counters()
+        memory = {"start_mb": round(self.memory_start_mb, 1), "end_mb": round(process_memory_mb(), 1),
+                  "peak_mb": round(peak_memory_mb(), 1)}
+        detail = {"stopped_by": stopped_by, "seconds": round(seconds, 3), **counters,
+                  "stage_median_ms": self.stage_medians(), "memory": memory, "budget": self.budget.status()}
+        self.store.append_event("summary", detail)
+        medians = self.stage_medians()
+        stages = ", ".join(f"{stage} {medians[stage]:.1f}" for stage in
+                           ("quality", "represent", "infer", "smooth", "store", "total") if stage in medians)
+        lost = sum(counters["samples_lost"].values())
+        logger.info(
+            "stopped (%s) after %.1f s: %d windows written (%d processed, %d skipped), %d samples lost on the link, "
+            "%d link losses; median ms: %s; memory %.0f MiB (start %.0f, peak %.0f)",
+            stopped_by, seconds, self.rows_written, self.windows_processed, self.windows_skipped, lost,
+            self.link_losses, stages or "none", memory["end_mb"], memory["start_mb"], memory["peak_mb"],
+        )
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``biomoe monitor``."""
+    parser.description = (
+        "Monitor pain continuously: read the sensor hub (--port) or the built-in simulated hub (--simulate), "
+        "print one JSON line per window and store it in SQLite (--db)."
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--windows", type=int, default=0, metavar="N",
+                        help="stop after N windows are written, processed or skipped "
+                             "(default 0: run until SIGTERM/Ctrl-C)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many wall-clock seconds")
+    parser.add_argument("--quiet", action="store_true", help="no JSON lines on stdout (the database gets every window)")
+    parser.add_argument("--status-every", type=float, metavar="SECONDS",
+                        help="seconds between status lines on stderr (default: budgets.status_interval_seconds, 60)")
+    parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                        help="how long to wait for the device's hello frame (default: %(default)g)")
+    simulated = parser.add_argument_group("simulated hub (with --simulate)")
+    simulated.add_argument("--speed", type=float, metavar="X",
+                           help="run the simulated hub X times faster than real time (default 1)")
+    simulated.add_argument("--conditions", metavar="SCHEDULE",
+                           help="faults at stream seconds, e.g. flat:RESP:20-40,saturate:EDA:40-60,disconnect:60-65 "
+                                "(see biomoe simulate-device --help)")
+    simulated.add_argument("--seed", type=int, metavar="N", help="seed of the simulated signals (default 0)")
+
+
+def _positive(value: float, flag: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise EdgeError(f"{flag} must be a number > 0, got {value!r}")
+
+
+def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> SimulatorParams | None:
+    simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed}
+    if not config.simulate:
+        given = [flag for flag, value in simulator_flags.items() if value is not None]
+        if given:
+            raise EdgeError(f"{given[0]} applies to the simulated hub only; add --simulate or leave it out")
+        return None
+    if args.speed is not None:
+        _positive(args.speed, "--speed")
+    conditions = (args.conditions,) if args.conditions else ()
+    return SimulatorParams(speed=1.0 if args.speed is None else args.speed, conditions=conditions,
+                           seed=0 if args.seed is None else args.seed)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("biomoe monitor: %(message)s"))
+    for name in ("edge", "firmware_bridge"):
+        named = logging.getLogger(name)
+        named.handlers[:] = [handler]
+        named.propagate = False
+    logging.getLogger("edge").setLevel(level.upper())
+    # The reader's own "connected" lines repeat the monitor's; keep its warnings.
+    logging.getLogger("firmware_bridge").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``biomoe monitor``; see the module docstring."""
+    config = config_from_args(args)
+    _setup_logging(config.log_level)
+    config.require_source()
+    if args.windows < 0:
+        raise EdgeError(f"--windows must be 0 (no limit) or a positive number of windows, got {args.windows}")
+    if args.duration is not None:
+        _positive(args.duration, "--duration")
+    status_every = config.budgets.status_interval_seconds if args.status_every is None else args.status_every
+    _positive(status_every, "--status-every")
+    _positive(args.connect_timeout, "--connect-timeout")
+    simulator = _simulator_params(args, config)
+
+    bundle = load_bundle(config.bundle or default_bundle_path())
+    bundle.require_representations(REPRESENTATIONS)
+    spec = bundle_representation_spec(bundle, config.window_seconds)
+    backend = create_backend(bundle, threads=config.threads)
+    smoothing = config.smoothing
+    smoother = create_smoother(smoothing.method, alpha=smoothing.alpha, windows=smoothing.windows)
+    processor = WindowProcessor(bundle, backend, smoother, FusionImages(bundle.fusion, spec))
+
+    source = SensorSource(config.port, simulator, args.connect_timeout)
+    try:
+        device = source.open()
+        bundle.require_channels(device.channel_names)
+        with ResultStore(config.database) as store, GracefulShutdown() as shutdown:
+            monitor = Monitor(
+                bundle, processor, source.reader, device, store, config,
+                RunLimits(args.windows or None, args.duration), out=None if args.quiet else sys.stdout,
+                status_every_s=status_every,
+                session_info={"settings": config.to_dict(), "source": source.description,
+                              "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
+                                                  for c in device.channels}},
+            )
+            if bundle.placeholder:  # whatever the log level: the results mean nothing
+                print(f"biomoe monitor: {PLACEHOLDER_NOTICE}", file=sys.stderr, flush=True)
+            logger.info("%s", bundle.describe())
+            if not math.isclose(monitor.window_seconds, bundle.window_seconds):
+                logger.warning("windows of %g s differ from the %g s the model was trained on: its outputs may be "
+                               "less reliable", monitor.window_seconds, bundle.window_seconds)
+            logger.info("reading %s; windows of %g s every %g s into %s", source.description,
+                        monitor.window_seconds, monitor.hop_seconds, config.database)
+            return monitor.run(shutdown)
+    finally:
+        source.close()
+        backend.close()

@@ -1,0 +1,315 @@
+"""biomoe monitor: end to end through the serial path, clean shutdown, skipping, bad input."""
+
+import dataclasses
+import doctest
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge.monitor
+from edge.bundle import FusionEntry, default_bundle_path, load_bundle, save_bundle
+from edge.cli import main
+from edge.errors import EdgeError
+from edge.monitor import FusionImages, bundle_representation_spec
+from edge.representations import RepresentationSpec, represent, to_model_input
+from edge.storage import ResultStore
+from firmware_bridge import SimulatedDevice, SimulatorParams
+
+ROOT = Path(__file__).resolve().parents[1]
+WINDOW, HOP = 10.0, 5.0
+FLAT = ("RESP", 20.0, 40.0)
+SATURATED = ("EDA", 40.0, 60.0)
+DISCONNECT = (65.0, 70.0)
+CONDITIONS = (f"flat:{FLAT[0]}:{FLAT[1]:g}-{FLAT[2]:g},saturate:{SATURATED[0]}:{SATURATED[1]:g}-{SATURATED[2]:g},"
+              f"disconnect:{DISCONNECT[0]:g}-{DISCONNECT[1]:g}")
+
+
+def _monitor_command(*options):
+    return [sys.executable, "-m", "edge.cli", "monitor", *map(str, options)]
+
+
+def _run_monitor(*options, timeout=60):
+    return subprocess.run(_monitor_command(*options), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _deep_queue(tmp_path):
+    """Settings whose window queue absorbs a busy test machine (skipping has its own test)."""
+    path = tmp_path / "monitor.toml"
+    path.write_text("[budgets]\nmax_pending_windows = 64\n")
+    return path
+
+
+def _lines(stdout):
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def _overlap(record, start, end):
+    return max(0.0, min(record["end_time"], end) - max(record["start_time"], start))
+
+
+def _flags(record, channel):
+    return record["quality"][channel]["flags"]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_fusion_images_match_one_representation_per_entry():
+    spec = RepresentationSpec(image_size=48)
+    fusion = [FusionEntry("EDA", "scalogram"), FusionEntry("BVP", "spectrogram_psd"), FusionEntry("EDA", "waveform"),
+              FusionEntry("BVP", "spectrogram_angle")]
+    rows = np.random.default_rng(3).normal(size=(2, spec.n_samples)).cumsum(axis=1)
+    signals = rows[[0, 1, 0, 1]]  # one row per fusion entry, as WindowProcessor hands them over
+    images = FusionImages(fusion, spec)(signals)
+    expected = [to_model_input(represent(signals[i], spec, [entry.representation], sampling_rate=100.0))[0]
+                for i, entry in enumerate(fusion)]
+    assert images.dtype == np.float32 and images.shape == (4, 3, 48, 48)
+    np.testing.assert_array_equal(images, np.stack(expected))
+    with pytest.raises(ValueError, match=r"shape \(4, 1000\)"):
+        FusionImages(fusion, spec)(rows)
+
+
+def test_the_default_bundle_carries_representation_settings_for_its_signals():
+    bundle = load_bundle(default_bundle_path())
+    spec = bundle_representation_spec(bundle)
+    assert (spec.sampling_rate, spec.window_seconds, spec.image_size) == (100.0, 10.0, 224)
+    assert spec.stft_fmax_hz == 10.0
+    assert bundle_representation_spec(bundle, window_seconds=5.0).n_samples == 500
+    with pytest.raises(EdgeError, match="window_seconds = 1 does not suit"):
+        bundle_representation_spec(bundle, window_seconds=1.0)  # shorter than one STFT segment
+    broken = dataclasses.replace(bundle, representation_spec={**bundle.representation_spec, "image_size": 112})
+    with pytest.raises(EdgeError, match="image_size = 112 contradicts the bundle's 224"):
+        bundle_representation_spec(broken)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_simulated_hub_with_faults_end_to_end(tmp_path):
+    """Simulator on a pty -> biomoe monitor for N windows: N lines, N rows, flags where the faults were."""
+    n_windows = 18  # windows start every 5 s: the last one is [85, 95)
+    database = tmp_path / "results.sqlite"
+    done = _run_monitor("--simulate", "--speed", 20, "--windows", n_windows, "--window", WINDOW, "--hop", HOP,
+                        "--conditions", CONDITIONS, "--db", database, "--config", _deep_queue(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "PLACEHOLDER MODEL" in done.stderr
+    records = _lines(done.stdout)
+    assert len(records) == n_windows
+    with ResultStore(database, readonly=True) as store:
+        assert store.count() == n_windows
+        stored = store.windows()
+        links = [event["detail"]["kind"] for event in store.events("link")]
+        summary = store.events("summary")[-1]["detail"]
+    assert [r.to_dict() | {"session_id": None} for r in stored] == [r | {"session_id": None} for r in records]
+    assert [r["window_index"] for r in records] == list(range(n_windows))
+    assert [r["start_time"] for r in records] == [HOP * i for i in range(n_windows)]
+
+    for record in records:
+        assert not record["skipped"] and record["placeholder"]
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0)
+        assert sum(record["smoothed_probabilities"].values()) == pytest.approx(1.0)
+        assert set(record["latency_ms"]) >= {"quality", "represent", "infer", "smooth", "total", "queue"}
+        flat = _overlap(record, *FLAT[1:])
+        saturated = _overlap(record, *SATURATED[1:])
+        down = _overlap(record, *DISCONNECT)
+        if flat == WINDOW:  # held for the whole window: longer than RESP's 8 s limit
+            assert "flat_line" in _flags(record, "RESP")
+        elif flat == 0:
+            assert "flat_line" not in _flags(record, "RESP")
+        # The device flags saturation in its status frames for every window it touches.
+        assert ("saturation" in _flags(record, "EDA")) == (saturated > 0), record
+        if down >= 2.0:  # > 10 % of the window lost on every channel
+            assert all("missing" in _flags(record, name) for name in record["quality"]), record
+        # Away from the faults (reconnecting takes a moment: 5 s of margin) every channel is fine.
+        if flat == saturated == _overlap(record, DISCONNECT[0], DISCONNECT[1] + 5.0) == 0:
+            assert all(v["ok"] for v in record["quality"].values()), record
+    assert links[:3] == ["connected", "disconnected", "connected"]
+    assert summary["windows_written"] == summary["windows_processed"] == n_windows
+    assert summary["windows_skipped"] == 0
+    assert summary["samples_lost"]["EDA"] >= 5 * 100  # the five seconds of the disconnection
+
+    exported = tmp_path / "out.csv"
+    assert main(["history", str(database), "--csv", str(exported)]) == 0
+    assert len(exported.read_text().splitlines()) == n_windows + 1
+
+
+def test_sigterm_commits_every_printed_window(tmp_path):
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--simulate", "--speed", 20, "--hop", HOP, "--db", database),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = [process.stdout.readline() for _ in range(3)]
+        process.send_signal(signal.SIGTERM)
+        rest, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    records = _lines("".join(printed) + rest)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    with ResultStore(database, readonly=True) as store:
+        assert store.count() == len(records) >= 3
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["stopped_by"] == "SIGTERM"
+    assert summary["windows_written"] == len(records)
+    assert [r["window_index"] for r in records] == list(range(len(records)))
+
+
+def test_falling_behind_skips_windows_explicitly_and_accounts_for_all(tmp_path, capsys):
+    """Windows every 10 ms of wall time (hop 0.5 s at 50x) outrun the processor: the oldest waiting
+    windows are stored as skipped, in order, and nothing queues up."""
+    database = tmp_path / "results.sqlite"
+    assert main(["monitor", "--simulate", "--speed", "50", "--hop", "0.5", "--windows", "60",
+                 "--db", str(database)]) == 0
+    records = _lines(capsys.readouterr().out)
+    assert len(records) == 60
+    assert [r["window_index"] for r in records] == list(range(60))
+    skipped = [r for r in records if r["skipped"]]
+    assert skipped and len(skipped) < 60
+    assert all(r["skip_reason"] == "behind" and r["probabilities"] is None for r in skipped)
+    with ResultStore(database, readonly=True) as store:
+        assert store.count(skipped=True) == len(skipped)
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["windows_skipped"] == len(skipped)
+    assert summary["windows_cut"] == summary["windows_written"] + summary["windows_waiting"]
+
+
+def test_monitor_reads_a_device_on_a_pty_given_by_port(tmp_path):
+    """The real --port path: a SimulatedDevice on its own pty sampling at 200 Hz (resampled to the
+    bundle's 100 Hz) and flagging a lead off on BVP."""
+    link = tmp_path / "ttyBIOMOE"
+    device = SimulatedDevice(SimulatorParams(link=str(link), speed=20, seed=5, signal_rate_hz=200.0,
+                                             conditions=["leadoff:BVP:0-100000"]))
+    database = tmp_path / "results.sqlite"
+    try:
+        device.open()
+        device.start()
+        done = _run_monitor("--port", link, "--windows", 4, "--hop", HOP, "--db", database,
+                            "--config", _deep_queue(tmp_path))
+    finally:
+        device.close()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    records = _lines(done.stdout)
+    assert len(records) == 4
+    for record in records:
+        assert _flags(record, "BVP") == ["lead_off"]
+        assert all(record["quality"][name]["ok"] for name in ("EDA", "RESP", "SpO2"))
+    with ResultStore(database, readonly=True) as store:
+        assert store.count() == 4
+        info = store.sessions()[-1]["info"]
+    assert info["source"] == f"port {link}"
+    assert info["device_channels"]["EDA"] == [200.0, "uS"] and info["device_channels"]["SpO2"] == [1.0, "%"]
+
+
+def test_a_device_restart_starts_the_windows_again(tmp_path, capsys):
+    database = tmp_path / "results.sqlite"
+    assert main(["monitor", "--simulate", "--speed", "20", "--hop", "5", "--windows", "8",
+                 "--conditions", "reboot:30-32", "--db", str(database), "--config", str(_deep_queue(tmp_path))]) == 0
+    records = _lines(capsys.readouterr().out)
+    assert [r["window_index"] for r in records] == list(range(8))
+    starts = [r["start_time"] for r in records]
+    restart = next(i for i in range(1, 8) if starts[i] < starts[i - 1])
+    assert starts[:restart] == [5.0 * i for i in range(restart)]  # the first boot's clock
+    assert starts[restart:] == [5.0 * i for i in range(8 - restart)]  # the new boot's clock starts at 0
+    assert all(not r["skipped"] and r["quality_ok"] for r in records)
+    with ResultStore(database, readonly=True) as store:
+        assert len(store.events("device_restart")) == 1
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _corrupt_bundle(tmp_path):
+    copy = Path(shutil.copytree(default_bundle_path(), tmp_path / "corrupt"))
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    return copy
+
+
+def _bundle_needing_ecg(tmp_path):
+    source = load_bundle(default_bundle_path())
+    manifest = {k: v for k, v in source.manifest.items() if k != "files"}
+    manifest["channels"] = [*manifest["channels"], "ECG"]
+    return save_bundle(tmp_path / "ecg", manifest, {"model.onnx": source.graph_path("model")}).path
+
+
+def _config_file(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('simulate = true\nthreads = 0\n')
+    return path
+
+
+def _silent_port(stack):
+    """A pseudo-terminal nobody writes to."""
+    master, slave = os.openpty()
+    stack.callback(os.close, master)
+    stack.callback(os.close, slave)
+    return os.ttyname(slave)
+
+
+# case -> (options(tmp_path, exit_stack), pattern the error line must match)
+BAD_INPUTS = {
+    "missing bundle": (
+        lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
+    "corrupt bundle": (
+        lambda tmp, stack: ["--simulate", "--bundle", _corrupt_bundle(tmp)],
+        "checksum mismatch for model.onnx.*re-export the bundle or copy it again"),
+    "channel not sent": (
+        lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],
+        "needs channel\\(s\\) ECG, which the device does not send"),
+    "unknown port": (
+        lambda tmp, stack: ["--port", tmp / "ttyNOPE"], "cannot open serial port .*ttyNOPE.*plugged in"),
+    "silent port": (
+        lambda tmp, stack: ["--port", _silent_port(stack), "--connect-timeout", "0.5"],
+        "no device description \\(hello frame\\) arrived .* within 0.5 s; is a device streaming"),
+    "bad flag value": (
+        lambda tmp, stack: ["--simulate", "--hop", "-1"], "option --hop: hop_seconds = -1.0 is not valid"),
+    "bad config value": (
+        lambda tmp, stack: ["--config", _config_file(tmp)], "threads = 0 is not valid; allowed: a whole"),
+    "simulator flag alone": (
+        lambda tmp, stack: ["--port", "/dev/ttyACM0", "--speed", "5"], "--speed applies to the simulated hub only"),
+    "no source": (lambda tmp, stack: [], "no sensor port: pass --port PORT"),
+    "bad schedule": (
+        lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_naming_the_problem(case, tmp_path, capsys):
+    options, message = BAD_INPUTS[case]
+    database = tmp_path / "results.sqlite"
+    with ExitStack() as stack:
+        code = main(["monitor", *map(str, options(tmp_path, stack)), "--db", str(database)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("biomoe monitor: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert not database.exists()
+
+
+@pytest.mark.parametrize("case", ["corrupt bundle", "unknown port"])
+def test_bad_input_from_the_command_has_no_traceback(case, tmp_path):
+    options, message = BAD_INPUTS[case]
+    done = _run_monitor(*options(tmp_path, None), "--db", tmp_path / "results.sqlite", timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("biomoe monitor: error: ")
+
+
+def test_docstring_examples_run():
+    results = doctest.testmod(edge.monitor)
+    assert results.attempted > 0 and results.failed == 0

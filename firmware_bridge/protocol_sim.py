@@ -3,13 +3,13 @@
 Like BrainFlow's synthetic board, it lets everything above the serial port
 (the reader, the monitor) run unchanged without hardware::
 
-    serial.serial_for_url("sim://?speed=10&seed=3&flip-rate=0.0005&condition-schedule=flat:EDA:30-60")
+    serial.serial_for_url("sim://?speed=10&seed=3&flip-rate=0.0005&conditions=flat:EDA:30-60")
 
 pyserial finds this module because :mod:`firmware_bridge.reader` adds
 ``firmware_bridge`` to ``serial.protocol_handler_packages``. The query keys are
 the options of ``biomoe simulate-device`` without the leading dashes
 (``speed``, ``duration``, ``seed``, ``replay``, ``subject``, ``flip-rate``,
-``drop-rate``, ``condition-schedule`` (repeatable), ...). The device starts
+``drop-rate``, ``conditions`` (repeatable), ...). The device starts
 streaming when the port opens and stops when it closes; what the host writes
 is ignored. A simulated disconnection is silence here (the port stays open);
 use a pty (``biomoe simulate-device --link``) to exercise reconnection.
@@ -73,7 +73,7 @@ class Serial(SerialBase):
             raise SerialException(f"expected a string in the form {_FORM}, got {url!r}")
         options: dict[str, object] = {}
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-            if key == "condition-schedule":
+            if key == "conditions":
                 options.setdefault(key, []).append(value)
             else:
                 options[key] = value

@@ -13,7 +13,7 @@ Two kinds of trouble can be injected, both reproducible with ``--seed``:
   or duplicated frames (``--drop-rate``, ``--duplicate-rate``, per frame), and
   periodic stalls and disconnections (``--stall-every``, ``--disconnect-every``).
 * **Scheduled conditions** at known stream times, ``KIND[:ARG]:START-END``
-  in seconds since the stream started (``--condition-schedule``, repeatable,
+  in seconds since the stream started (``--conditions``, repeatable,
   comma-separated):
 
   ==============================  =================================================
@@ -1020,7 +1020,7 @@ _OPTIONS: list[tuple[str, str, Callable, str]] = [
     ("--stall-duration", "stall_s", float, "length of each stall, s (default 2)"),
     ("--disconnect-every", "disconnect_every_s", float, "disconnect the link every S stream seconds"),
     ("--disconnect-duration", "disconnect_s", float, "length of each disconnection, s (default 2)"),
-    ("--condition-schedule", "conditions", str,
+    ("--conditions", "conditions", str,
      "scheduled conditions, repeatable and comma-separated: flat|saturate|leadoff:CHANNEL:START-END, "
      "pain:low|high:START-END, disconnect|reboot|stall:START-END (stream seconds)"),
     ("--hello-every", "hello_every_s", float, "seconds between hello frames (default 5)"),
@@ -1032,7 +1032,7 @@ def params_from_options(options: dict[str, object], **extra) -> SimulatorParams:
     """:class:`SimulatorParams` from option names (``"flip-rate"``) and text or typed values.
 
     Unknown names raise ``ValueError`` listing the known ones. Used for the
-    ``sim://?flip-rate=0.001&condition-schedule=flat:EDA:3-6`` URL.
+    ``sim://?flip-rate=0.001&conditions=flat:EDA:3-6`` URL.
     """
     known = {option.lstrip("-"): (name, kind) for option, name, kind, _ in _OPTIONS}
     values: dict[str, object] = dict(extra)

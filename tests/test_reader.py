@@ -209,7 +209,7 @@ def test_no_hello_means_a_clear_config_timeout(loop_reader):
 
 
 def test_sim_url_is_a_synthetic_board_behind_the_same_api():
-    params = BridgeParams(port="sim://?speed=0&duration=30&seed=4&drop-rate=0.1&condition-schedule=leadoff:EDA:3-5")
+    params = BridgeParams(port="sim://?speed=0&duration=30&seed=4&drop-rate=0.1&conditions=leadoff:EDA:3-5")
     with SensorReader(params) as reader:
         device = reader.port.device
         assert device.wait(timeout=30)

@@ -291,7 +291,7 @@ def test_cli_streams_on_a_pty_and_prints_its_path():
         (["--replay", "{tmp}", "--subject", "1"], "no AI4PAIN files for subject '1'"),
         (["--port", "/dev/biomoe-no-such-port"], "cannot open serial port '/dev/biomoe-no-such-port'"),
         (["--speed", "-1"], "speed must be >= 0"),
-        (["--condition-schedule", "flat:ECG:1-2"], "condition flat:ECG: no channel 'ECG'"),
+        (["--conditions", "flat:ECG:1-2"], "condition flat:ECG: no channel 'ECG'"),
     ],
 )
 def test_cli_user_errors_are_one_line_without_traceback(tmp_path, arguments, message):

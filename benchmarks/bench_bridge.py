@@ -26,11 +26,13 @@ from firmware_bridge.simulator import SignalGenerator, generator_config
 GOAL_S_PER_HOUR = 2.0
 
 
-def encode_hour(block_ms: int, seconds: int = 3600, seed: int = 0) -> tuple[bytes, int]:
-    """Wire bytes of ``seconds`` of the 4 x 100 Hz device, and the number of frames."""
-    config = generator_config(block_ms=block_ms, signal_rate_hz=100, spo2_rate_hz=100)
-    generator = SignalGenerator({name: 100.0 for name in config.channel_names}, np.random.default_rng(seed))
+def encode_hour(block_ms: int, seconds: int = 3600, seed: int = 0, spo2_rate_hz: float = 100) -> tuple[bytes, int]:
+    """Wire bytes of ``seconds`` of the 4-channel device (EDA, BVP, RESP at 100 Hz, SpO2 at
+    ``spo2_rate_hz``), and the number of frames."""
+    config = generator_config(block_ms=block_ms, signal_rate_hz=100, spo2_rate_hz=spo2_rate_hz)
     period_s = config.block_duration_s
+    rates = {name: config.sampling_rate(name) for name in config.channel_names}
+    generator = SignalGenerator(rates, np.random.default_rng(seed))
     chunks, seq = [b"\x00"], 0
     blocks_per_second = round(1 / period_s)
     for block in range(round(seconds / period_s)):

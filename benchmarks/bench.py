@@ -111,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if args.report or args.plot:
         from benchmarks.report import write_report
 
-        write_report(record, targets, report=args.report, plot=args.plot)
+        command = " ".join(["biomoe bench", *(["--bundle", str(args.bundle)] if args.bundle else []),
+                            "--target", args.target, *(["--quick"] if args.quick else []),
+                            *(["--report", str(args.report)] if args.report else []),
+                            *(["--plot", str(args.plot)] if args.plot else [])])
+        write_report(record, targets, report=args.report, plot=args.plot, command=command)
     return 0 if evaluation["verdict"] == "pass" else 1
 
 

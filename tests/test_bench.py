@@ -1,4 +1,4 @@
-"""biomoe bench: budgets file, verdicts, exit codes, JSON record, peak-memory probe (no timing asserted)."""
+"""biomoe bench: verdicts, exit codes, JSON record, bad input (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import platform
 
 import pytest
 
-from benchmarks.bench import evaluate, monitor_available, run_child
-from benchmarks.budgets import BUDGET_KEYS, DEFAULT_BUDGETS, get_target, load_targets
+from benchmarks.bench import evaluate, monitor_available
+from benchmarks.budgets import BUDGET_KEYS, get_target
 from edge.bundle import default_bundle_path, load_bundle
 from edge.cli import main
-from edge.errors import EdgeError
 
 FAST = ["--quick", "--repeats", "1", "--warmup", "0", "--processes", "1"]
 STAGES = {"bridge_decode", "windowing", "quality", "represent", "infer_window", "infer_image", "end_to_end", "load",
@@ -24,14 +23,6 @@ def _budgets(tmp_path, **budgets) -> str:
     path = tmp_path / "budgets.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
-
-
-def test_default_budgets_cover_the_boards():
-    targets = load_targets()
-    assert {"rpi4", "rpi5", "rpi-zero-2w", "jetson-orin-nano", "dev-x86"} <= set(targets)
-    assert targets["rpi-zero-2w"].peak_rss_mb < targets["rpi4"].peak_rss_mb  # 512 MB board
-    assert all(target.window_ms < 5000 for target in targets.values())  # well under the 5 s hop
-    assert targets["rpi4"].latency_factor() == (1.0 if platform.machine() == "aarch64" else 8.0)
 
 
 def test_generous_budget_passes_on_the_default_bundle(tmp_path, capsys):
@@ -99,38 +90,9 @@ def test_missing_bundle_is_a_one_line_error(tmp_path, capsys):
     assert len(error.splitlines()) == 1
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "defines no [targets.NAME] table"),
-        ('[targets.x]\nmachine = "x86_64"\nx86_slowdown = 1\nwindow_ms = -5', "'window_ms' must be a number > 0, got -5"),
-        ("[targets.x]\nwindow_ms = 5", "'x86_slowdown' must be a number > 0, got None"),
-        ("[targets", "cannot be read"),
-    ],
-)
-def test_bad_budgets_file(tmp_path, text, message):
-    path = tmp_path / "budgets.toml"
-    path.write_text(text)
-    with pytest.raises(EdgeError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_targets(path)
-
-
 def test_bad_setting_is_a_one_line_error(capsys):
     assert main(["bench", "--repeats", "0"]) == 1
     assert capsys.readouterr().err.strip() == "biomoe bench: error: --repeats must be >= 1, got 0"
-
-
-def test_peak_rss_is_the_childs_own():
-    """The probe sees 300 MB allocated in the child, and not this (larger, torch-holding) process's memory."""
-    small = run_child("timeit", ["-n1", "-r1", "pass"])
-    large = run_child("timeit", ["-n1", "-r1", "b = b'x' * (300 * 2**20)"])
-    assert small["returncode"] == large["returncode"] == 0
-    assert small["peak_rss_mb"] < 100
-    assert large["peak_rss_mb"] > small["peak_rss_mb"] + 290
-
-
-def test_budgets_file_is_package_data():
-    assert DEFAULT_BUDGETS.name == "budgets.toml" and DEFAULT_BUDGETS.is_file()
 
 
 @pytest.mark.skipif(not monitor_available(), reason="edge.monitor (biomoe monitor) is not on this branch yet")

@@ -246,8 +246,9 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
 def _reference(images: np.ndarray, n_classes: int, threads: int, warmup: int, repeats: int,
                progress: Callable[[str], None]) -> dict:
     """The release-equivalent PyTorch eager model on ``images``: ms per window, or why not."""
-    if util.find_spec("torch") is None:
-        return {"status": "torch not installed"}
+    missing = [name for name in ("torch", "timm") if util.find_spec(name) is None]
+    if missing:
+        return {"status": f"{' and '.join(missing)} not installed"}
     progress("bench: PyTorch reference model")
     import torch
 

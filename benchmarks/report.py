@@ -43,10 +43,10 @@ def text_table(section: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(columns: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """A GitHub markdown table; numbers right-aligned."""
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence], text_columns: int = 1) -> str:
+    """A GitHub markdown table: the first ``text_columns`` left-aligned, the others (numbers) right-aligned."""
     rows = [[_cell(value) for value in row] for row in rows]
-    align = ["---" if i == 0 else "---:" for i in range(len(columns))]
+    align = ["---" if i < text_columns else "---:" for i in range(len(columns))]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -65,7 +65,7 @@ def _machine_section(machine: dict) -> list[str]:
             ["libraries", versions],
             ["load average (1, 5, 15 min) at the start", ", ".join(f"{value:.2f}" for value in load)],
             ["date", machine["date"]],
-        ]), "",
+        ], text_columns=2), "",
     ]
 
 
@@ -74,7 +74,7 @@ def _stage_table(record: dict) -> str:
     for row in record["rows"]:
         spread = f"{_cell(row['q1'])}-{_cell(row['q3'])}" if row["n"] > 1 else ""
         rows.append([f"`{row['stage']}`", row["what"], f"{_cell(row['median'])} {row['unit']}", spread, row["n"]])
-    return markdown_table(["stage", "what", "median", "IQR", "n"], rows)
+    return markdown_table(["stage", "what", "median", "IQR", "n"], rows, text_columns=2)
 
 
 def _targets_table(record: dict, evaluations: dict) -> str:
@@ -91,7 +91,7 @@ def _targets_table(record: dict, evaluations: dict) -> str:
             cells.append(f"{_cell(entry['on_target'])} / {entry['budget']:g} {unit}{mark}")
         cells.append("PASS" if evaluation["verdict"] == "pass" else "**FAIL**")
         rows.append(cells)
-    return markdown_table(columns, rows)
+    return markdown_table(columns, rows, text_columns=2)
 
 
 def _record_section(record: dict, targets: dict, evaluate) -> list[str]:
@@ -138,7 +138,8 @@ def _budgets_section(targets: dict) -> list[str]:
             for t in targets.values()]
     return [
         "## Budgets and where they come from", "",
-        markdown_table(["target", "board", "window ms", "load ms", "peak RSS MB", "bundle MB", "x86_slowdown"], rows),
+        markdown_table(["target", "board", "window ms", "load ms", "peak RSS MB", "bundle MB", "x86_slowdown"], rows,
+                       text_columns=2),
         "",
         "- **window_ms**: real time. With the default 10 s window and 5 s hop a window arrives every 5 s; it must "
         "be processed well within that: 50 % of the hop (2.5 s), the rest is headroom for the serial reader, "
@@ -193,6 +194,11 @@ def render_report(records: Sequence[dict], targets: dict, sections: Sequence[dic
     if plot_name:
         lines += [f"![Per-stage latency]({plot_name})", "",
                   "Per-stage latency per window, median with inter-quartile range, log scale.", ""]
+    if not any(record["bundle"]["quantization"] for record in records) and not any(
+            "quantiz" in section["title"].lower() for section in sections):
+        lines += ["> **Not yet measured: int8.** No bundle here is quantized and `benchmarks.bench_quantize` is not "
+                  "in this build. Run the report again with the int8 bundle (`--bundle DIR`, or once it is the "
+                  "default) to get int8 vs PyTorch eager side by side.", ""]
     for record in records:
         lines += _record_section(record, targets, evaluate)
     for section in sections:
@@ -200,7 +206,8 @@ def render_report(records: Sequence[dict], targets: dict, sections: Sequence[dic
         if "text" in section:
             lines += ["```", section["text"].rstrip(), "```", ""]
         else:
-            lines += [markdown_table(section["columns"], section["rows"]), ""]
+            text_columns = next((i for i, value in enumerate(section["rows"][0]) if not isinstance(value, str)), 1)
+            lines += [markdown_table(section["columns"], section["rows"], text_columns), ""]
         lines += [f"- {note}" for note in section.get("notes", [])] + [""]
     lines += _budgets_section(targets) + ESTIMATE_TEXT
     return "\n".join(lines).rstrip() + "\n"
@@ -229,7 +236,7 @@ def plot_latency(records: Sequence[dict], path: str | Path) -> Path:
     axes.set_xscale("log")
     axes.set_xlabel("ms per window (median, IQR)")
     axes.set_title(f"Per-stage latency, {records[0]['machine']['cpu']}", fontsize=9)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="upper right")
     axes.grid(axis="x", which="both", alpha=0.3)
     figure.tight_layout()
     path = Path(path)

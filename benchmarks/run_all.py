@@ -17,6 +17,7 @@ and writes ``benchmarks/RESULTS.md``, the latency plot and a JSON of everything:
 
     python -m benchmarks.run_all --report benchmarks/RESULTS.md --plot benchmarks/latency.png
     python -m benchmarks.run_all --quick --report /tmp/R.md     # a smoke run of the whole report
+    python -m benchmarks.run_all --from-json all.json           # re-render a saved run (--json all.json)
 
 Needs the train and export extras (torch, onnx) and matplotlib.
 """
@@ -121,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=Path("benchmarks/RESULTS.md"), help="markdown report")
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/latency.png"), help="latency plot (PNG)")
     parser.add_argument("--json", type=Path, help="also write every record and table as JSON")
+    parser.add_argument("--from-json", type=Path,
+                        help="measure nothing: write the report and plot from a JSON an earlier --json run wrote")
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        write_report(saved["records"], load_targets(args.budgets), report=args.report, plot=args.plot,
+                     sections=saved["sections"], command=saved.get("command", REGENERATE))
+        print(f"wrote {args.report} and {args.plot} from {args.from_json}")
+        return 0
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -149,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     for section in sections:
         print(text_table(section) + "\n")
     if args.json:
-        args.json.write_text(json.dumps({"records": records, "sections": sections}, indent=1) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({"command": command, "records": records, "sections": sections}, indent=1)
+                             + "\n", encoding="utf-8")
     print(f"wrote {args.report} and {args.plot}")
     return 0
 

@@ -48,7 +48,7 @@ def test_generous_budget_passes_on_the_default_bundle(tmp_path, capsys):
         assert "reference" in rows
         assert reference["speedup"] == pytest.approx(rows["reference"]["median"] / rows["infer_window"]["median"])
     else:
-        assert reference["status"] == "torch not installed" and "reference" not in rows
+        assert reference["status"].endswith("not installed") and "reference" not in rows
 
 
 def test_impossible_budget_fails_each_budgeted_stage(tmp_path, capsys):

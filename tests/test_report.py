@@ -80,3 +80,10 @@ def test_write_report_writes_markdown_and_png(tmp_path):
     write_report([_record(), _record(reference=False)], load_targets(), report=report, plot=plot)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![Per-stage latency](latency.png)" in report.read_text()
+
+
+def test_missing_int8_measurement_is_stated():
+    float_record = _record()
+    float_record["bundle"]["quantization"] = None
+    assert "Not yet measured: int8" in render_report([float_record], load_targets())
+    assert "Not yet measured: int8" not in render_report([_record()], load_targets())

@@ -62,9 +62,9 @@ __all__ = ["configure_parser", "run", "measure", "evaluate", "format_table", "ma
 
 #: ``biomoe monitor`` run for its peak memory: the simulated hub at high speed,
 #: a fixed number of windows, no per-window output. {bundle}, {database},
-#: {windows} and {speed} are filled in.
+#: {threads}, {windows} and {speed} are filled in.
 MONITOR_ARGS = (
-    "monitor", "--simulate", "--bundle", "{bundle}", "--database", "{database}",
+    "monitor", "--simulate", "--bundle", "{bundle}", "--db", "{database}", "--threads", "{threads}",
     "--windows", "{windows}", "--speed", "{speed}", "--quiet",
 )
 #: Seconds of stream beyond the window so every channel (SpO2 at 1 Hz) covers its end.
@@ -341,7 +341,7 @@ def _memory_rows(bundle: Bundle, threads: int, hop_seconds: float, stream: bytes
                          budget=None if has_monitor else "peak_rss_mb",
                          note="" if has_monitor else "budgeted in place of biomoe monitor, not in this build"))
         if has_monitor:
-            arguments = [part.format(bundle=bundle.path, database=Path(folder) / "results.sqlite",
+            arguments = [part.format(bundle=bundle.path, database=Path(folder) / "results.sqlite", threads=threads,
                                      windows=windows, speed=50) for part in MONITOR_ARGS]
             result = run_child("edge.cli", arguments)
             if result["returncode"] != 0:

@@ -44,8 +44,25 @@ __all__ = ["CHUNK_BYTES", "representation_spec", "bundle_images_for", "decode_st
 CHUNK_BYTES = 4096
 
 
+def _monitor():
+    """``edge.monitor`` when this build has it (its image builder is then the one timed), else None."""
+    try:
+        import edge.monitor as monitor
+    except ModuleNotFoundError as exc:
+        if exc.name != "edge.monitor":
+            raise
+        return None
+    return monitor
+
+
 def representation_spec(bundle: Bundle) -> RepresentationSpec:
-    """The bundle's :class:`~edge.representations.RepresentationSpec` (rate, window and size from the bundle)."""
+    """The bundle's :class:`~edge.representations.RepresentationSpec` (rate, window and size from the bundle).
+
+    ``edge.monitor.bundle_representation_spec`` when the monitor is in this build.
+    """
+    monitor = _monitor()
+    if monitor is not None:
+        return monitor.bundle_representation_spec(bundle)
     settings = {
         "sampling_rate": bundle.sampling_rate,
         "window_seconds": bundle.window_seconds,
@@ -61,9 +78,14 @@ def representation_spec(bundle: Bundle) -> RepresentationSpec:
 def bundle_images_for(bundle: Bundle) -> Callable[[np.ndarray], np.ndarray]:
     """``images_for(signals)`` for :class:`~edge.pipeline.WindowProcessor`: the bundle's fusion images.
 
-    Rows sharing a representation are drawn in one :func:`~edge.representations.represent` call.
+    The monitor's own ``edge.monitor.FusionImages`` when it is in this build;
+    otherwise rows sharing a representation are drawn in one
+    :func:`~edge.representations.represent` call.
     """
     spec = representation_spec(bundle)
+    monitor = _monitor()
+    if monitor is not None:
+        return monitor.FusionImages(bundle.fusion, spec)
     kinds = [entry.representation for entry in bundle.fusion]
     rows_of = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in dict.fromkeys(kinds)}
 

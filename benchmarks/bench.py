@@ -223,11 +223,9 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
     size_mb = sum(f.stat().st_size for f in Path(bundle.path).rglob("*") if f.is_file()) / 2**20
     rows.append(_row("bundle_size", "bundle folder on disk", size_mb, unit="MB", scaled=False, budget="bundle_mb"))
 
-    speedup = None
     by_stage = {row["stage"]: row for row in rows}
     if "reference" in by_stage:
-        speedup = by_stage["reference"]["median"] / by_stage["infer_window"]["median"]
-        reference_result["speedup"] = speedup
+        reference_result["speedup"] = by_stage["reference"]["median"] / by_stage["infer_window"]["median"]
     return {
         "machine": machine,
         "bundle": {"path": str(bundle.path), "name": bundle.name, "id": bundle.bundle_id,

@@ -4,9 +4,10 @@ Runs, in one process and one sitting:
 
 1. ``biomoe bench`` on the bundle (default: the shipped one), against every
    target in the budgets file, with the PyTorch reference alongside;
-2. when that bundle is a placeholder, the same on a *release-size float32
-   bundle* built here (Tiny-BioMoE export form + fusion head, random weights,
-   exported to ONNX), so the report always carries the real model's cost;
+2. when that bundle is a placeholder or quantized, the same on a
+   *release-size float32 bundle* built here (Tiny-BioMoE export form + fusion
+   head, random weights, exported to ONNX), so the report always carries the
+   float model's cost, beside an int8 bundle's;
 3. the per-area benchmarks through their ``collect()`` functions:
    representations vs matplotlib (:mod:`benchmarks.bench_representations`),
    bridge decoding (:mod:`benchmarks.bench_bridge`), model forms: eager vs
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
     parser.add_argument("--quick", action="store_true", help="few repetitions: checks the report, not the numbers")
     parser.add_argument("--no-float-bundle", action="store_true",
-                        help="do not build the release-size float bundle when the bundle is a placeholder")
+                        help="do not build the release-size float32 bundle (built when the bundle is a placeholder "
+                             "or quantized)")
     parser.add_argument("--report", type=Path, default=Path("benchmarks/RESULTS.md"), help="markdown report")
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/latency.png"), help="latency plot (PNG)")
     parser.add_argument("--json", type=Path, help="also write every record and table as JSON")
@@ -142,12 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": 3, "repeats": 20, "processes": 5}
         records = [measure(bundle, threads=args.threads, progress=progress, **repetition)]
         with tempfile.TemporaryDirectory() as folder:
-            if bundle.placeholder and not args.no_float_bundle:
+            if (bundle.placeholder or bundle.quantization) and not args.no_float_bundle:
                 progress("run_all: building a release-size float32 bundle (ONNX export)")
                 float_bundle = build_float_bundle(bundle, Path(folder) / "release-size-float32")
                 record = measure(float_bundle, threads=args.threads, progress=progress, **repetition)
-                record["bundle"]["note"] = ("Built by `benchmarks.run_all` (random weights): the float32 model's "
-                                            "real size and speed, until a trained bundle replaces the placeholder.")
+                record["bundle"]["note"] = ("Built by `benchmarks.run_all` (random weights, same inputs as the bundle "
+                                            "above): the float32 model's real size and speed, for comparison.")
                 records.append(record)
         sections = collect_sections(args.quick, args.threads, progress)
     except (EdgeError, ValueError, OSError) as exc:

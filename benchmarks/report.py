@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from edge.errors import EdgeError
+
 __all__ = ["text_table", "markdown_table", "render_report", "write_report", "plot_latency"]
 
 #: Latency stages drawn in the plot, in order (present ones only).
@@ -215,8 +217,10 @@ def render_report(records: Sequence[dict], targets: dict, sections: Sequence[dic
 
 def plot_latency(records: Sequence[dict], path: str | Path) -> Path:
     """Horizontal bars of each record's per-stage median latency (IQR whiskers), log scale, as a PNG."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise EdgeError('the latency plot needs matplotlib: pip install ".[plot]", or leave out --plot') from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

@@ -36,6 +36,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,7 +59,8 @@ from edge.quality import signal_fill, window_quality
 from edge.representations import REPRESENTATIONS, represent
 from firmware_bridge.simulator import generator_config
 
-__all__ = ["configure_parser", "run", "measure", "evaluate", "format_table", "machine_info"]
+__all__ = ["configure_parser", "run", "measure", "evaluate", "format_table", "machine_info", "time_calls",
+           "time_interleaved", "run_child", "monitor_available"]
 
 #: ``biomoe monitor`` run for its peak memory: the simulated hub at high speed,
 #: a fixed number of windows, no per-window output. {bundle}, {database},
@@ -139,13 +141,24 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def time_calls(function: Callable[[], object], warmup: int, repeats: int) -> list[float]:
     """Wall time of ``repeats`` calls of ``function`` in ms, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1e3)
+    return time_interleaved({"call": function}, warmup, repeats)["call"]
+
+
+def time_interleaved(functions: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """ms per call of each function, timed in interleaved rounds (order reversed every other round).
+
+    A change of load on the machine then hits every function alike, so their
+    ratio is fair even when the absolute times drift.
+    """
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for round_index in range(repeats):
+        for name in (list(functions) if round_index % 2 == 0 else list(reversed(functions))):
+            start = time.perf_counter()
+            functions[name]()
+            times[name].append((time.perf_counter() - start) * 1e3)
     return times
 
 
@@ -198,21 +211,27 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
                              time_calls(lambda: represent(signals[0], spec, (kind,), sampling_rate=spec.sampling_rate),
                                         warmup, repeats)))
 
-        progress("bench: inference and end to end")
         images = path.images_for(signals)
-        infer_ms = time_calls(lambda: path.backend.predict(images), warmup, repeats)
-        rows.append(_row("infer_window", f"backend ({bundle.backend}), {bundle.n_images} images", infer_ms))
+        skipped = contextlib.nullcontext((None, {"status": "skipped (--no-reference)"}))
+        with _reference_model(images, len(bundle.labels), threads) if reference else skipped as (
+                reference_call, reference_result):
+            runners = {"infer_window": lambda: path.backend.predict(images)}
+            if reference_call is not None:
+                runners["reference"] = reference_call
+            progress("bench: inference" + (", interleaved with the PyTorch reference" if reference_call else ""))
+            inference = time_interleaved(runners, warmup, repeats)
+        rows.append(_row("infer_window", f"backend ({bundle.backend}), {bundle.n_images} images",
+                         inference["infer_window"]))
         rows.append(_row("infer_image", "infer_window / images per window",
-                         [value / bundle.n_images for value in infer_ms]))
+                         [value / bundle.n_images for value in inference["infer_window"]]))
+        progress("bench: end to end")
         rows.append(_row("end_to_end", "serial bytes -> result (the monitor's path)",
                          time_calls(lambda: path.run(stream), warmup, repeats), budget="window_ms"))
+        if "reference" in inference:
+            rows.append(_row("reference", "PyTorch eager float32 model, same images (rounds interleaved with "
+                             "infer_window)", inference["reference"]))
     finally:
         path.close()
-
-    reference_result = _reference(images, len(bundle.labels), threads, warmup, repeats, progress) if reference else {
-        "status": "skipped (--no-reference)"}
-    if "samples_ms" in reference_result:
-        rows.append(_row("reference", "PyTorch eager float32 model, same images", reference_result.pop("samples_ms")))
 
     progress(f"bench: start-up time ({processes} fresh processes)")
     load_ms, breakdown = _load_times(bundle, threads, processes)
@@ -241,13 +260,16 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
     }
 
 
-def _reference(images: np.ndarray, n_classes: int, threads: int, warmup: int, repeats: int,
-               progress: Callable[[str], None]) -> dict:
-    """The release-equivalent PyTorch eager model on ``images``: ms per window, or why not."""
+@contextlib.contextmanager
+def _reference_model(images: np.ndarray, n_classes: int, threads: int):
+    """``(call, info)``: the release-equivalent PyTorch eager model on ``images``, or ``(None, why not)``.
+
+    torch runs with ``threads`` intra-op threads inside the ``with`` block.
+    """
     missing = [name for name in ("torch", "timm") if util.find_spec(name) is None]
     if missing:
-        return {"status": f"{' and '.join(missing)} not installed"}
-    progress("bench: PyTorch reference model")
+        yield None, {"status": f"{' and '.join(missing)} not installed"}
+        return
     import torch
 
     from training.models import FusionHead, tiny_biomoe
@@ -258,13 +280,16 @@ def _reference(images: np.ndarray, n_classes: int, threads: int, warmup: int, re
         backbone = tiny_biomoe().eval()
         head = FusionHead(num_embeddings=len(images), num_classes=n_classes).eval()
         batch = torch.from_numpy(np.ascontiguousarray(images))
-        with torch.inference_mode():
-            samples = time_calls(lambda: torch.softmax(head(backbone(batch).unsqueeze(0)), dim=-1), warmup, repeats)
+
+        def call():
+            with torch.inference_mode():
+                return torch.softmax(head(backbone(batch).unsqueeze(0)), dim=-1)
+
+        yield call, {"status": "measured", "torch": torch.__version__,
+                     "model": "training.models.tiny_biomoe (eager, FFT spectral gating) + FusionHead, float32, "
+                              "random weights (timing does not depend on them)"}
     finally:
         torch.set_num_threads(previous)
-    return {"status": "measured", "model": "training.models.tiny_biomoe (eager, FFT spectral gating) + FusionHead, "
-            "float32, random weights (timing does not depend on them)", "torch": torch.__version__,
-            "samples_ms": samples}
 
 
 def _child_env() -> dict:

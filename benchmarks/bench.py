@@ -82,7 +82,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="inference threads, bundle and reference (default: 2)")
     parser.add_argument("--warmup", type=int, help="untimed calls per stage first (default: 3; --quick: 1)")
     parser.add_argument("--repeats", type=int, help="timed calls per stage (default: 20; --quick: 3)")
-    parser.add_argument("--processes", type=int, help="fresh processes timed for the load time (default: 5; --quick: 2)")
+    parser.add_argument("--processes", type=int,
+                        help="fresh processes timed for the load time (default: 5; --quick: 2)")
     parser.add_argument("--quick", action="store_true", help="few repetitions (CI smoke run, well under a minute)")
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference model")
     parser.add_argument("--hop", type=float, default=5.0, help="window hop in seconds (default: 5)")
@@ -462,8 +463,9 @@ def format_table(results: dict, evaluation: dict) -> str:
         f"{key.removesuffix('_ms')} {value:.0f} ms" for key, value in breakdown.items()))
     reference = results["reference"]
     if "speedup" in reference:
-        lines.append(f"speed-up of the bundle over the PyTorch eager reference (same images, {results['settings']['threads']} "
-                     f"threads, measured side by side): {reference['speedup']:.2f}x"
+        threads = results["settings"]["threads"]
+        lines.append(f"speed-up of the bundle over the PyTorch eager reference (same images, {threads} threads, "
+                     f"measured side by side): {reference['speedup']:.2f}x"
                      + (" (placeholder bundle: not the real model's speed-up)" if bundle["placeholder"] else ""))
     else:
         lines.append(f"reference: {reference['status']}")

@@ -129,7 +129,8 @@ def collect(batch_sizes=(1, 8), threads: int = 2, warmup: int = 3, repeats: int 
         "command": "python -m benchmarks.bench_model",
         "columns": columns,
         "rows": list(_rows(args)),
-        "notes": [f"ms per image, median of {repeats} interleaved rounds, {threads} threads, torch {torch.__version__}"],
+        "notes": [f"ms per image, median of {repeats} interleaved rounds, {threads} threads, "
+                  f"torch {torch.__version__}"],
     }]
 
 

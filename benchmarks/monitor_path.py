@@ -153,7 +153,8 @@ class MonitorPath:
 
     def run(self, data: bytes) -> list:
         """Every window of ``data``, from bytes to results (what the monitor does, end to end)."""
-        return [self.processor.process(window, wall_time=0.0) for window in cut_windows(self.windower(), decode_stream(data))]
+        windows = cut_windows(self.windower(), decode_stream(data))
+        return [self.processor.process(window, wall_time=0.0) for window in windows]
 
     def close(self) -> None:
         self.backend.close()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["configure_parser", "main", "run"]
+__all__ = ["configure_parser", "collect", "main", "run"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -102,52 +102,78 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     import torch
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        _print_table(args)
-    finally:
-        torch.set_num_threads(previous_threads)
-    return 0
-
-
-def _print_table(args: argparse.Namespace) -> None:
-    """Build the model and its export form, then time each batch size and print its row."""
-    import torch
-
-    from training.models import load_backbone, tiny_biomoe, to_export_form
-
-    model = load_backbone(args.checkpoint) if args.checkpoint else tiny_biomoe().eval()
-    export_model = to_export_form(model)
     print(
         f"Tiny-BioMoE latency, ms/image (median of {args.repeats} interleaved rounds), "
         f"{args.threads} threads, torch {torch.__version__}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    columns = _columns(args)
+    print(" ".join(f"{column:>12}" for column in columns))
+    for row in _rows(args):
+        print(f"{row[0]:>12d} " + " ".join(f"{value:>12.2f}" for value in row[1:]), flush=True)
+    return 0
+
+
+def collect(batch_sizes=(1, 8), threads: int = 2, warmup: int = 3, repeats: int = 15, onnx: bool = True,
+            checkpoint: Path | None = None) -> list[dict]:
+    """The same measurements as one section ``{"title", "command", "columns", "rows", "notes"}``."""
+    args = argparse.Namespace(batch_sizes=list(batch_sizes), threads=threads, warmup=warmup, repeats=repeats,
+                              no_onnx=not onnx, checkpoint=checkpoint)
+    _check_args(args)
+    import torch
+
+    columns = [column + (" ms/image" if column in ("eager", "export", "ort-dft", "ort") else "")
+               for column in _columns(args)]
+    return [{
+        "title": "Tiny-BioMoE backbone: release-equivalent eager model vs export form vs ONNX Runtime (float32)",
+        "command": "python -m benchmarks.bench_model",
+        "columns": columns,
+        "rows": list(_rows(args)),
+        "notes": [f"ms per image, median of {repeats} interleaved rounds, {threads} threads, "
+                  f"torch {torch.__version__}"],
+    }]
+
+
+def _columns(args: argparse.Namespace) -> list[str]:
     columns = ["batch", "eager", "export", "eager/export"]
     if not args.no_onnx:
         columns += ["ort-dft", "ort", "ort-dft/ort"]
-    print(" ".join(f"{column:>12}" for column in columns))
-    with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
-        for batch_size in args.batch_sizes:
-            images = torch.rand(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(batch_size))
-            runners: dict[str, Callable[[], object]] = {
-                "eager": lambda: model(images),
-                "export": lambda: export_model(images),
-            }
-            if not args.no_onnx:
-                with torch.inference_mode(False):
-                    dft_run = _onnx_runner(model, batch_size, args.threads, Path(folder) / "dft")
-                    ort_run = _onnx_runner(export_model, batch_size, args.threads, Path(folder) / "export")
-                array = images.numpy()
-                runners["ort-dft"] = lambda: dft_run(array)
-                runners["ort"] = lambda: ort_run(array)
-            seconds = _time_rounds(runners, args.warmup, args.repeats)
-            ms = {name: 1000 * statistics.median(values) / batch_size for name, values in seconds.items()}
-            row = [batch_size, ms["eager"], ms["export"], ms["eager"] / ms["export"]]
-            if not args.no_onnx:
-                row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]
-            print(f"{batch_size:>12d} " + " ".join(f"{value:>12.2f}" for value in row[1:]), flush=True)
+    return columns
+
+
+def _rows(args: argparse.Namespace):
+    """Build the model and its export form, then time each batch size: one row per batch size."""
+    import torch
+
+    from training.models import load_backbone, tiny_biomoe, to_export_form
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        model = load_backbone(args.checkpoint) if args.checkpoint else tiny_biomoe().eval()
+        export_model = to_export_form(model)
+        with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
+            for batch_size in args.batch_sizes:
+                images = torch.rand(batch_size, 3, 224, 224, generator=torch.Generator().manual_seed(batch_size))
+                runners: dict[str, Callable[[], object]] = {
+                    "eager": lambda: model(images),
+                    "export": lambda: export_model(images),
+                }
+                if not args.no_onnx:
+                    with torch.inference_mode(False):
+                        dft_run = _onnx_runner(model, batch_size, args.threads, Path(folder) / "dft")
+                        ort_run = _onnx_runner(export_model, batch_size, args.threads, Path(folder) / "export")
+                    array = images.numpy()
+                    runners["ort-dft"] = lambda: dft_run(array)
+                    runners["ort"] = lambda: ort_run(array)
+                seconds = _time_rounds(runners, args.warmup, args.repeats)
+                ms = {name: 1000 * statistics.median(values) / batch_size for name, values in seconds.items()}
+                row = [batch_size, ms["eager"], ms["export"], ms["eager"] / ms["export"]]
+                if not args.no_onnx:
+                    row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]
+                yield row
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 import pywt
 import scipy.ndimage
 
+from benchmarks.report import text_table
 from edge.png import encode_png
 from edge.representations import (
     REPRESENTATIONS,
@@ -113,48 +114,67 @@ def matplotlib_renderers(window: np.ndarray, spec: RepresentationSpec) -> dict[s
     }
 
 
+def collect(repeats: int = 20, seed: int = 0) -> list[dict]:
+    """Measure both tables; each a section ``{"title", "command", "columns", "rows", "notes"}``."""
+    spec = RepresentationSpec()
+    window = bvp_like_window(spec, seed)
+    rate = spec.sampling_rate
+    renderers = matplotlib_renderers(window, spec)
+
+    rows = []
+    for kind in REPRESENTATIONS:
+        ours = median_ms(lambda: represent(window, spec, (kind,), sampling_rate=rate), repeats)
+        theirs = median_ms(renderers[kind], repeats)
+        rows.append([kind, ours, theirs, theirs / ours])
+    ours_all = median_ms(lambda: represent(window, spec, sampling_rate=rate), repeats)
+    ours_png = median_ms(lambda: [encode_png(image) for image in represent(window, spec, sampling_rate=rate)],
+                         repeats)
+    theirs_all = median_ms(lambda: [render() for render in renderers.values()], repeats)
+    ratio = theirs_all / ours_all
+    rows.append(["all six (arrays)", ours_all, theirs_all, ratio])
+    rows.append(["all six (PNG bytes)", ours_png, theirs_all, theirs_all / ours_png])
+    comparison = {
+        "title": "Representations of one window: this project vs matplotlib",
+        "command": "python -m benchmarks.bench_representations",
+        "columns": ["representation", "ours ms", "matplotlib ms", "ratio"],
+        "rows": rows,
+        "notes": [
+            f"one window: {spec.n_samples} samples at {rate:g} Hz -> {spec.image_size}x{spec.image_size} RGB; "
+            f"median of {repeats} calls",
+            f"goal: arrays path >= {GOAL_RATIO:g}x faster than matplotlib: "
+            f"{'met' if ratio >= GOAL_RATIO else 'NOT met'} ({ratio:.1f}x)",
+        ],
+    }
+
+    blocks = []
+    scales = pywt.frequency2scale(spec.scalogram_wavelet, scalogram_frequencies(spec) / rate)
+    ours = median_ms(lambda: scalogram(window, spec), repeats)
+    library = median_ms(lambda: pywt.cwt(window, scales, spec.scalogram_wavelet, method="fft"), repeats)
+    blocks.append(["scalogram: filter bank vs pywt.cwt", ours, library, library / ours])
+    for name, matrix in (("spectrogram", spectrogram(window, spec)), ("scalogram", scalogram(window, spec))):
+        matrix = matrix.astype(np.float32)
+        height, width = matrix.shape
+        factors = (spec.image_size / height, spec.image_size / width)
+        ours = median_ms(lambda: _resize(matrix, spec.image_size, flip_rows=False), repeats)
+        library = median_ms(lambda: scipy.ndimage.zoom(matrix, factors, order=1), repeats)
+        blocks.append([f"resize {height}x{width}: taps vs ndimage.zoom", ours, library, library / ours])
+    building_blocks = {
+        "title": "Representation building blocks vs the library call they replace",
+        "command": "python -m benchmarks.bench_representations",
+        "columns": ["block", "ours ms", "library ms", "ratio"],
+        "rows": blocks,
+        "notes": [],
+    }
+    return [comparison, building_blocks]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (median reported)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-
-    spec = RepresentationSpec()
-    window = bvp_like_window(spec, args.seed)
-    rate = spec.sampling_rate
-    renderers = matplotlib_renderers(window, spec)
-
-    print(f"one window: {spec.n_samples} samples at {rate:g} Hz -> {spec.image_size}x{spec.image_size} RGB; "
-          f"median of {args.repeats} calls, ms")
-    print(f"{'representation':<20}{'ours':>10}{'matplotlib':>12}{'ratio':>9}")
-    for kind in REPRESENTATIONS:
-        ours = median_ms(lambda: represent(window, spec, (kind,), sampling_rate=rate), args.repeats)
-        theirs = median_ms(renderers[kind], args.repeats)
-        print(f"{kind:<20}{ours:>10.2f}{theirs:>12.2f}{theirs / ours:>8.1f}x")
-
-    ours_all = median_ms(lambda: represent(window, spec, sampling_rate=rate), args.repeats)
-    ours_png = median_ms(lambda: [encode_png(image) for image in represent(window, spec, sampling_rate=rate)],
-                         args.repeats)
-    theirs_all = median_ms(lambda: [render() for render in renderers.values()], args.repeats)
-    ratio = theirs_all / ours_all
-    print(f"{'all six (arrays)':<20}{ours_all:>10.2f}{theirs_all:>12.2f}{ratio:>8.1f}x")
-    print(f"{'all six (PNG bytes)':<20}{ours_png:>10.2f}{theirs_all:>12.2f}{theirs_all / ours_png:>8.1f}x")
-    print(f"goal: arrays path >= {GOAL_RATIO:g}x faster than matplotlib: {'met' if ratio >= GOAL_RATIO else 'NOT met'} "
-          f"({ratio:.1f}x)")
-
-    print(f"\nbuilding blocks, ms{'':<18}{'ours':>10}{'library':>10}")
-    scales = pywt.frequency2scale(spec.scalogram_wavelet, scalogram_frequencies(spec) / rate)
-    ours = median_ms(lambda: scalogram(window, spec), args.repeats)
-    library = median_ms(lambda: pywt.cwt(window, scales, spec.scalogram_wavelet, method="fft"), args.repeats)
-    print(f"{'scalogram: filter bank vs pywt.cwt':<37}{ours:>10.3f}{library:>10.3f}")
-    for name, matrix in (("spectrogram", spectrogram(window, spec)), ("scalogram", scalogram(window, spec))):
-        matrix = matrix.astype(np.float32)
-        height, width = matrix.shape
-        factors = (spec.image_size / height, spec.image_size / width)
-        ours = median_ms(lambda: _resize(matrix, spec.image_size, flip_rows=False), args.repeats)
-        library = median_ms(lambda: scipy.ndimage.zoom(matrix, factors, order=1), args.repeats)
-        label = f"resize {height}x{width}: taps vs ndimage.zoom"
-        print(f"{label:<37}{ours:>10.3f}{library:>10.3f}")
+    for section in collect(args.repeats, args.seed):
+        print(text_table(section) + "\n")
     return 0
 
 

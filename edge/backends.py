@@ -164,6 +164,10 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: warnings would flood the device's journal
+        # Idle worker threads sleep instead of spinning: one window every few seconds
+        # gains nothing from spinning, which burns the battery and, on a loaded
+        # 2-core machine, slowed inference by about 30 % (benchmarks/bench.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = {}
         for role, graph in bundle.graphs.items():
             path = bundle.graph_path(role)

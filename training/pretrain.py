@@ -52,6 +52,7 @@ from training.settings import (
     CONFIG_NAME,
     DEFAULT_REPRESENTATIONS,
     DEFAULT_SPEC,
+    TRAINABLE_PREFIXES,
     merge_settings,
     read_config_file,
     resolve_device,
@@ -61,14 +62,6 @@ from training.settings import (
 __all__ = ["PretrainConfig", "PretrainHeads", "configure_parser", "pretrain", "run"]
 
 logger = logging.getLogger(__name__)
-
-
-# Parameter-name prefixes trained by each ``trainable`` choice (None: all).
-_TRAINABLE: dict[str, tuple[str, ...] | None] = {
-    "late": ("enc1.patch_embed4.", "enc1.block4.", "enc1.norm4.", "enc1.post_network.", "enc2.blocks3.",
-             "fcn.", "ln_e.", "ln_out."),
-    "all": None,
-}
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class PretrainConfig:
     representations: tuple[str, ...] = DEFAULT_REPRESENTATIONS
     n_per_type: int = 160
     holdout_fraction: float = 0.1
-    steps: int = 360
+    steps: int = 200
     batch_size: int = 16
     learning_rate: float = 5e-4
     weight_decay: float = 0.05
@@ -128,8 +121,8 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
         if not 0 < self.holdout_fraction < 0.5:
             raise ValueError(f"holdout_fraction must be in (0, 0.5); got {self.holdout_fraction!r}")
-        if self.trainable not in _TRAINABLE:
-            raise ValueError(f"trainable must be one of {tuple(_TRAINABLE)}; got {self.trainable!r}")
+        if self.trainable not in TRAINABLE_PREFIXES:
+            raise ValueError(f"trainable must be one of {tuple(TRAINABLE_PREFIXES)}; got {self.trainable!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}")
         object.__setattr__(self, "spec", RepresentationSpec.from_dict(dict(self.spec)).to_dict())
@@ -263,7 +256,7 @@ def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", r
 
     torch.manual_seed(config.seed)
     model = load_backbone(config.init) if config.init else tiny_biomoe()
-    prefixes = _TRAINABLE[config.trainable]
+    prefixes = TRAINABLE_PREFIXES[config.trainable]
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
     heads = PretrainHeads(model.num_features, len(SIGNAL_TYPES), n_reps)

@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_NAME",
     "DEFAULT_REPRESENTATIONS",
     "DEFAULT_SPEC",
+    "TRAINABLE_PREFIXES",
     "merge_settings",
     "parse_pairs",
     "read_config_file",
@@ -41,6 +42,17 @@ DEFAULT_SPEC = RepresentationSpec(stft_nperseg=256, stft_noverlap=240, stft_nfft
 #: of the six, so that one backbone's embeddings of the default cohort (4
 #: signals x 3 representations x 1,590 windows) take about 10 min on 2 CPU cores.
 DEFAULT_REPRESENTATIONS: tuple[str, ...] = ("scalogram", "recurrence", "waveform")
+
+#: Backbone parameter-name prefixes trained by each ``trainable`` choice (None:
+#: all). "late" is the last stage of each expert, the gate and the output
+#: norm: on a CPU the backward pass through the high-resolution early stages
+#: costs most of a step, so training only the late layers is what fits a
+#: short CPU budget; use "all" on a GPU.
+TRAINABLE_PREFIXES: dict[str, tuple[str, ...] | None] = {
+    "late": ("enc1.patch_embed4.", "enc1.block4.", "enc1.norm4.", "enc1.post_network.", "enc2.blocks3.",
+             "fcn.", "ln_e.", "ln_out."),
+    "all": None,
+}
 
 #: File name of the resolved settings written beside every result.
 CONFIG_NAME = "config.json"

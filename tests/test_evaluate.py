@@ -33,7 +33,7 @@ def test_confusion_png(tmp_path):
 
 
 def test_fusion_combinations():
-    rows = fusion_combinations(("Eda", "Bvp"), ("scalogram", "waveform"))
+    rows = fusion_combinations(("Eda:scalogram", "Eda:waveform", "Bvp:scalogram", "Bvp:waveform"))
     assert rows == [
         ("single", ("Eda:scalogram",)), ("single", ("Eda:waveform",)),
         ("single", ("Bvp:scalogram",)), ("single", ("Bvp:waveform",)),
@@ -41,15 +41,19 @@ def test_fusion_combinations():
         ("intra-modality", ("Bvp:scalogram", "Bvp:waveform")),
         ("multimodal", ("Eda:scalogram", "Eda:waveform", "Bvp:scalogram", "Bvp:waveform")),
     ]
+    assert fusion_combinations(("Eda:waveform", "Eda:recurrence")) == [
+        ("single", ("Eda:waveform",)), ("single", ("Eda:recurrence",)),
+        ("intra-modality", ("Eda:waveform", "Eda:recurrence")),
+    ]
 
 
 def test_fusion_table_on_a_tiny_cohort(tiny_cohort, feature_cache_dir, tmp_path):
     base = FinetuneConfig(max_epochs=5, patience=3)
-    table = fusion_table(tiny_cohort, "random:0", tmp_path, modalities=("Eda", "Resp"),
-                         representations=("waveform", "recurrence"), base=base, head_seeds=2,
+    pairs = ("Eda:waveform", "Eda:recurrence", "Resp:waveform")
+    table = fusion_table(tiny_cohort, "random:0", tmp_path, pairs=pairs, base=base, head_seeds=2,
                          cache_dir=feature_cache_dir, device="cpu")
-    assert [row["group"] for row in table["rows"]].count("single") == 4
-    assert table["rows"][-1]["group"] == "multimodal" and len(table["rows"][-1]["pairs"]) == 4
+    assert [row["group"] for row in table["rows"]] == ["single"] * 3 + ["intra-modality", "multimodal"]
+    assert table["rows"][-1]["pairs"] == list(pairs)
     assert table["n_eval_windows"] == 20
     for row in table["rows"]:
         assert 0 <= row["macro_f1_mean"] <= 1 and row["macro_f1_std"] >= 0

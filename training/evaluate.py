@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.representations import REPRESENTATIONS
 from training.ai4pain import LABELS, MODALITIES
 from training.cache import FeatureCache, open_backbone
 from training.errors import TrainingError
@@ -140,15 +139,18 @@ def evaluate_run(run_dir, data, split: str = "validation", *, cache_dir=None, de
     return report
 
 
-def fusion_combinations(modalities, representations) -> list[tuple[str, tuple[str, ...]]]:
-    """(group, pairs) rows of the table: singles, within-modality fusions, then all pairs together."""
-    rows = [("single", (f"{m}:{r}",)) for m in modalities for r in representations]
+def fusion_combinations(pairs) -> list[tuple[str, tuple[str, ...]]]:
+    """(group, pairs) rows of the table: each pair alone, every fusion of two or more pairs of one
+    modality, then all pairs together (when they span several modalities)."""
+    pairs = tuple(pairs)
+    rows = [("single", (pair,)) for pair in pairs]
+    modalities = list(dict.fromkeys(pair.split(":")[0] for pair in pairs))
     for modality in modalities:
-        for size in range(2, len(representations) + 1):
-            rows.extend(("intra-modality", tuple(f"{modality}:{r}" for r in combo))
-                        for combo in itertools.combinations(representations, size))
+        own = [pair for pair in pairs if pair.split(":")[0] == modality]
+        for size in range(2, len(own) + 1):
+            rows.extend(("intra-modality", combo) for combo in itertools.combinations(own, size))
     if len(modalities) > 1:
-        rows.append(("multimodal", tuple(f"{m}:{r}" for m in modalities for r in representations)))
+        rows.append(("multimodal", pairs))
     return rows
 
 
@@ -157,8 +159,7 @@ def fusion_table(
     backbone_source: str,
     out,
     *,
-    modalities=MODALITIES,
-    representations=FUSION_TABLE_REPRESENTATIONS,
+    pairs=None,
     base: FinetuneConfig | None = None,
     head_seeds: int = 3,
     train_split: str = "train",
@@ -167,6 +168,10 @@ def fusion_table(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Train and score a frozen-backbone head per combination; see the module docstring.
+
+    ``pairs`` are ``"Modality:representation"`` items (default: the four
+    modalities x :data:`FUSION_TABLE_REPRESENTATIONS`); head settings come
+    from ``base``.
 
     Returns
     -------
@@ -178,12 +183,11 @@ def fusion_table(
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = [name for name in representations if name not in REPRESENTATIONS]
-    if unknown or not representations:
-        raise ValueError(f"representations must be names from {REPRESENTATIONS}; got {list(representations)}")
+    if pairs is None:
+        pairs = tuple(f"{m}:{r}" for m in MODALITIES for r in FUSION_TABLE_REPRESENTATIONS)
     base = base or FinetuneConfig()
-    all_pairs = tuple(f"{m}:{r}" for m in modalities for r in representations)
-    config = dataclasses.replace(base, pairs=all_pairs, backbone=backbone_source, mode="frozen", cv=None)
+    config = dataclasses.replace(base, pairs=tuple(pairs), backbone=backbone_source, mode="frozen", cv=None)
+    all_pairs = config.pairs
     write_json(out / CONFIG_NAME, dict(dataclasses.asdict(config), data=str(data), train_split=train_split,
                                        eval_split=eval_split, head_seeds=head_seeds))
     torch_device = resolve_device(device)
@@ -201,8 +205,8 @@ def fusion_table(
     from tqdm import tqdm
 
     rows = []
-    for group, pairs in tqdm(fusion_combinations(modalities, representations), desc="fusion table", unit="row"):
-        columns = [all_pairs.index(pair) for pair in pairs]
+    for group, combination in tqdm(fusion_combinations(all_pairs), desc="fusion table", unit="row"):
+        columns = [all_pairs.index(pair) for pair in combination]
         scores = []
         for seed in range(head_seeds):
             head, _ = train_head(train_features[fit][:, columns], train.labels[fit], train_features[stop][:, columns],
@@ -211,8 +215,8 @@ def fusion_table(
             scores.append(classification_metrics(held_out.labels, predictions, LABELS))
         rows.append({
             "group": group,
-            "pairs": list(pairs),
-            "modalities": sorted({pair.split(":")[0] for pair in pairs}),
+            "pairs": list(combination),
+            "modalities": sorted({pair.split(":")[0] for pair in combination}),
             "accuracy_mean": float(np.mean([s["accuracy"] for s in scores])),
             "accuracy_std": float(np.std([s["accuracy"] for s in scores])),
             "macro_f1_mean": float(np.mean([s["macro_f1"] for s in scores])),
@@ -273,10 +277,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fusion-table", action="store_true", help="build the fusion table instead of scoring a run")
     parser.add_argument("--backbone", help="fusion table: backbone checkpoint or random[:SEED]")
     parser.add_argument("--out", type=Path, help="fusion table: output folder")
-    parser.add_argument("--modalities", help="fusion table: comma-separated modalities (default all four)")
-    parser.add_argument("--representations",
-                        help="fusion table: comma-separated representations (default "
-                        + ",".join(FUSION_TABLE_REPRESENTATIONS) + ")")
+    parser.add_argument("--pairs", help="fusion table: comma-separated MODALITY:REPRESENTATION (default: the four "
+                        "modalities x " + ",".join(FUSION_TABLE_REPRESENTATIONS) + ")")
     parser.add_argument("--config", type=Path, help="fusion table: TOML/JSON FinetuneConfig settings for the heads")
     parser.add_argument("--head-seeds", type=int, default=3, help="fusion table: heads per row (default 3)")
     parser.add_argument("--train-split", default="train", help="fusion table: split the heads learn from")
@@ -290,18 +292,9 @@ def run(args: argparse.Namespace) -> int:
     if args.fusion_table:
         if not args.backbone or not args.out:
             raise ValueError("--fusion-table needs --backbone (checkpoint or random[:SEED]) and --out DIR")
-        by_lower = {name.lower(): name for name in MODALITIES}
-        modalities = MODALITIES
-        if args.modalities:
-            names = [name.strip().lower() for name in args.modalities.split(",")]
-            if not all(name in by_lower for name in names):
-                raise ValueError(f"--modalities must name modalities from {MODALITIES}; got {args.modalities!r}")
-            modalities = tuple(by_lower[name] for name in names)
-        representations = (tuple(args.representations.split(",")) if args.representations
-                           else FUSION_TABLE_REPRESENTATIONS)
+        pairs = tuple(args.pairs.split(",")) if args.pairs else None
         base = merge_settings(FinetuneConfig(), read_config_file(args.config), {})
-        table = fusion_table(args.data, args.backbone, args.out, modalities=modalities,
-                             representations=representations, base=base, head_seeds=args.head_seeds,
+        table = fusion_table(args.data, args.backbone, args.out, pairs=pairs, base=base, head_seeds=args.head_seeds,
                              train_split=args.train_split, eval_split=args.split, cache_dir=args.cache,
                              device=args.device)
         print((args.out / "fusion_table.md").read_text(), end="")

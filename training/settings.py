@@ -47,7 +47,8 @@ DEFAULT_REPRESENTATIONS: tuple[str, ...] = ("scalogram", "recurrence", "waveform
 #: all). "late" is the last stage of each expert, the gate and the output
 #: norm: on a CPU the backward pass through the high-resolution early stages
 #: costs most of a step, so training only the late layers is what fits a
-#: short CPU budget; use "all" on a GPU.
+#: short CPU budget; use "all" on a GPU. Only gradients are restricted:
+#: BatchNorm statistics of every layer follow the training images.
 TRAINABLE_PREFIXES: dict[str, tuple[str, ...] | None] = {
     "late": ("enc1.patch_embed4.", "enc1.block4.", "enc1.norm4.", "enc1.post_network.", "enc2.blocks3.",
              "fcn.", "ln_e.", "ln_out."),

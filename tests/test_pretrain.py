@@ -100,12 +100,15 @@ def test_pretrain_writes_a_release_format_backbone_and_resumes(tmp_path):
 
     with pytest.raises(TrainingError, match="--resume"):
         pretrain(TINY, tmp_path, device="cpu")
-    with pytest.raises(TrainingError, match="other settings"):
+    with pytest.raises(TrainingError, match="only --steps may change"):
         pretrain(dataclasses.replace(TINY, learning_rate=1e-3), tmp_path, device="cpu", resume=True)
     corpus_time = (tmp_path / "corpus" / "images.npy").stat().st_mtime_ns
     resumed = pretrain(TINY, tmp_path, device="cpu", resume=True)
     assert resumed["history"] == metrics["history"]  # finished: no step is repeated
     assert (tmp_path / "corpus" / "images.npy").stat().st_mtime_ns == corpus_time  # corpus reused
+    extended = pretrain(dataclasses.replace(TINY, steps=3), tmp_path, device="cpu", resume=True)
+    assert extended["history"][:2] == metrics["history"] and len(extended["history"]) == 3
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 3
 
 
 def test_config_validation():

@@ -227,8 +227,10 @@ def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", r
     device : str, default "auto"
         "auto" (CUDA if available), "cpu" or "cuda[:N]".
     resume : bool, default False
-        Continue from ``out/state.pt``; the saved config must equal ``config``.
-        Without it an existing run in ``out`` is an error.
+        Continue from ``out/state.pt``. The saved config must equal
+        ``config`` except for ``steps``, which may grow to extend a finished
+        run (the cosine schedule is then stretched to the new length, a warm
+        restart). Without it an existing run in ``out`` is an error.
 
     Returns
     -------
@@ -242,9 +244,14 @@ def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", r
         if not resume:
             raise TrainingError(f"{out} already holds a pretraining run; pass --resume to continue it or choose another --out")
         saved = json.loads(config_path.read_text())
-        if saved != settings:
-            changed = sorted(key for key in settings if saved.get(key) != settings[key])
-            raise TrainingError(f"--resume with other settings than {config_path} ({changed}); use a new --out")
+        changed = sorted(key for key in settings if saved.get(key) != settings[key])
+        if changed and changed != ["steps"]:
+            raise TrainingError(
+                f"--resume with other settings than {config_path} ({changed}); only --steps may change "
+                "(to extend a run); use a new --out"
+            )
+        if changed:
+            logger.info("extending the run from %d to %d steps", saved["steps"], settings["steps"])
     out.mkdir(parents=True, exist_ok=True)
     write_json(config_path, settings)
     torch_device = resolve_device(device)

@@ -18,8 +18,9 @@ Two jobs:
   table with the same backbone costs only the heads.
 
 The default table uses :data:`FUSION_TABLE_REPRESENTATIONS` (scalogram and
-waveform) for the four modalities: 8 embeddings per window, about 13 min per
-backbone for the default synthetic cohort on two CPU cores.
+waveform) for the four modalities: 8 embeddings per window, 12,720 for the
+default synthetic cohort, 5-13 min per backbone at 25-60 ms per image on two
+CPU cores (``--pairs`` chooses others).
 """
 
 from __future__ import annotations

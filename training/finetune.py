@@ -71,6 +71,7 @@ from training.settings import (
 
 __all__ = [
     "FinetuneConfig",
+    "add_common_options",
     "configure_parser",
     "default_cache_dir",
     "finetune",

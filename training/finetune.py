@@ -294,10 +294,14 @@ def train_head(
         ``best_epoch``, ``epochs`` run and ``stop_macro_f1``.
     """
     seed = config.seed if seed is None else seed
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # initial weights and dropout masks: seeded, caller's RNG untouched
         torch.manual_seed(seed)
-        head = _new_head(config, features.shape[1], features.shape[2])
+        return _train_head(features, labels, stop_features, stop_labels, config, seed)
+
+
+def _train_head(features, labels, stop_features, stop_labels, config: FinetuneConfig, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    head = _new_head(config, features.shape[1], features.shape[2])
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     x = torch.from_numpy(np.ascontiguousarray(features))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))

@@ -30,3 +30,17 @@ def golden_checkpoint() -> Path:
 @pytest.fixture
 def golden_io() -> Path:
     return shared_path("reference/tiny_biomoe/golden_io.npz")
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory) -> Path:
+    """A synthetic AI4PAIN cohort of 3 train and 2 validation subjects, 10 windows each."""
+    from tests.tiny_cohort import make_tiny_cohort
+
+    return make_tiny_cohort(tmp_path_factory.mktemp("tiny_cohort"))
+
+
+@pytest.fixture(scope="session")
+def feature_cache_dir(tmp_path_factory) -> Path:
+    """One feature cache for the training tests, so each embedding is computed once per session."""
+    return tmp_path_factory.mktemp("feature_cache")

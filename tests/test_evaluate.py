@@ -1,0 +1,74 @@
+"""Evaluation: metrics by hand, confusion-matrix PNG, run reports and the fusion table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.cli import main
+from training.evaluate import fusion_combinations, fusion_table, plot_confusion_matrix
+from training.finetune import FinetuneConfig
+from training.metrics import classification_metrics, confusion_matrix, macro_f1
+
+
+def test_metrics_against_a_hand_computed_example():
+    y_true = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
+    y_pred = [0, 1, 0, 1, 2, 2, 2, 0, 2, 1]
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == [[2, 1, 0], [0, 1, 1], [1, 1, 3]]
+    report = classification_metrics(y_true, y_pred, ("No", "Low", "High"))
+    assert report["accuracy"] == pytest.approx(0.6)
+    assert report["per_class_recall"] == pytest.approx({"No": 2 / 3, "Low": 0.5, "High": 0.6})
+    # F1: No 2*2/(3+3), Low 2*1/(3+2), High 2*3/(4+5)
+    assert report["macro_f1"] == pytest.approx((4 / 6 + 2 / 5 + 6 / 9) / 3)
+    assert macro_f1(y_true, y_pred, 3) == report["macro_f1"]
+    with pytest.raises(ValueError, match="class indices"):
+        confusion_matrix([0, 3], [0, 1], 3)
+
+
+def test_confusion_png(tmp_path):
+    path = plot_confusion_matrix([[5, 1, 0], [2, 3, 1], [0, 1, 4]], ("No", "Low", "High"), tmp_path / "c.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fusion_combinations():
+    rows = fusion_combinations(("Eda:scalogram", "Eda:waveform", "Bvp:scalogram", "Bvp:waveform"))
+    assert rows == [
+        ("single", ("Eda:scalogram",)), ("single", ("Eda:waveform",)),
+        ("single", ("Bvp:scalogram",)), ("single", ("Bvp:waveform",)),
+        ("intra-modality", ("Eda:scalogram", "Eda:waveform")),
+        ("intra-modality", ("Bvp:scalogram", "Bvp:waveform")),
+        ("multimodal", ("Eda:scalogram", "Eda:waveform", "Bvp:scalogram", "Bvp:waveform")),
+    ]
+    assert fusion_combinations(("Eda:waveform", "Eda:recurrence")) == [
+        ("single", ("Eda:waveform",)), ("single", ("Eda:recurrence",)),
+        ("intra-modality", ("Eda:waveform", "Eda:recurrence")),
+    ]
+
+
+def test_fusion_table_on_a_tiny_cohort(tiny_cohort, feature_cache_dir, tmp_path):
+    base = FinetuneConfig(max_epochs=5, patience=3)
+    pairs = ("Eda:waveform", "Eda:recurrence", "Resp:waveform")
+    table = fusion_table(tiny_cohort, "random:0", tmp_path, pairs=pairs, base=base, head_seeds=2,
+                         cache_dir=feature_cache_dir, device="cpu")
+    assert [row["group"] for row in table["rows"]] == ["single"] * 3 + ["intra-modality", "multimodal"]
+    assert table["rows"][-1]["pairs"] == list(pairs)
+    assert table["n_eval_windows"] == 20
+    for row in table["rows"]:
+        assert 0 <= row["macro_f1_mean"] <= 1 and row["macro_f1_std"] >= 0
+    best = table["best_single_modality"]
+    assert table["multimodal_minus_best_single_modality"] == pytest.approx(
+        table["rows"][-1]["macro_f1_mean"] - best["macro_f1_mean"])
+    markdown = (tmp_path / "fusion_table.md").read_text()
+    assert markdown.count("\n| ") == 2 + len(table["rows"]) and "Eda:waveform, Eda:recurrence" in markdown
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["backbone"] == "random:0" and config["head_seeds"] == 2 and config["max_epochs"] == 5
+
+
+def test_evaluate_cli_errors(tiny_cohort, tmp_path, capsys):
+    assert main(["evaluate", "--data", str(tiny_cohort)]) == 1
+    assert "--run" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(tiny_cohort), "--run", str(tmp_path)]) == 1
+    assert "not a finetune run" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(tiny_cohort), "--fusion-table", "--out", str(tmp_path)]) == 1
+    assert "--backbone" in capsys.readouterr().err

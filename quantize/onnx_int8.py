@@ -202,6 +202,9 @@ def quantize_backbone_int8(
     shape = [d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim[1:]]
     images = _check_calibration(calibration_images, tuple(shape))
     group_of = node_groups(float_model)
+    unknown = sorted(set(groups or []) - set(group_of.values()))
+    if unknown:
+        raise ExportError(f"unknown node group(s) {unknown}; known: {sorted(set(group_of.values()))}")
     probe = images[np.linspace(0, len(images) - 1, min(probe_images, len(images))).astype(int)]
     reference = run_batched(onnx_session(float_path), probe)
     progress = progress or (lambda iterable, description: iterable)
@@ -236,9 +239,6 @@ def quantize_backbone_int8(
         weights = _group_weight_bytes(onnx.load(prepared), members)
         table: list[GroupSensitivity] = []
         if sensitivity:
-            unknown = sorted(set(groups or []) - set(members))
-            if unknown:
-                raise ExportError(f"unknown node group(s) {unknown}; known: {sorted(members)}")
             candidates = [g for g in (groups or sorted(members)) if weights.get(g, 0) > 0]
             for group in progress(candidates, "int8 sensitivity"):
                 cosine = score(quantize(members[group], workdir / "probe.onnx"))

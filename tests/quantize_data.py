@@ -6,7 +6,7 @@ them reaches macro-F1 ~0.5), so its class predictions sit on decision
 boundaries and any perturbation flips some. The int8 class-agreement and
 macro-F1 checks need a float model that is confident, so these windows make
 the classes differ in what every representation shows: the dominant rhythm
-(0.3, 1 or 2.5 Hz) of every channel, with random amplitude, phase, offset and
+(0.2, 1 or 4 Hz) of every channel, with random amplitude, phase, offset and
 noise.
 """
 
@@ -19,7 +19,7 @@ from quantize.images import WindowImages, window_images
 
 MODALITIES = ("Eda", "Bvp", "Resp", "SpO2")
 FUSION = ({"modality": "Eda", "representation": "scalogram"}, {"modality": "Bvp", "representation": "spectrogram_psd"})
-CLASS_HZ = (0.3, 1.0, 2.5)
+CLASS_HZ = (0.2, 1.0, 4.0)
 
 
 def rhythm_windows(n_per_class: int, seed: int, spec: RepresentationSpec = RepresentationSpec()) -> WindowImages:

@@ -12,7 +12,8 @@ responses, not patients: it exercises the real int8 model end to end.
 ::
 
     python -m quantize.build_default_bundle \\
-        [--checkpoint B.pth --head H.pt --data AI4PAIN_ROOT] [--out edge/bundles/default]
+        [--checkpoint B.pth --head H.pt --run-config finetune_config.json --data AI4PAIN_ROOT] \\
+        [--out edge/bundles/default]
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def fit_demo_head(checkpoint, data_root, head_path, fusion=DEMO_FUSION, windows:
                      sampling_rate=spec.sampling_rate, window_seconds=spec.window_seconds)
 
 
-def build_default_bundle(out=None, checkpoint=None, head=None, data=None, log=print) -> ExportResult:
+def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_config=None, log=print) -> ExportResult:
     """Write the default bundle (int8 ONNX); a demonstration one when no trained head is given."""
     from training.synth import synthesize_cohort
 
@@ -98,7 +99,7 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, log=pr
             log(f"fitting a demonstration head on {Path(checkpoint).name} embeddings")
             head = fit_demo_head(checkpoint, data, workdir / "head.pt")
             name, description = "demo-golden-int8", DEMO_DESCRIPTION
-        return export_bundle(checkpoint, head, out, int8=True, calibration=data, name=name,
+        return export_bundle(checkpoint, head, out, int8=True, calibration=data, run_config=run_config, name=name,
                              description=description, allow_parity_miss=head_is_demo, log=log, progress=True)
 
 
@@ -108,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="trained backbone (default: the golden checkpoint, demo head)")
     parser.add_argument("--head", type=Path, help="trained head file (default: fit a demonstration head)")
     parser.add_argument("--data", type=Path, help="AI4PAIN-layout data (default: a generated synthetic cohort)")
+    parser.add_argument("--run-config", type=Path, help="the head's run config (finetune_config.json) with its image spec")
     parser.add_argument("--out", type=Path, default=default_bundle_path(), help="bundle folder (default: %(default)s)")
     args = parser.parse_args(argv)
     if (args.head is None) != (args.checkpoint is None) and args.head is not None:
         parser.error("--head needs --checkpoint (the backbone it was trained on)")
-    result = build_default_bundle(args.out, args.checkpoint, args.head, args.data)
+    result = build_default_bundle(args.out, args.checkpoint, args.head, args.data, args.run_config)
     print(f"wrote {result.bundle.path}: {result.bundle.describe()}")
     return 0
 

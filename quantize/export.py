@@ -91,8 +91,9 @@ def export_bundle(
     validation : str or Path, optional
         Labelled windows for the parity report.
     run_config : str or Path, optional
-        JSON with ``representation_spec``, ``fusion``, ``labels`` for a head
-        file that lacks them (the head file's own values win).
+        JSON with ``representation_spec`` (or ``spec``, as ``biomoe finetune``'s
+        ``finetune_config.json`` names it) for a head file that lacks it (the
+        head file's own value wins).
     calibration_images : int
         Images drawn from the calibration windows.
     validation_windows : int
@@ -227,7 +228,7 @@ def _input_description(loaded, run_config) -> tuple[RepresentationSpec, tuple, t
             raise ExportError(f"run config {run_config} is not a readable JSON file ({error})") from None
         if not isinstance(config, dict):
             raise ExportError(f"run config {run_config} must hold a JSON object")
-    settings = loaded.representation_spec or config.get("representation_spec") or {}
+    settings = loaded.representation_spec or config.get("representation_spec") or config.get("spec") or {}
     try:
         spec = RepresentationSpec.from_dict(dict(settings))
     except ValueError as error:
@@ -235,7 +236,7 @@ def _input_description(loaded, run_config) -> tuple[RepresentationSpec, tuple, t
     for key, value in (("sampling_rate", loaded.sampling_rate), ("window_seconds", loaded.window_seconds)):
         if abs(getattr(spec, key) - value) > 1e-9:
             raise ExportError(f"the head was trained on {key} {value} but its representation spec says {getattr(spec, key)}")
-    fusion = loaded.fusion or tuple(config.get("fusion", ()))
+    fusion = loaded.fusion or tuple(config.get("fusion", ()))  # a head file always has its fusion
     labels = loaded.labels or tuple(config.get("labels", _DEFAULT_LABELS))
     return spec, fusion, labels
 

@@ -207,9 +207,12 @@ def load_head(path) -> HeadCheckpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails in many ways on a file that is not its own
         raise CheckpointError(f"{path} is not a head file: torch.load cannot read it ({type(error).__name__})") from None
+    if isinstance(payload, dict) and "format" not in payload and "pairs" in payload and "state_dict" in payload:
+        payload = _from_finetune_layout(path, payload)
     if not isinstance(payload, dict) or payload.get("format") != HEAD_FORMAT:
         raise CheckpointError(
-            f"{path} is not a head file: expected a dict with format {HEAD_FORMAT!r} (written by save_head)"
+            f"{path} is not a head file: expected a dict with format {HEAD_FORMAT!r} (written by save_head) "
+            "or a biomoe finetune head.pt"
         )
     if payload.get("format_version", 0) > HEAD_FORMAT_VERSION:
         raise CheckpointError(
@@ -240,6 +243,31 @@ def load_head(path) -> HeadCheckpoint:
         sampling_rate=float(payload.get("sampling_rate", 100.0)),
         window_seconds=float(payload.get("window_seconds", 10.0)),
     )
+
+
+def _from_finetune_layout(path: Path, payload: dict) -> dict:
+    """The head file of ``biomoe finetune`` (``pairs`` as ``"Modality:representation"``) in save_head's layout.
+
+    That file has no representation spec (it is in the run's
+    ``finetune_config.json``, read by ``biomoe export --run-config``).
+    """
+    if payload.get("normalise", "none") != "none":
+        raise CheckpointError(
+            f"{path}: the head was trained on per-subject normalised embeddings (normalise="
+            f"{payload['normalise']!r}), which the device cannot reproduce; train it with normalise 'none'"
+        )
+    pairs = [str(pair).split(":") for pair in payload["pairs"]]
+    if not all(len(pair) == 2 for pair in pairs):
+        raise CheckpointError(f"{path}: 'pairs' must be 'Modality:representation' strings, got {payload['pairs']}")
+    labels = list(payload.get("labels", ()))
+    return {
+        **payload,
+        "format": HEAD_FORMAT,
+        "format_version": 1,
+        "num_classes": payload.get("num_classes", len(labels)),
+        "fusion": [{"modality": m, "representation": r} for m, r in pairs],
+        "representation_spec": payload.get("representation_spec"),
+    }
 
 
 def _fusion_entry(item) -> dict:

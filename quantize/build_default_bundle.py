@@ -1,7 +1,10 @@
-"""Build the shipped default bundle, ``edge/bundles/default`` (int8 ONNX, backbone + head).
+"""Build the shipped default bundle, ``edge/bundles/default`` (ONNX, backbone + head).
 
 With a trained backbone and head (``--checkpoint``, ``--head``, ``--data``)
-this is ``biomoe export --int8`` into the default folder. Without them it
+this is ``biomoe export --int8`` into the default folder; if the int8 model
+misses the parity thresholds on the data's validation split, the bundle is
+exported in float32 instead (an int8 model that changes the answers is worse
+than none) and the reason is printed. Without them it
 builds the *demonstration* bundle committed until the trained artefacts
 exist: the golden-checkpoint backbone (random but realistic weights) and a
 linear :class:`~training.models.FusionHead` fitted in a few hundred steps on
@@ -28,6 +31,7 @@ import torch
 from edge.bundle import default_bundle_path
 from edge.representations import RepresentationSpec
 
+from .errors import ParityError
 from .export import ExportResult, export_bundle
 from .images import load_window_images
 from .placeholder import LABELS, PLACEHOLDER_FUSION
@@ -99,8 +103,14 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_co
             log(f"fitting a demonstration head on {Path(checkpoint).name} embeddings")
             head = fit_demo_head(checkpoint, data, workdir / "head.pt")
             name, description = "demo-golden-int8", DEMO_DESCRIPTION
-        return export_bundle(checkpoint, head, out, int8=True, calibration=data, run_config=run_config, name=name,
-                             description=description, allow_parity_miss=head_is_demo, log=log, progress=True)
+        try:
+            return export_bundle(checkpoint, head, out, int8=True, calibration=data, run_config=run_config,
+                                 name=name, description=description, allow_parity_miss=head_is_demo, log=log,
+                                 progress=True)
+        except ParityError as error:
+            log(f"{error}\nfalling back to float32: an int8 model that changes the answers is worse than none")
+        return export_bundle(checkpoint, head, out, calibration=data, run_config=run_config,
+                             name="tiny-biomoe-float32", log=log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,12 @@
 
 from edge.errors import EdgeError
 
-__all__ = ["ExportError"]
+__all__ = ["ExportError", "ParityError"]
 
 
 class ExportError(EdgeError):
     """A user-facing problem while exporting, quantizing or checking a bundle."""
+
+
+class ParityError(ExportError):
+    """An int8 model that misses the parity thresholds (nothing was written)."""

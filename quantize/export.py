@@ -34,7 +34,7 @@ import numpy as np
 from edge.bundle import MANIFEST_NAME, Bundle, file_sha256, save_bundle
 from edge.representations import RepresentationSpec
 
-from .errors import ExportError
+from .errors import ExportError, ParityError
 from .images import DEVICE_CHANNELS, WindowImages, device_channel, load_window_images
 
 __all__ = ["FORMATS", "ExportResult", "export_bundle", "configure_parser", "run"]
@@ -66,6 +66,7 @@ def export_bundle(
     validation_windows: int = 64,
     sensitivity: bool = True,
     size_budget_bytes: int = 8_000_000,
+    activation_bits: int = 8,
     name: str | None = None,
     description: str | None = None,
     allow_parity_miss: bool = False,
@@ -102,6 +103,8 @@ def export_bundle(
         Run the per-group sensitivity pass of the ONNX int8 quantization.
     size_budget_bytes : int
         Largest int8 ONNX backbone the sensitivity pass may produce.
+    activation_bits : {8, 16}
+        ONNX int8 activations: 8 bits, or 16 (int8 weights, finer activations).
     name : str, optional
         Bundle name (default: the folder name).
     description : str, optional
@@ -160,7 +163,7 @@ def export_bundle(
         if fmt == "onnx":
             files, graphs, parity, quantization = _export_onnx(
                 model, loaded.head, workdir, int8, calibration_set, validation_set, parity_windows,
-                calibration_images, sensitivity, size_budget_bytes, threads, log, progress,
+                calibration_images, sensitivity, size_budget_bytes, activation_bits, threads, log, progress,
             )
         else:
             files, graphs, parity, quantization = _export_tflite(
@@ -171,7 +174,7 @@ def export_bundle(
         if missed and not allow_parity_miss:
             from .parity import format_parity
 
-            raise ExportError(
+            raise ParityError(
                 "the int8 model misses the parity thresholds, so no bundle was written:\n" + format_parity(parity)
                 + "\nexport float32 instead, or pass --allow-parity-miss to write it anyway (marked in the manifest)"
             )
@@ -259,7 +262,7 @@ def _graph(file, input_name, input_shape, output_name, output_shape, produces) -
 
 
 def _export_onnx(model, head, workdir, int8, calibration, validation, parity_windows, calibration_images,
-                 sensitivity, size_budget_bytes, threads, log, progress):
+                 sensitivity, size_budget_bytes, activation_bits, threads, log, progress):
     from .graphs import BACKBONE_INPUT, BACKBONE_OUTPUT, HEAD_INPUT, HEAD_OUTPUT, export_backbone_onnx, export_head_onnx
     from .onnx_int8 import quantize_backbone_int8
     from .parity import float_parity, int8_parity, onnx_runner, torch_runner
@@ -276,7 +279,8 @@ def _export_onnx(model, head, workdir, int8, calibration, validation, parity_win
         bar = _progress_bar if progress else None
         result = quantize_backbone_int8(
             backbone_path, workdir / "backbone.int8.onnx", calibration.flat(calibration_images),
-            sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, progress=bar,
+            sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, activation_bits=activation_bits,
+            progress=bar,
         )
         quantization = result.settings
         parity["int8_vs_float"] = int8_parity(float_graphs, onnx_runner(result.path, head_path, threads), validation,
@@ -349,6 +353,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sensitivity", action="store_true", help="skip the ONNX per-layer sensitivity pass")
     parser.add_argument("--size-budget-mb", type=float, default=8.0,
                         help="largest int8 ONNX backbone in MB (10^6 bytes) (default: %(default)s)")
+    parser.add_argument("--activation-bits", type=int, choices=(8, 16), default=8,
+                        help="ONNX int8: activation bits, 16 = int8 weights with finer activations (default: %(default)s)")
     parser.add_argument("--allow-parity-miss", action="store_true",
                         help="write an int8 bundle even if it misses the parity thresholds (recorded in the manifest)")
     parser.add_argument("--name", help="bundle name (default: the folder name)")
@@ -364,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.head, args.out, fmt=args.format, int8=args.int8, calibration=args.calibration,
         validation=args.validation, run_config=args.run_config, calibration_images=args.calibration_images,
         validation_windows=args.validation_windows, sensitivity=not args.no_sensitivity,
-        size_budget_bytes=int(args.size_budget_mb * 1e6), name=args.name,
+        size_budget_bytes=int(args.size_budget_mb * 1e6), activation_bits=args.activation_bits, name=args.name,
         allow_parity_miss=args.allow_parity_miss, threads=args.threads,
         log=print, progress=sys.stderr.isatty(),
     )

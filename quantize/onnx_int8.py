@@ -165,6 +165,7 @@ def quantize_backbone_int8(
     max_float_groups: int = 3,
     size_budget_bytes: int = 8_000_000,
     probe_images: int = 32,
+    activation_bits: int = 8,
     progress=None,
 ) -> Int8Result:
     """Quantize the float backbone at ``float_path`` (exported with metadata) to static int8.
@@ -190,6 +191,10 @@ def quantize_backbone_int8(
         Stop keeping groups float before the file would exceed this size.
     probe_images : int
         Calibration images the sensitivity pass scores on.
+    activation_bits : {8, 16}
+        Activation precision: 8 (uint8, int8 kernels) or 16 (uint16, "A16W8":
+        int8 weights, activations quantized finer; ONNX Runtime computes those
+        ops in float between the Q/DQ pairs).
     progress : callable, optional
         ``progress(iterable, description)`` wrapper (e.g. tqdm) for the pass.
 
@@ -197,6 +202,9 @@ def quantize_backbone_int8(
     -------
     Int8Result
     """
+    if activation_bits not in (8, 16):
+        raise ExportError(f"activation_bits must be 8 or 16, got {activation_bits!r}")
+    activation_type = QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16
     float_path, out_path = Path(float_path), Path(out_path)
     float_model = onnx.load(float_path)
     shape = [d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim[1:]]
@@ -225,7 +233,7 @@ def quantize_backbone_int8(
             quantize_static(
                 str(prepared), str(target), _Images(images),
                 quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                activation_type=activation_type, weight_type=QuantType.QInt8,
                 op_types_to_quantize=list(QUANTIZED_OP_TYPES), nodes_to_exclude=always_float + list(excluded_nodes),
                 calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
             )
@@ -258,7 +266,7 @@ def quantize_backbone_int8(
     settings = {
         "scheme": "onnxruntime static int8, QDQ",
         "weights": "int8 symmetric, per channel",
-        "activations": "uint8 asymmetric, per tensor (MinMax)",
+        "activations": f"uint{activation_bits} asymmetric, per tensor (MinMax)",
         "quantized_op_types": list(QUANTIZED_OP_TYPES),
         "calibration_images": int(len(images)),
         "weight_only_constants": f"float initializers of >= {_CONSTANT_MIN_ELEMENTS} elements as uint8 per slice",

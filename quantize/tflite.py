@@ -5,8 +5,7 @@ Float32: :func:`litert_torch.convert` of the backbone's *export form*
 The export form is what makes the conversion exact: the authors' eager
 model computes spectral gating with ``torch.fft.rfft2(..., norm="ortho")``,
 which litert-torch cannot lower (its FFT lowering refuses any normalisation
-other than none), and a conversion that drops or rescales that step changes
-the embedding by a large amount. The export form's spectral gating is four
+other than none). The export form's spectral gating is four
 real matrix products with the orthonormal DFT folded in, and its BatchNorms
 are folded, so the TFLite graph has only ops LiteRT runs exactly (max abs
 difference to PyTorch about 6e-6 on the golden images; see

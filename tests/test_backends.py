@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edge.backends import LiteRTBackend, OnnxRuntimeBackend, create_backend, softmax  # noqa: E402
-from edge.bundle import default_bundle_path, load_bundle, save_bundle  # noqa: E402
+from edge.bundle import load_bundle, save_bundle  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 
 K, S, D, C = 2, 16, 8, 3
@@ -141,8 +141,10 @@ def test_backbone_and_head(tmp_path, backbone_batch, head_shape):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
-def test_placeholder_bundle_runs_and_matches_its_weights():
-    bundle = load_bundle(default_bundle_path())
+def test_placeholder_bundle_runs_and_matches_its_weights(tmp_path):
+    from quantize.placeholder import build_placeholder_bundle
+
+    bundle = build_placeholder_bundle(tmp_path / "placeholder")
     model = onnx.load(str(bundle.graph_path("model")))
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     images = np.random.default_rng(3).random((2, bundle.n_images, 3, 224, 224), dtype=np.float32)

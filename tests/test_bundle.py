@@ -108,14 +108,25 @@ def test_two_graph_bundle(tmp_path):
     assert flat.graphs["head"].input_shape == ("batch", 384)
 
 
-def test_default_bundle_is_a_labelled_placeholder():
-    bundle = load_bundle(default_bundle_path())
+def test_placeholder_bundle_is_labelled(tmp_path):
+    from quantize.placeholder import build_placeholder_bundle
+
+    bundle = build_placeholder_bundle(tmp_path / "placeholder")
     assert bundle.placeholder is True
     assert "PLACEHOLDER" in bundle.describe() and "meaningless" in bundle.manifest["description"]
     assert "PLACEHOLDER MODEL" in PLACEHOLDER_NOTICE
     assert bundle.channel_names == ("EDA", "BVP", "RESP", "SpO2")
     assert bundle.n_images == 5 and bundle.image_size == 224
     assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
+
+
+def test_default_bundle_is_a_trained_model_with_parity():
+    bundle = load_bundle(default_bundle_path())
+    assert bundle.placeholder is False and bundle.pipeline == "backbone_head"
+    assert bundle.channel_names == ("EDA", "BVP", "RESP", "SpO2")
+    assert bundle.n_images == 5 and bundle.image_size == 224
+    assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
+    assert bundle.parity["float_vs_pytorch"]["max_abs_diff_probability"] < 1e-3
 
 
 def test_tampered_file_is_refused(tmp_path):

@@ -57,3 +57,44 @@ def test_wrong_embedding_shape():
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ValueError, match=name):
         FusionHead(**kwargs)
+
+
+def test_save_head_load_head_round_trip(tmp_path):
+    from training.models import load_head, save_head
+
+    torch.manual_seed(0)
+    head = FusionHead(num_embeddings=2, hidden=8).eval()
+    fusion = [("Eda", "scalogram"), {"modality": "Bvp", "representation": "recurrence"}]
+    path = save_head(head, tmp_path / "head.pt", fusion=fusion, representation_spec={"image_size": 224})
+    loaded = load_head(path)
+    assert loaded.fusion == ({"modality": "Eda", "representation": "scalogram"},
+                             {"modality": "Bvp", "representation": "recurrence"})
+    assert loaded.labels == ("No Pain", "Low Pain", "High Pain")
+    assert loaded.representation_spec == {"image_size": 224}
+    assert (loaded.sampling_rate, loaded.window_seconds, loaded.head.hidden) == (100.0, 10.0, 8)
+    embeddings = torch.randn(3, 2, 192)
+    torch.testing.assert_close(loaded.head(embeddings), head(embeddings))
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_save_head_refuses_fusion_of_another_length(tmp_path):
+    from training.models import save_head
+
+    with pytest.raises(ValueError, match="fusion lists 1 inputs but the head fuses 2"):
+        save_head(FusionHead(2), tmp_path / "head.pt", fusion=[("Eda", "scalogram")])
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", None])
+def test_load_head_refuses_other_files(tmp_path, content):
+    from training.errors import CheckpointError
+    from training.models import load_head
+
+    path = tmp_path / "head.pt"
+    if content is None:
+        torch.save({"state_dict": {}}, path)  # a torch file, but not a head file
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a head file"):
+        load_head(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_head(tmp_path / "missing.pt")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from edge.backends import create_backend
-from edge.bundle import default_bundle_path, load_bundle
 from edge.quality import DeviceFlags
 from edge.smoothing import create_smoother
 from edge.storage import ResultStore
@@ -39,8 +38,10 @@ def _signal(channel, t):
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    return load_bundle(default_bundle_path())
+def bundle(tmp_path_factory):
+    from quantize.placeholder import build_placeholder_bundle
+
+    return build_placeholder_bundle(tmp_path_factory.mktemp("bundle") / "placeholder")
 
 
 def _processor(bundle, flags=None, smoothing="ema"):

@@ -1,0 +1,211 @@
+"""Latency and file size of the deployable variants of the backbone, one image per call.
+
+Measures, in one run and one process, at batch 1 with ``--threads`` threads:
+
+- ``PyTorch eager``: the release-equivalent model as loaded (FFT spectral gating);
+- ``ONNX float32`` and ``ONNX int8``: the bundle's backbone graphs in ONNX
+  Runtime (int8 as ``biomoe export --int8`` makes it, without the
+  sensitivity pass);
+- ``TFLite float32`` and ``TFLite int8``: the litert-torch graphs in LiteRT
+  (XNNPACK), unless ``--no-tflite``.
+
+Calibration images come from a small generated cohort (``training.synth``).
+Variants run in interleaved rounds (order reversed every other round) so a
+load change hits them alike; the median is reported. The output is a
+markdown table plus the int8 ONNX / eager ratio and the machine's load
+average (colleagues' jobs skew absolute numbers; ratios from one run hold).
+
+Usage::
+
+    python -m benchmarks.bench_quantize [--checkpoint B.pth] [--repeats 20] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_model import _time_rounds
+
+__all__ = ["configure_parser", "main", "run"]
+
+_GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tiny_biomoe" / "golden_checkpoint.pth"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path,
+                        help="backbone checkpoint (default: the golden checkpoint if present, else random weights)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for every runtime (default: 2)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first (default: 3)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default: 20)")
+    parser.add_argument("--no-tflite", action="store_true", help="skip the TFLite variants")
+    parser.add_argument("--pipelines", action="store_true",
+                        help="instead: one window of 5 images, end_to_end graph vs backbone_head bundle (float ONNX)")
+
+
+def _calibration_images(count: int) -> np.ndarray:
+    """Representation images of a generated two-subject cohort (every representation of every channel)."""
+    from edge.representations import REPRESENTATIONS, RepresentationSpec
+    from quantize.images import window_images
+    from training.ai4pain import load_split
+    from training.synth import synthesize_cohort
+
+    spec = RepresentationSpec()
+    with tempfile.TemporaryDirectory() as root:
+        synthesize_cohort(root, "train", 2, seed=0)
+        windows = load_split(root, "train")
+    fusion = [{"modality": m, "representation": r} for m in windows.modalities for r in REPRESENTATIONS]
+    chosen = windows.signals[np.linspace(0, len(windows) - 1, 4).astype(int)]
+    images = window_images(chosen, windows.modalities, fusion, spec, windows.sampling_rate).reshape(-1, 3, 224, 224)
+    return images[np.random.default_rng(0).choice(len(images), size=min(count, len(images)), replace=False)]
+
+
+def _build(model, folder: Path, with_tflite: bool) -> dict[str, tuple[Path, str]]:
+    """Write every variant's file; name -> (path, runtime)."""
+    from quantize.graphs import export_backbone_onnx
+    from quantize.onnx_int8 import quantize_backbone_int8
+
+    images = _calibration_images(128)
+    with contextlib.redirect_stdout(io.StringIO()):
+        export_backbone_onnx(model, folder / "backbone.onnx", keep_metadata=True)
+        quantize_backbone_int8(folder / "backbone.onnx", folder / "backbone.int8.onnx", images, sensitivity=False)
+    variants = {"ONNX float32": (folder / "backbone.onnx", "onnx"), "ONNX int8": (folder / "backbone.int8.onnx", "onnx")}
+    if with_tflite:
+        from quantize.tflite import convert_backbone_tflite, quantize_tflite_int8
+
+        convert_backbone_tflite(model, folder / "backbone.tflite")
+        quantize_tflite_int8(folder / "backbone.tflite", folder / "backbone.int8.tflite", images[:32])
+        variants["TFLite float32"] = (folder / "backbone.tflite", "tflite")
+        variants["TFLite int8"] = (folder / "backbone.int8.tflite", "tflite")
+    return variants
+
+
+def _runner(path: Path, runtime: str, image: np.ndarray, threads: int):
+    if runtime == "onnx":
+        from quantize.onnx_int8 import onnx_session
+
+        session = onnx_session(path, threads)
+        name = session.get_inputs()[0].name
+        return lambda: session.run(None, {name: image})
+    from quantize.tflite import tflite_interpreter
+
+    interpreter = tflite_interpreter(path, threads)
+    index = interpreter.get_input_details()[0]["index"]
+
+    def invoke():
+        interpreter.set_tensor(index, image)
+        interpreter.invoke()
+
+    return invoke
+
+
+def _compare_pipelines(model, args) -> None:
+    """ms per window (5 images) of one end_to_end graph vs backbone + head graphs, float ONNX."""
+    import torch
+
+    from quantize.graphs import ProbabilityHead, export_backbone_onnx, export_form_backbone, export_head_onnx, export_onnx
+    from quantize.onnx_int8 import onnx_session
+    from training.models import FusionHead
+
+    k = 5
+    head = FusionHead(k).eval()
+
+    class EndToEnd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.head = export_form_backbone(model), ProbabilityHead(head)
+
+        def forward(self, images):
+            return self.head(self.backbone(images).reshape(1, k, -1))[0]
+
+    window = np.random.default_rng(0).random((k, 3, 224, 224), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()):
+        folder = Path(folder)
+        export_onnx(EndToEnd().eval(), torch.from_numpy(window), folder / "model.onnx", "images", "probabilities")
+        export_backbone_onnx(model, folder / "backbone.onnx")
+        export_head_onnx(head, folder / "head.onnx")
+        end_to_end = onnx_session(folder / "model.onnx", args.threads)
+        backbone, head_session = onnx_session(folder / "backbone.onnx", args.threads), onnx_session(folder / "head.onnx", args.threads)
+        runners = {
+            "end_to_end (1 graph)": lambda: end_to_end.run(None, {"images": window}),
+            "backbone_head (2 graphs)": lambda: head_session.run(
+                None, {"embeddings": backbone.run(None, {"images": window})[0].reshape(1, k, -1)}),
+        }
+        seconds = _time_rounds(runners, args.warmup, args.repeats)
+    print(f"One window of {k} images, float ONNX, {args.threads} threads, median of {args.repeats} rounds; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print()
+    print("| pipeline | ms/window |")
+    print("| --- | ---: |")
+    for name, values in seconds.items():
+        print(f"| {name} | {1000 * statistics.median(values):.1f} |")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the variants, time them, print the markdown table."""
+    for name in ("threads", "repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    import torch
+
+    from training.models import load_backbone, tiny_biomoe
+
+    checkpoint = args.checkpoint or (_GOLDEN if _GOLDEN.is_file() else None)
+    model = load_backbone(checkpoint) if checkpoint else tiny_biomoe().eval()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    if args.pipelines:
+        try:
+            _compare_pipelines(model, args)
+        finally:
+            torch.set_num_threads(previous_threads)
+        return 0
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            variants = _build(model, Path(folder), not args.no_tflite)
+            image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+            tensor = torch.from_numpy(image)
+            runners = {"PyTorch eager (FFT)": lambda: model(tensor)}
+            runners.update({name: _runner(path, runtime, image, args.threads) for name, (path, runtime) in variants.items()})
+            sizes = {name: path.stat().st_size for name, (path, _) in variants.items()}
+            sizes["PyTorch eager (FFT)"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            with torch.inference_mode():
+                seconds = _time_rounds(runners, args.warmup, args.repeats)
+    finally:
+        torch.set_num_threads(previous_threads)
+    ms = {name: 1000 * statistics.median(values) for name, values in seconds.items()}
+    eager = ms["PyTorch eager (FFT)"]
+    print(f"Backbone latency, batch 1, {args.threads} threads, median of {args.repeats} interleaved rounds; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch {torch.__version__}")
+    print()
+    print("| variant | ms/image | x eager | file MB |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in runners:
+        print(f"| {name} | {ms[name]:.1f} | {ms[name] / eager:.2f} | {sizes[name] / 1e6:.2f} |")
+    print()
+    print(f"int8 ONNX / eager: {ms['ONNX int8'] / eager:.2f} (goal <= 0.25); "
+          f"int8 ONNX file {sizes['ONNX int8'] / 1e6:.2f} MB (goal <= 8)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_quantize", description=__doc__.split("\n")[0])
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        print(f"bench_quantize: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

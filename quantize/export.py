@@ -1,0 +1,378 @@
+"""``biomoe export``: a trained backbone and fusion head -> a verified deployable bundle.
+
+::
+
+    biomoe export --checkpoint backbone.pth --head head.pt --out bundles/mine/ \\
+        [--format onnx|tflite] [--int8 --calibration DATA] [--validation DATA] [--run-config run.json]
+
+Steps: load the backbone (release format) and the head file
+(:func:`training.models.load_head`); export both graphs in float32
+(``backbone_head`` pipeline, see ``quantize/README.md``); with ``--int8``,
+quantize the backbone with calibration images of real windows; measure parity
+(float vs PyTorch; int8 vs float on a validation set) and write everything with
+:func:`edge.bundle.save_bundle`, which publishes the folder only when complete
+and verified. Nothing is written to ``--out`` if any step fails.
+
+Data for ``--calibration`` / ``--validation``: an AI4PAIN-layout folder (the
+``train`` split calibrates, the ``validation`` split validates) or a ``.npz``
+(:func:`quantize.images.load_window_images`). Without ``--validation`` an
+AI4PAIN calibration folder's ``validation`` split is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import MANIFEST_NAME, Bundle, file_sha256, save_bundle
+from edge.representations import RepresentationSpec
+
+from .errors import ExportError, ParityError
+from .images import DEVICE_CHANNELS, WindowImages, device_channel, load_window_images
+
+__all__ = ["FORMATS", "ExportResult", "export_bundle", "configure_parser", "run"]
+
+FORMATS = ("onnx", "tflite")
+_DEFAULT_LABELS = ("No Pain", "Low Pain", "High Pain")
+_TFLITE_CALIBRATION_IMAGES = 32  # ai-edge-quantizer calibrates one image at a time, keeping every tensor
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The written bundle and its parity report (also in the manifest)."""
+
+    bundle: Bundle
+    parity: dict
+
+
+def export_bundle(
+    checkpoint,
+    head,
+    out,
+    *,
+    fmt: str = "onnx",
+    int8: bool = False,
+    calibration=None,
+    validation=None,
+    run_config=None,
+    calibration_images: int = 128,
+    validation_windows: int = 64,
+    sensitivity: bool = True,
+    size_budget_bytes: int = 8_000_000,
+    activation_bits: int = 8,
+    name: str | None = None,
+    description: str | None = None,
+    allow_parity_miss: bool = False,
+    threads: int = 2,
+    log=None,
+    progress: bool = False,
+) -> ExportResult:
+    """Export a backbone checkpoint and a head file to a bundle folder.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        Backbone in the release format (:func:`training.models.load_backbone`).
+    head : str or Path
+        Head file (:func:`training.models.save_head`).
+    out : str or Path
+        Bundle folder: new, empty, or an existing bundle (replaced).
+    fmt : {"onnx", "tflite"}
+    int8 : bool
+        Quantize the backbone (the head stays float: 3 x 960 weights).
+    calibration : str or Path, optional
+        Images of real windows for the int8 ranges (required with ``int8``).
+    validation : str or Path, optional
+        Labelled windows for the parity report.
+    run_config : str or Path, optional
+        JSON with ``representation_spec`` (or ``spec``, as ``biomoe finetune``'s
+        ``finetune_config.json`` names it) for a head file that lacks it (the
+        head file's own value wins).
+    calibration_images : int
+        Images drawn from the calibration windows.
+    validation_windows : int
+        Windows drawn from the validation set.
+    sensitivity : bool
+        Run the per-group sensitivity pass of the ONNX int8 quantization.
+    size_budget_bytes : int
+        Largest int8 ONNX backbone the sensitivity pass may produce.
+    activation_bits : {8, 16}
+        ONNX int8 activations: 8 bits, or 16 (int8 weights, finer activations).
+    name : str, optional
+        Bundle name (default: the folder name).
+    description : str, optional
+        Manifest description (default: what was exported from which files).
+    allow_parity_miss : bool
+        Write an int8 bundle that misses :data:`quantize.parity.INT8_THRESHOLDS`
+        (its manifest says ``"passed": false``); by default that is an error.
+    threads : int
+        Runtime threads for the parity runs.
+    log : callable, optional
+        ``log(message)`` for progress lines (default: silent).
+    progress : bool
+        Show a progress bar during the sensitivity pass.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ExportError, CheckpointError
+        Bad checkpoint, head file, data or output folder; nothing is written.
+    """
+    from training.models import load_backbone, load_head
+
+    log = log or (lambda message: None)
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if int8 and calibration is None:
+        raise ExportError("--int8 needs --calibration DATA (an AI4PAIN-layout folder or a .npz of images)")
+    out = Path(out)
+    _check_output_folder(out)
+    model = load_backbone(checkpoint)
+    loaded = load_head(head)
+    spec, fusion, labels = _input_description(loaded, run_config)
+    fusion_channels = [device_channel(entry["modality"]) for entry in fusion]
+    k = len(fusion)
+
+    calibration_set = validation_set = None
+    if calibration is not None:
+        calibration_set = load_window_images(calibration, fusion, spec, split="train", what="calibration",
+                                             max_windows=calibration_images)
+        log(f"calibration: {len(calibration_set)} windows from {calibration_set.source}")
+    if validation is None and calibration is not None and Path(calibration).is_dir():
+        validation = calibration
+    if validation is not None:
+        validation_set = load_window_images(validation, fusion, spec, split="validation", what="validation",
+                                            max_windows=validation_windows, seed=1)
+        log(f"validation: {len(validation_set)} windows from {validation_set.source}")
+    elif int8:
+        raise ExportError("an int8 export needs labelled windows for its parity report: pass --validation DATA")
+
+    with tempfile.TemporaryDirectory(prefix="biomoe-export-") as workdir:
+        workdir = Path(workdir)
+        parity_windows = _parity_windows(validation_set, calibration_set, k, spec.image_size)
+        if fmt == "onnx":
+            files, graphs, parity, quantization = _export_onnx(
+                model, loaded.head, workdir, int8, calibration_set, validation_set, parity_windows,
+                calibration_images, sensitivity, size_budget_bytes, activation_bits, threads, log, progress,
+            )
+        else:
+            files, graphs, parity, quantization = _export_tflite(
+                model, loaded.head, workdir, int8, calibration_set, validation_set, parity_windows, threads, log,
+            )
+        parity["format"] = fmt
+        missed = int8 and not parity["int8_vs_float"]["passed"]
+        if missed and not allow_parity_miss:
+            from .parity import format_parity
+
+            raise ParityError(
+                "the int8 model misses the parity thresholds, so no bundle was written:\n" + format_parity(parity)
+                + "\nexport float32 instead, or pass --allow-parity-miss to write it anyway (marked in the manifest)"
+            )
+        manifest = {
+            "name": name or out.name,
+            "description": description or (
+                f"Tiny-BioMoE backbone + fusion head, {fmt} {'int8' if int8 else 'float32'}; "
+                f"exported by biomoe export from {Path(checkpoint).name} and {Path(head).name}"
+            ),
+            "placeholder": False,
+            "backend": "onnxruntime" if fmt == "onnx" else "litert",
+            "pipeline": "backbone_head",
+            "graphs": graphs,
+            "representation_spec": spec.to_dict(),
+            "fusion": [{"modality": channel, "representation": entry["representation"]}
+                       for channel, entry in zip(fusion_channels, fusion)],
+            "labels": list(labels),
+            "sampling_rate": spec.sampling_rate,
+            "window_seconds": spec.window_seconds,
+            "channels": [name for name in DEVICE_CHANNELS.values() if name in fusion_channels],
+            "quantization": quantization,
+            "parity": parity,
+            "source": {"checkpoint_sha256": file_sha256(Path(checkpoint)), "head_sha256": file_sha256(Path(head))},
+        }
+        bundle = save_bundle(out, manifest, files)
+    from .parity import format_parity
+
+    log(format_parity(parity))
+    if missed:
+        log("WARNING: written although the int8 model misses the parity thresholds (--allow-parity-miss)")
+    return ExportResult(bundle, parity)
+
+
+def _check_output_folder(out: Path) -> None:
+    """Refuse an output folder that cannot become a bundle, before any long work."""
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"--out {out} is a file; pass a folder for the bundle")
+        if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+            raise ExportError(f"--out {out} is a non-empty folder that is not a bundle; choose a new or empty folder")
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    target = existing if existing != out else out.parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write the bundle {out}: {target} is not writable; choose another --out")
+
+
+def _input_description(loaded, run_config) -> tuple[RepresentationSpec, tuple, tuple]:
+    """Representation spec, fusion and labels: the head file's, else the run config's, else defaults."""
+    config = {}
+    if run_config is not None:
+        try:
+            config = json.loads(Path(run_config).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ExportError(f"run config {run_config} is not a readable JSON file ({error})") from None
+        if not isinstance(config, dict):
+            raise ExportError(f"run config {run_config} must hold a JSON object")
+    settings = loaded.representation_spec or config.get("representation_spec") or config.get("spec") or {}
+    try:
+        spec = RepresentationSpec.from_dict(dict(settings))
+    except ValueError as error:
+        raise ExportError(f"representation spec of the head/run config is invalid: {error}") from None
+    for key, value in (("sampling_rate", loaded.sampling_rate), ("window_seconds", loaded.window_seconds)):
+        if abs(getattr(spec, key) - value) > 1e-9:
+            raise ExportError(f"the head was trained on {key} {value} but its representation spec says {getattr(spec, key)}")
+    fusion = loaded.fusion or tuple(config.get("fusion", ()))  # a head file always has its fusion
+    labels = loaded.labels or tuple(config.get("labels", _DEFAULT_LABELS))
+    return spec, fusion, labels
+
+
+def _parity_windows(validation: WindowImages | None, calibration: WindowImages | None, k: int, size: int) -> np.ndarray:
+    """Windows for float-vs-PyTorch parity: 8 validation (or calibration) windows, else 4 random ones."""
+    for source in (validation, calibration):
+        if source is not None and source.images.shape[1] == k:
+            return source.images[:8]
+    return np.random.default_rng(0).random((4, k, 3, size, size), dtype=np.float32)
+
+
+def _graph(file, input_name, input_shape, output_name, output_shape, produces) -> dict:
+    return {
+        "file": file,
+        "inputs": [{"name": input_name, "shape": list(input_shape), "dtype": "float32"}],
+        "outputs": [{"name": output_name, "shape": list(output_shape)}],
+        "produces": produces,
+    }
+
+
+def _export_onnx(model, head, workdir, int8, calibration, validation, parity_windows, calibration_images,
+                 sensitivity, size_budget_bytes, activation_bits, threads, log, progress):
+    from .graphs import BACKBONE_INPUT, BACKBONE_OUTPUT, HEAD_INPUT, HEAD_OUTPUT, export_backbone_onnx, export_head_onnx
+    from .onnx_int8 import quantize_backbone_int8
+    from .parity import float_parity, int8_parity, onnx_runner, torch_runner
+
+    log("exporting the float32 ONNX backbone and head")
+    backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=int8)
+    head_path = export_head_onnx(head, workdir / "head.onnx")
+    float_graphs = onnx_runner(backbone_path, head_path, threads)
+    parity = {"float_vs_pytorch": float_parity(torch_runner(model, head), float_graphs, parity_windows)}
+    quantization = None
+    if int8:
+        log(f"quantizing the backbone to int8 ({calibration_images} calibration images"
+            + (", sensitivity pass" if sensitivity else "") + ")")
+        bar = _progress_bar if progress else None
+        result = quantize_backbone_int8(
+            backbone_path, workdir / "backbone.int8.onnx", calibration.flat(calibration_images),
+            sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, activation_bits=activation_bits,
+            progress=bar,
+        )
+        quantization = result.settings
+        parity["int8_vs_float"] = int8_parity(float_graphs, onnx_runner(result.path, head_path, threads), validation,
+                                              head.num_classes)
+        backbone_path = result.path
+    k, dim = head.num_embeddings, head.embedding_dim
+    size = model.img_size
+    graphs = {
+        "backbone": _graph("backbone.onnx", BACKBONE_INPUT, ["n", 3, size, size], BACKBONE_OUTPUT, ["n", dim], "embeddings"),
+        "head": _graph("head.onnx", HEAD_INPUT, ["n", k, dim], HEAD_OUTPUT, ["n", head.num_classes], "probabilities"),
+    }
+    return {"backbone.onnx": backbone_path, "head.onnx": head_path}, graphs, parity, quantization
+
+
+def _export_tflite(model, head, workdir, int8, calibration, validation, parity_windows, threads, log):
+    from .parity import float_parity, int8_parity, tflite_runner, torch_runner
+    from .tflite import INT8_TFLITE_OPS, convert_backbone_tflite, convert_head_tflite, quantize_tflite_int8
+
+    log("converting the float32 TFLite backbone and head (litert-torch)")
+    backbone = convert_backbone_tflite(model, workdir / "backbone.tflite")
+    head_graph = convert_head_tflite(head, workdir / "head.tflite")
+    backbone_path, head_path = workdir / "backbone.tflite", workdir / "head.tflite"
+    float_graphs = tflite_runner(backbone_path, head_path, threads)
+    parity = {"float_vs_pytorch": float_parity(torch_runner(model, head), float_graphs, parity_windows)}
+    quantization = None
+    if int8:
+        images = calibration.flat(_TFLITE_CALIBRATION_IMAGES)
+        log(f"quantizing the TFLite backbone (static int8 on {', '.join(INT8_TFLITE_OPS)}; {len(images)} images)")
+        backbone = quantize_tflite_int8(backbone_path, workdir / "backbone.int8.tflite", images)
+        backbone_path = workdir / "backbone.int8.tflite"
+        quantization = {
+            "scheme": "ai-edge-quantizer static int8",
+            "quantized_ops": list(INT8_TFLITE_OPS),
+            "weights": "int8 symmetric, per channel",
+            "activations": "int8, per tensor (MinMax)",
+            "calibration_images": int(len(images)),
+            "kept_float": "every other op (LayerNorm, softmax, GELU, the DFT matrix products)",
+        }
+        parity["int8_vs_float"] = int8_parity(float_graphs, tflite_runner(backbone_path, head_path, threads),
+                                              validation, head.num_classes)
+    graphs = {
+        "backbone": _graph("backbone.tflite", backbone["input"], backbone["input_shape"], backbone["output"],
+                           backbone["output_shape"], "embeddings"),
+        "head": _graph("head.tflite", head_graph["input"], head_graph["input_shape"], head_graph["output"],
+                       head_graph["output_shape"], "probabilities"),
+    }
+    return {"backbone.tflite": backbone_path, "head.tflite": head_path}, graphs, parity, quantization
+
+
+def _progress_bar(iterable, description):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, unit="group", file=sys.stderr)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``biomoe export``."""
+    parser.add_argument("--checkpoint", required=True, type=Path, help="backbone checkpoint (release format)")
+    parser.add_argument("--head", required=True, type=Path, help="fusion head file (training.models.save_head)")
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (new, empty or a bundle)")
+    parser.add_argument("--format", choices=FORMATS, default="onnx", help="graph format (default: %(default)s)")
+    parser.add_argument("--int8", action="store_true", help="quantize the backbone to int8 (needs --calibration)")
+    parser.add_argument("--calibration", type=Path,
+                        help="AI4PAIN-layout folder (train split) or .npz of images for the int8 ranges")
+    parser.add_argument("--validation", type=Path,
+                        help="AI4PAIN-layout folder (validation split) or .npz of labelled windows for the parity report")
+    parser.add_argument("--run-config", type=Path, help="JSON with representation_spec/fusion/labels the head file lacks")
+    parser.add_argument("--calibration-images", type=int, default=128, help="calibration images (default: %(default)s)")
+    parser.add_argument("--validation-windows", type=int, default=64, help="validation windows (default: %(default)s)")
+    parser.add_argument("--no-sensitivity", action="store_true", help="skip the ONNX per-layer sensitivity pass")
+    parser.add_argument("--size-budget-mb", type=float, default=8.0,
+                        help="largest int8 ONNX backbone in MB (10^6 bytes) (default: %(default)s)")
+    parser.add_argument("--activation-bits", type=int, choices=(8, 16), default=8,
+                        help="ONNX int8: activation bits, 16 = int8 weights with finer activations (default: %(default)s)")
+    parser.add_argument("--allow-parity-miss", action="store_true",
+                        help="write an int8 bundle even if it misses the parity thresholds (recorded in the manifest)")
+    parser.add_argument("--name", help="bundle name (default: the folder name)")
+    parser.add_argument("--threads", type=int, default=2, help="runtime threads for the parity runs (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``biomoe export``; user errors raise (the CLI prints them on one line)."""
+    for option in ("calibration_images", "validation_windows", "threads"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+    result = export_bundle(
+        args.checkpoint, args.head, args.out, fmt=args.format, int8=args.int8, calibration=args.calibration,
+        validation=args.validation, run_config=args.run_config, calibration_images=args.calibration_images,
+        validation_windows=args.validation_windows, sensitivity=not args.no_sensitivity,
+        size_budget_bytes=int(args.size_budget_mb * 1e6), activation_bits=args.activation_bits, name=args.name,
+        allow_parity_miss=args.allow_parity_miss, threads=args.threads,
+        log=print, progress=sys.stderr.isatty(),
+    )
+    print(f"wrote {result.bundle.path}: {result.bundle.describe()}")
+    return 0

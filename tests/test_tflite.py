@@ -1,0 +1,92 @@
+"""TFLite (litert-torch) graphs: float parity with PyTorch, int8 thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_quantizer")
+
+from conftest import shared_path  # noqa: E402
+from quantize.build_default_bundle import fit_head  # noqa: E402
+from quantize.parity import INT8_THRESHOLDS, GraphRunner, int8_parity  # noqa: E402
+from quantize.tflite import (  # noqa: E402
+    convert_backbone_tflite, convert_head_tflite, quantize_tflite_int8, tflite_interpreter, tflite_run,
+)
+from quantize_data import FUSION, rhythm_windows  # noqa: E402
+from training.models import FusionHead, load_backbone, to_export_form  # noqa: E402
+
+GOLDEN_CHECKPOINT = "reference/tiny_biomoe/golden_checkpoint.pth"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tflite")
+    model = load_backbone(shared_path(GOLDEN_CHECKPOINT))
+    graph = convert_backbone_tflite(model, folder / "backbone.tflite")
+    return {"model": model, "graph": graph, "path": folder / "backbone.tflite", "folder": folder}
+
+
+def test_float_tflite_matches_golden_embeddings(converted, golden_io):
+    golden = np.load(golden_io)
+    embeddings = tflite_run(tflite_interpreter(converted["path"]), golden["images"])
+    np.testing.assert_allclose(embeddings, golden["embedding"], rtol=0, atol=TOLERANCE)
+
+
+def test_float_tflite_matches_pytorch_on_representation_images(converted):
+    """Against the export form it converts (the conversion's own error), and against the eager model.
+
+    Representation images drive larger activations than the golden ones:
+    float32 rounding then reaches ~1.4e-4 on embedding values near 2
+    (relative 9e-5) against the export form, and the eager model's FFT
+    rounds differently again, so these checks are relative (the 1e-4
+    absolute bound of the issue is checked on the golden images above).
+    """
+    images = rhythm_windows(1, seed=5).flat()
+    with torch.no_grad():
+        export_form = to_export_form(converted["model"])(torch.from_numpy(images)).numpy()
+        eager = converted["model"](torch.from_numpy(images)).numpy()
+    embeddings = tflite_run(tflite_interpreter(converted["path"]), images)
+    np.testing.assert_allclose(embeddings, export_form, rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(embeddings, eager, rtol=TOLERANCE, atol=5e-4)
+
+
+def test_backbone_graph_is_one_nchw_image_per_call(converted):
+    assert converted["graph"]["input_shape"] == [1, 3, 224, 224]
+    assert converted["graph"]["output_shape"] == [1, 192]
+
+
+def test_head_tflite_is_softmax_of_fusion_head(tmp_path):
+    torch.manual_seed(0)
+    head = FusionHead(2).eval()
+    graph = convert_head_tflite(head, tmp_path / "head.tflite")
+    assert graph["input_shape"] == [1, 2, 192] and graph["output_shape"] == [1, 3]
+    embeddings = np.random.default_rng(0).standard_normal((4, 2, 192)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.softmax(head(torch.from_numpy(embeddings)), dim=-1).numpy()
+    np.testing.assert_allclose(tflite_run(tflite_interpreter(tmp_path / "head.tflite"), embeddings), expected,
+                               rtol=0, atol=1e-6)
+
+
+def test_int8_tflite_meets_parity_thresholds(converted):
+    train, validation = rhythm_windows(8, seed=0), rhythm_windows(8, seed=1)
+    int8_path = converted["folder"] / "backbone.int8.tflite"
+    quantize_tflite_int8(converted["path"], int8_path, train.flat(8))
+    float_interpreter, int8_interpreter = tflite_interpreter(converted["path"]), tflite_interpreter(int8_path)
+    embeddings = tflite_run(float_interpreter, train.flat()).reshape(len(train), len(FUSION), -1)
+    head = fit_head(embeddings, train.labels, steps=2000)
+
+    def classify(values):
+        with torch.no_grad():
+            return torch.softmax(head(torch.from_numpy(values.astype(np.float32))), dim=-1).numpy()
+
+    report = int8_parity(GraphRunner(lambda x: tflite_run(float_interpreter, x), classify),
+                         GraphRunner(lambda x: tflite_run(int8_interpreter, x), classify), validation, n_classes=3)
+    assert report["macro_f1_float"] >= 0.9
+    assert report["mean_cosine"] >= INT8_THRESHOLDS["mean_cosine"]
+    assert report["class_agreement"] >= INT8_THRESHOLDS["class_agreement"]
+    assert report["macro_f1_drop"] <= INT8_THRESHOLDS["macro_f1_drop"]
+    assert int8_path.stat().st_size < converted["path"].stat().st_size / 2

@@ -102,7 +102,8 @@ def test_simulated_hub_with_faults_end_to_end(tmp_path):
                         "--conditions", CONDITIONS, "--db", database, "--config", _deep_queue(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
-    assert "PLACEHOLDER MODEL" in done.stderr
+    placeholder = load_bundle(default_bundle_path()).placeholder
+    assert ("PLACEHOLDER MODEL" in done.stderr) == placeholder
     records = _lines(done.stdout)
     assert len(records) == n_windows
     with ResultStore(database, readonly=True) as store:
@@ -115,7 +116,7 @@ def test_simulated_hub_with_faults_end_to_end(tmp_path):
     assert [r["start_time"] for r in records] == [HOP * i for i in range(n_windows)]
 
     for record in records:
-        assert not record["skipped"] and record["placeholder"]
+        assert not record["skipped"] and record["placeholder"] == placeholder
         assert sum(record["probabilities"].values()) == pytest.approx(1.0)
         assert sum(record["smoothed_probabilities"].values()) == pytest.approx(1.0)
         assert set(record["latency_ms"]) >= {"quality", "represent", "infer", "smooth", "total", "queue"}
@@ -231,9 +232,10 @@ def test_a_device_restart_starts_the_windows_again(tmp_path, capsys):
 
 def _corrupt_bundle(tmp_path):
     copy = Path(shutil.copytree(default_bundle_path(), tmp_path / "corrupt"))
-    data = bytearray((copy / "model.onnx").read_bytes())
+    graph = copy / sorted(load_bundle(copy).files)[0]
+    data = bytearray(graph.read_bytes())
     data[-1] ^= 0xFF
-    (copy / "model.onnx").write_bytes(bytes(data))
+    graph.write_bytes(bytes(data))
     return copy
 
 
@@ -241,7 +243,7 @@ def _bundle_needing_ecg(tmp_path):
     source = load_bundle(default_bundle_path())
     manifest = {k: v for k, v in source.manifest.items() if k != "files"}
     manifest["channels"] = [*manifest["channels"], "ECG"]
-    return save_bundle(tmp_path / "ecg", manifest, {"model.onnx": source.graph_path("model")}).path
+    return save_bundle(tmp_path / "ecg", manifest, {name: source.path / name for name in source.files}).path
 
 
 def _config_file(tmp_path):
@@ -264,7 +266,7 @@ BAD_INPUTS = {
         lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
     "corrupt bundle": (
         lambda tmp, stack: ["--simulate", "--bundle", _corrupt_bundle(tmp)],
-        "checksum mismatch for model.onnx.*re-export the bundle or copy it again"),
+        "checksum mismatch for \\S+\\.onnx.*re-export the bundle or copy it again"),
     "channel not sent": (
         lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],
         "needs channel\\(s\\) ECG, which the device does not send"),

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from training.metrics import macro_f1
 from training.models import FusionHead, TinyBioMoE
 
 from .graphs import ProbabilityHead
@@ -31,7 +32,6 @@ __all__ = [
     "float_parity",
     "format_parity",
     "int8_parity",
-    "macro_f1",
     "onnx_runner",
     "tflite_runner",
     "torch_runner",
@@ -85,16 +85,6 @@ def tflite_runner(backbone_path, head_path, threads: int = 2) -> GraphRunner:
     backbone, head = tflite_interpreter(backbone_path, threads), tflite_interpreter(head_path, threads)
     return GraphRunner(lambda x: tflite_run(backbone, x), lambda e: tflite_run(head, e.astype(np.float32)))
 
-
-def macro_f1(labels, predictions, n_classes: int) -> float:
-    """Unweighted mean of the per-class F1 scores (a class absent from both counts as 0)."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    scores = []
-    for cls in range(n_classes):
-        true_positive = np.sum((predictions == cls) & (labels == cls))
-        denominator = np.sum(predictions == cls) + np.sum(labels == cls)
-        scores.append(2.0 * true_positive / denominator if denominator else 0.0)
-    return float(np.mean(scores))
 
 
 def float_parity(reference: GraphRunner, exported: GraphRunner, windows: np.ndarray) -> dict:

@@ -15,7 +15,7 @@ from quantize.onnx_int8 import (
     activation_products, compress_large_constants, drop_zero_zero_points, node_groups, onnx_session,
     quantize_backbone_int8, run_batched,
 )
-from quantize.parity import INT8_THRESHOLDS, GraphRunner, int8_parity, macro_f1
+from quantize.parity import INT8_THRESHOLDS, GraphRunner, int8_parity
 from quantize_data import FUSION, rhythm_windows
 from conftest import shared_path
 from training.models import load_backbone
@@ -146,11 +146,3 @@ def test_activation_products_are_the_matmuls_without_constants():
         [numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")],
     )
     assert activation_products(helper.make_model(graph)) == ["aa"]
-
-
-def test_macro_f1_by_hand():
-    labels = np.array([0, 0, 1, 1, 2, 2])
-    predictions = np.array([0, 1, 1, 1, 2, 0])
-    # class 0: P 1/2 R 1/2 -> 0.5; class 1: P 2/3 R 1 -> 0.8; class 2: P 1 R 1/2 -> 2/3
-    assert macro_f1(labels, predictions, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    assert macro_f1(labels, labels, 3) == 1.0

@@ -31,9 +31,10 @@ import numpy as np
 from scipy.signal import find_peaks
 
 from training.ai4pain import LABELS, MODALITIES, WindowSet, load_split
+from training.metrics import macro_f1
 from training.synth import DIFFICULTIES, synthesize_cohort
 
-__all__ = ["evaluate", "fit_logistic", "macro_f1", "subject_zscore", "window_features"]
+__all__ = ["evaluate", "fit_logistic", "subject_zscore", "window_features"]
 
 
 def _smooth(x: np.ndarray, samples: int) -> np.ndarray:
@@ -143,15 +144,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-2,
 
     return predict
 
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Unweighted mean of the per-class F1 scores."""
-    scores = []
-    for c in range(n_classes):
-        tp = np.sum((y_pred == c) & (y_true == c))
-        denominator = np.sum(y_pred == c) + np.sum(y_true == c)
-        scores.append(2 * tp / denominator if denominator else 0.0)
-    return float(np.mean(scores))
 
 
 def _prepare(windows: WindowSet, per_subject: bool) -> dict[str, np.ndarray]:

@@ -27,6 +27,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("benchmarks.bench", "measure a bundle's latency, memory and size against a device budget"),
 }
 
+# Optional dependencies and the install extra that brings each.
+_EXTRA_OF_MODULE = {
+    "torch": "train", "timm": "train", "tqdm": "train", "matplotlib": "plot",
+    "onnx": "train,export", "onnxscript": "train,export", "litert_torch": "train,export",
+    "ai_edge_quantizer": "train,export",
+}
+
 # Exceptions that mean "the user asked for something that cannot be done":
 # printed on one line, never with a traceback (set BIOMOE_DEBUG=1 to see one).
 _USER_ERROR_NAMES = ("edge.errors:EdgeError", "firmware_bridge.errors:BridgeError")
@@ -60,10 +67,11 @@ def _load_command(name: str):
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or "a module"
-        if missing.split(".")[0] in {"torch", "timm", "onnx", "onnxscript", "tqdm"}:
+        extra = _EXTRA_OF_MODULE.get(missing.split(".")[0])
+        if extra:
             raise SystemExit(
                 f"biomoe {name}: needs {missing}, which is not installed; "
-                'install the training extras: pip install -e ".[train]"'
+                f'install the extras: pip install -e ".[{extra}]"'
             ) from None
         if missing == module_name or module_name.startswith(missing + "."):
             raise SystemExit(f"biomoe {name}: this command is not available in this build") from None

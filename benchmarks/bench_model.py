@@ -31,11 +31,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.bench import time_interleaved
 
 __all__ = ["configure_parser", "collect", "main", "run"]
 
@@ -80,21 +81,6 @@ def _onnx_runner(model, batch_size: int, threads: int, folder: Path) -> Callable
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda images: session.run(None, {name: images})
-
-
-def _time_rounds(runners: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each runner, interleaved round by round."""
-    for runner in runners.values():
-        for _ in range(warmup):
-            runner()
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for round_index in range(repeats):
-        order = list(runners) if round_index % 2 == 0 else list(reversed(runners))
-        for name in order:
-            start = time.perf_counter()
-            runners[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return seconds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,8 +152,8 @@ def _rows(args: argparse.Namespace):
                     array = images.numpy()
                     runners["ort-dft"] = lambda: dft_run(array)
                     runners["ort"] = lambda: ort_run(array)
-                seconds = _time_rounds(runners, args.warmup, args.repeats)
-                ms = {name: 1000 * statistics.median(values) / batch_size for name, values in seconds.items()}
+                times_ms = time_interleaved(runners, args.warmup, args.repeats)
+                ms = {name: statistics.median(values) / batch_size for name, values in times_ms.items()}
                 row = [batch_size, ms["eager"], ms["export"], ms["eager"] / ms["export"]]
                 if not args.no_onnx:
                     row += [ms["ort-dft"], ms["ort"], ms["ort-dft"] / ms["ort"]]

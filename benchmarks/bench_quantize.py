@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_model import _time_rounds
+from benchmarks.bench import time_interleaved
 
 __all__ = ["configure_parser", "main", "run"]
 
@@ -139,14 +139,14 @@ def _compare_pipelines(model, args) -> None:
             "backbone_head (2 graphs)": lambda: head_session.run(
                 None, {"embeddings": backbone.run(None, {"images": window})[0].reshape(1, k, -1)}),
         }
-        seconds = _time_rounds(runners, args.warmup, args.repeats)
+        times_ms = time_interleaved(runners, args.warmup, args.repeats)
     print(f"One window of {k} images, float ONNX, {args.threads} threads, median of {args.repeats} rounds; "
           f"load average {os.getloadavg()[0]:.2f}")
     print()
     print("| pipeline | ms/window |")
     print("| --- | ---: |")
-    for name, values in seconds.items():
-        print(f"| {name} | {1000 * statistics.median(values):.1f} |")
+    for name, values in times_ms.items():
+        print(f"| {name} | {statistics.median(values):.1f} |")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,10 +178,10 @@ def run(args: argparse.Namespace) -> int:
             sizes = {name: path.stat().st_size for name, (path, _) in variants.items()}
             sizes["PyTorch eager (FFT)"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
             with torch.inference_mode():
-                seconds = _time_rounds(runners, args.warmup, args.repeats)
+                times_ms = time_interleaved(runners, args.warmup, args.repeats)
     finally:
         torch.set_num_threads(previous_threads)
-    ms = {name: 1000 * statistics.median(values) for name, values in seconds.items()}
+    ms = {name: statistics.median(values) for name, values in times_ms.items()}
     eager = ms["PyTorch eager (FFT)"]
     print(f"Backbone latency, batch 1, {args.threads} threads, median of {args.repeats} interleaved rounds; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch {torch.__version__}")

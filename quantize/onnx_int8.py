@@ -34,7 +34,6 @@ groups, cosines) goes into the bundle manifest.
 from __future__ import annotations
 
 import ast
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edge.backends import LiteRTBackend, OnnxRuntimeBackend, create_backend, softmax  # noqa: E402
-from edge.bundle import load_bundle, save_bundle  # noqa: E402
+from edge.bundle import save_bundle  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 
 K, S, D, C = 2, 16, 8, 3

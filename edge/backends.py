@@ -16,13 +16,14 @@ returns float64 probabilities that sum to 1.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
 import numpy as np
 
 from edge.bundle import PIPELINE_GRAPHS, Bundle, GraphSpec
 from edge.errors import EdgeError
 
-__all__ = ["Backend", "OnnxRuntimeBackend", "LiteRTBackend", "create_backend", "softmax"]
+__all__ = ["Backend", "OnnxRuntimeBackend", "LiteRTBackend", "create_backend", "onnx_session", "softmax"]
 
 
 def softmax(logits, axis: int = -1) -> np.ndarray:
@@ -149,30 +150,40 @@ class Backend:
         self.close()
 
 
+def onnx_session(path, threads: int = 2, config: Mapping[str, str] | None = None):
+    """An ONNX Runtime CPU session as the device runs it.
+
+    ``threads`` intra-op threads, every graph optimisation, sequential
+    execution (the device has few cores and runs one window at a time), and
+    the graph's own session ``config`` entries from the bundle manifest.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: warnings would flood the device's journal
+    # Idle worker threads sleep instead of spinning: one window every few seconds
+    # gains nothing from spinning, which burns the battery and, on a loaded
+    # 2-core machine, slowed inference by about 30 % (benchmarks/bench.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime on the CPU: ``threads`` intra-op threads, every graph
-    optimisation, sequential execution (the device has few cores and runs one
-    window at a time)."""
+    """ONNX Runtime on the CPU, one :func:`onnx_session` per graph."""
 
     def __init__(self, bundle: Bundle, threads: int = 2):
         super().__init__(bundle)
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: warnings would flood the device's journal
-        # Idle worker threads sleep instead of spinning: one window every few seconds
-        # gains nothing from spinning, which burns the battery and, on a loaded
-        # 2-core machine, slowed inference by about 30 % (benchmarks/bench.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = {}
         for role, graph in bundle.graphs.items():
             path = bundle.graph_path(role)
             try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                session = onnx_session(path, threads, graph.onnxruntime_config)
             except Exception as exc:  # onnxruntime raises its own untyped errors for bad models
                 raise EdgeError(
                     f"bundle {bundle.name}: ONNX Runtime cannot load {graph.file} "

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from edge.errors import EdgeError
@@ -91,6 +91,10 @@ class GraphSpec:
     produces : str
         ``"probabilities"``, ``"logits"`` (softmax is applied by the runtime)
         or ``"embeddings"``.
+    onnxruntime_config : dict of str to str
+        ONNX Runtime session config entries the graph needs (e.g. a
+        weight-only int8 graph asks for its weights to be dequantized once
+        at load); empty for most graphs, ignored by LiteRT.
     """
 
     role: str
@@ -101,6 +105,7 @@ class GraphSpec:
     output_name: str
     output_shape: tuple | None
     produces: str
+    onnxruntime_config: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def batch_is_dynamic(self) -> bool:
@@ -569,7 +574,11 @@ def _parse_graph(m: _Manifest, role: str, raw, files: dict) -> GraphSpec:
     produces = m.get("produces", str, "a string", raw, f"{where}.produces")
     if produces not in _GRAPH_PRODUCES[role]:
         m.fail(f"'{where}.produces' must be one of {list(_GRAPH_PRODUCES[role])}, got {produces!r}")
-    return GraphSpec(role, file_name, input_name, input_shape, input_dtype, output_name, output_shape, produces)
+    config = raw.get("onnxruntime_config", {})
+    if not isinstance(config, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
+        m.fail(f"'{where}.onnxruntime_config' must be an object of string keys and string values, got {config!r}")
+    return GraphSpec(role, file_name, input_name, input_shape, input_dtype, output_name, output_shape, produces,
+                     dict(config))
 
 
 def _parse_shape(m: _Manifest, shape, where: str) -> tuple:

@@ -3,12 +3,14 @@
 ::
 
     biomoe export --checkpoint backbone.pth --head head.pt --out bundles/mine/ \\
-        [--format onnx|tflite] [--int8 --calibration DATA] [--validation DATA] [--run-config run.json]
+        [--format onnx|tflite] [--int8 [--int8-scheme static|weight-only] --calibration DATA]
+        [--validation DATA] [--run-config run.json]
 
 Steps: load the backbone (release format) and the head file
 (:func:`training.models.load_head`); export both graphs in float32
 (``backbone_head`` pipeline, see ``quantize/README.md``); with ``--int8``,
-quantize the backbone with calibration images of real windows; measure parity
+quantize the backbone (static: calibrated with images of real windows;
+weight-only: int8 storage, float computation); measure parity
 (float vs PyTorch; int8 vs float on a validation set) and write everything with
 :func:`edge.bundle.save_bundle`, which publishes the folder only when complete
 and verified. Nothing is written to ``--out`` if any step fails.
@@ -37,9 +39,10 @@ from edge.representations import RepresentationSpec
 from .errors import ExportError, ParityError
 from .images import DEVICE_CHANNELS, WindowImages, device_channel, load_window_images
 
-__all__ = ["FORMATS", "ExportResult", "export_bundle", "configure_parser", "run"]
+__all__ = ["FORMATS", "INT8_SCHEMES", "ExportResult", "export_bundle", "configure_parser", "run"]
 
 FORMATS = ("onnx", "tflite")
+INT8_SCHEMES = ("static", "weight-only")
 _DEFAULT_LABELS = ("No Pain", "Low Pain", "High Pain")
 _TFLITE_CALIBRATION_IMAGES = 32  # ai-edge-quantizer calibrates one image at a time, keeping every tensor
 
@@ -59,6 +62,7 @@ def export_bundle(
     *,
     fmt: str = "onnx",
     int8: bool = False,
+    int8_scheme: str = "static",
     calibration=None,
     validation=None,
     run_config=None,
@@ -87,8 +91,11 @@ def export_bundle(
     fmt : {"onnx", "tflite"}
     int8 : bool
         Quantize the backbone (the head stays float: 3 x 960 weights).
+    int8_scheme : {"static", "weight-only"}
+        ONNX int8: static int8 (int8 weights and activations, calibrated) or
+        weight-only int8 (int8 file, float32 computation; parity-safe).
     calibration : str or Path, optional
-        Images of real windows for the int8 ranges (required with ``int8``).
+        Images of real windows for the int8 ranges (required with the static scheme).
     validation : str or Path, optional
         Labelled windows for the parity report.
     run_config : str or Path, optional
@@ -102,7 +109,8 @@ def export_bundle(
     sensitivity : bool
         Run the per-group sensitivity pass of the ONNX int8 quantization.
     size_budget_bytes : int
-        Largest int8 ONNX backbone the sensitivity pass may produce.
+        Largest int8 ONNX backbone: the static sensitivity pass keeps groups
+        float within it; the weight-only scheme keeps fewer small constants float to fit.
     activation_bits : {8, 16}
         ONNX int8 activations: 8 bits, or 16 (int8 weights, finer activations).
     name : str, optional
@@ -133,8 +141,14 @@ def export_bundle(
     log = log or (lambda message: None)
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if int8 and calibration is None:
-        raise ExportError("--int8 needs --calibration DATA (an AI4PAIN-layout folder or a .npz of images)")
+    if int8_scheme not in INT8_SCHEMES:
+        raise ExportError(f"int8 scheme must be one of {', '.join(INT8_SCHEMES)}, got {int8_scheme!r}")
+    static = int8 and int8_scheme == "static"
+    if int8 and int8_scheme != "static" and fmt != "onnx":
+        raise ExportError(f"--int8-scheme {int8_scheme} exists for --format onnx only; TFLite int8 is static")
+    if static and calibration is None:
+        raise ExportError("--int8 needs --calibration DATA (an AI4PAIN-layout folder or a .npz of images); "
+                          "--int8-scheme weight-only needs none")
     out = Path(out)
     _check_output_folder(out)
     model = load_backbone(checkpoint)
@@ -162,7 +176,7 @@ def export_bundle(
         parity_windows = _parity_windows(validation_set, calibration_set, k, spec.image_size)
         if fmt == "onnx":
             files, graphs, parity, quantization = _export_onnx(
-                model, loaded.head, workdir, int8, calibration_set, validation_set, parity_windows,
+                model, loaded.head, workdir, int8 and int8_scheme, calibration_set, validation_set, parity_windows,
                 calibration_images, sensitivity, size_budget_bytes, activation_bits, threads, log, progress,
             )
         else:
@@ -176,12 +190,13 @@ def export_bundle(
 
             raise ParityError(
                 "the int8 model misses the parity thresholds, so no bundle was written:\n" + format_parity(parity)
-                + "\nexport float32 instead, or pass --allow-parity-miss to write it anyway (marked in the manifest)"
+                + "\nexport float32 or --int8-scheme weight-only instead, or pass --allow-parity-miss to write it "
+                "anyway (marked in the manifest)"
             )
         manifest = {
             "name": name or out.name,
             "description": description or (
-                f"Tiny-BioMoE backbone + fusion head, {fmt} {'int8' if int8 else 'float32'}; "
+                f"Tiny-BioMoE backbone + fusion head, {fmt} {_precision(int8, int8_scheme, fmt)}; "
                 f"exported by biomoe export from {Path(checkpoint).name} and {Path(head).name}"
             ),
             "placeholder": False,
@@ -252,28 +267,38 @@ def _parity_windows(validation: WindowImages | None, calibration: WindowImages |
     return np.random.default_rng(0).random((4, k, 3, size, size), dtype=np.float32)
 
 
-def _graph(file, input_name, input_shape, output_name, output_shape, produces) -> dict:
-    return {
+def _precision(int8: bool, scheme: str, fmt: str) -> str:
+    if not int8:
+        return "float32"
+    return "int8 weight-only" if scheme == "weight-only" and fmt == "onnx" else "int8"
+
+
+def _graph(file, input_name, input_shape, output_name, output_shape, produces, onnxruntime_config=None) -> dict:
+    graph = {
         "file": file,
         "inputs": [{"name": input_name, "shape": list(input_shape), "dtype": "float32"}],
         "outputs": [{"name": output_name, "shape": list(output_shape)}],
         "produces": produces,
     }
+    if onnxruntime_config:
+        graph["onnxruntime_config"] = dict(onnxruntime_config)
+    return graph
 
 
 def _export_onnx(model, head, workdir, int8, calibration, validation, parity_windows, calibration_images,
                  sensitivity, size_budget_bytes, activation_bits, threads, log, progress):
+    """Float graphs, and with ``int8`` ("static" or "weight-only") the quantized backbone and its parity."""
     from .graphs import BACKBONE_INPUT, BACKBONE_OUTPUT, HEAD_INPUT, HEAD_OUTPUT, export_backbone_onnx, export_head_onnx
-    from .onnx_int8 import quantize_backbone_int8
+    from .onnx_int8 import quantize_backbone_int8, quantize_backbone_weight_only
     from .parity import float_parity, int8_parity, onnx_runner, torch_runner
 
     log("exporting the float32 ONNX backbone and head")
-    backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=int8)
+    backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=int8 == "static")
     head_path = export_head_onnx(head, workdir / "head.onnx")
     float_graphs = onnx_runner(backbone_path, head_path, threads)
     parity = {"float_vs_pytorch": float_parity(torch_runner(model, head), float_graphs, parity_windows)}
     quantization = None
-    if int8:
+    if int8 == "static":
         log(f"quantizing the backbone to int8 ({calibration_images} calibration images"
             + (", sensitivity pass" if sensitivity else "") + ")")
         bar = _progress_bar if progress else None
@@ -282,14 +307,22 @@ def _export_onnx(model, head, workdir, int8, calibration, validation, parity_win
             sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, activation_bits=activation_bits,
             progress=bar,
         )
+    elif int8 == "weight-only":
+        log("storing the backbone's weights as int8 (weight-only)")
+        result = quantize_backbone_weight_only(backbone_path, workdir / "backbone.int8.onnx", size_budget_bytes)
+    backbone_config = {}
+    if int8:
         quantization = result.settings
-        parity["int8_vs_float"] = int8_parity(float_graphs, onnx_runner(result.path, head_path, threads), validation,
-                                              head.num_classes)
+        backbone_config = quantization.get("onnxruntime_config", {})
+        parity["int8_vs_float"] = int8_parity(
+            float_graphs, onnx_runner(result.path, head_path, threads, backbone_config), validation, head.num_classes
+        )
         backbone_path = result.path
     k, dim = head.num_embeddings, head.embedding_dim
     size = model.img_size
     graphs = {
-        "backbone": _graph("backbone.onnx", BACKBONE_INPUT, ["n", 3, size, size], BACKBONE_OUTPUT, ["n", dim], "embeddings"),
+        "backbone": _graph("backbone.onnx", BACKBONE_INPUT, ["n", 3, size, size], BACKBONE_OUTPUT, ["n", dim],
+                           "embeddings", backbone_config),
         "head": _graph("head.onnx", HEAD_INPUT, ["n", k, dim], HEAD_OUTPUT, ["n", head.num_classes], "probabilities"),
     }
     return {"backbone.onnx": backbone_path, "head.onnx": head_path}, graphs, parity, quantization
@@ -342,7 +375,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", required=True, type=Path, help="fusion head file (training.models.save_head)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write (new, empty or a bundle)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="graph format (default: %(default)s)")
-    parser.add_argument("--int8", action="store_true", help="quantize the backbone to int8 (needs --calibration)")
+    parser.add_argument("--int8", action="store_true", help="quantize the backbone to int8")
+    parser.add_argument("--int8-scheme", choices=INT8_SCHEMES, default="static",
+                        help="ONNX int8: static (int8 compute, needs --calibration) or weight-only (int8 file, "
+                             "float compute, parity-safe) (default: %(default)s)")
     parser.add_argument("--calibration", type=Path,
                         help="AI4PAIN-layout folder (train split) or .npz of images for the int8 ranges")
     parser.add_argument("--validation", type=Path,
@@ -367,7 +403,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
     result = export_bundle(
-        args.checkpoint, args.head, args.out, fmt=args.format, int8=args.int8, calibration=args.calibration,
+        args.checkpoint, args.head, args.out, fmt=args.format, int8=args.int8, int8_scheme=args.int8_scheme,
+        calibration=args.calibration,
         validation=args.validation, run_config=args.run_config, calibration_images=args.calibration_images,
         validation_windows=args.validation_windows, sensitivity=not args.no_sensitivity,
         size_budget_bytes=int(args.size_budget_mb * 1e6), activation_bits=args.activation_bits, name=args.name,

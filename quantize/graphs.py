@@ -57,7 +57,7 @@ def export_form_backbone(model: TinyBioMoE) -> TinyBioMoE:
     return model if getattr(model, "is_export_form", False) else to_export_form(model)
 
 
-def _strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
+def strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
     """Drop the exporter's per-node metadata (source paths, stack traces): not needed to run, and large."""
     for node in model.graph.node:
         del node.metadata_props[:]
@@ -97,7 +97,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path, input_name: str,
         )
     model = program.model_proto
     if not keep_metadata:
-        _strip_metadata(model)
+        strip_metadata(model)
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path

@@ -74,9 +74,9 @@ def torch_runner(model: TinyBioMoE, head: FusionHead) -> GraphRunner:
     return GraphRunner(embed, classify)
 
 
-def onnx_runner(backbone_path, head_path, threads: int = 2) -> GraphRunner:
-    """ONNX Runtime sessions on a backbone and a head file."""
-    backbone, head = onnx_session(backbone_path, threads), onnx_session(head_path, threads)
+def onnx_runner(backbone_path, head_path, threads: int = 2, backbone_config: dict | None = None) -> GraphRunner:
+    """ONNX Runtime sessions on a backbone (with its session ``backbone_config``) and a head file."""
+    backbone, head = onnx_session(backbone_path, threads, backbone_config), onnx_session(head_path, threads)
     return GraphRunner(lambda x: run_batched(backbone, x), lambda e: run_batched(head, e.astype(np.float32)))
 
 

@@ -7,7 +7,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edge.backends import LiteRTBackend, OnnxRuntimeBackend, create_backend, softmax  # noqa: E402
+from edge.backends import LiteRTBackend, OnnxRuntimeBackend, create_backend, onnx_session, softmax  # noqa: E402
 from edge.bundle import save_bundle  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 
@@ -174,6 +174,16 @@ def test_corrupt_model_with_a_matching_checksum_is_a_clear_error(tmp_path):
     bundle = save_bundle(tmp_path / "bad", _manifest("end_to_end", graphs), {"model.onnx": b"\x08garbage"})
     with pytest.raises(EdgeError, match="ONNX Runtime cannot load model.onnx"):
         create_backend(bundle)
+
+
+def test_graph_session_config_reaches_onnxruntime(tmp_path):
+    graphs = {"model": _graph("model.onnx", "images", [K, 3, S, S], "logits", "logits")}
+    graphs["model"]["onnxruntime_config"] = {"session.disable_quant_qdq": "1"}
+    bundle = save_bundle(tmp_path / "configured", _manifest("end_to_end", graphs), {"model.onnx": _e2e_model(False)})
+    assert bundle.graphs["model"].onnxruntime_config == {"session.disable_quant_qdq": "1"}
+    session = onnx_session(bundle.graph_path("model"), 1, bundle.graphs["model"].onnxruntime_config)
+    assert session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    assert create_backend(bundle).predict(np.zeros((K, 3, S, S), np.float32)).shape == (C,)
 
 
 def test_bad_thread_count(tmp_path):

@@ -214,6 +214,8 @@ def _set(path, value):
         (_set(["files", "model.onnx"], "ABC"), "lowercase hex SHA-256"),
         (_set(["files", "../escape.onnx"], "0" * 64), "bad file name"),
         (_set(["quantization"], "int8"), "'quantization' must be an object or null"),
+        (_set(["graphs", "model", "onnxruntime_config"], {"session.disable_quant_qdq": 1}), "string values"),
+        (_set(["graphs", "model", "onnxruntime_config"], ["session.disable_quant_qdq"]), "onnxruntime_config"),
     ],
 )
 def test_invalid_fields_are_named(tmp_path, edit, match):

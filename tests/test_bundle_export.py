@@ -76,6 +76,34 @@ def test_int8_bundle_runs_in_the_device_runtime(int8_bundle, inputs):
     np.testing.assert_allclose(backend.predict(windows.images[0]), probabilities[0], atol=1e-6)
 
 
+def test_weight_only_int8_bundle_keeps_the_float_answers(inputs, tmp_path):
+    out = tmp_path / "weight-only"
+    code = biomoe(["export", "--checkpoint", str(inputs["checkpoint"]), "--head", str(inputs["head"]),
+                   "--out", str(out), "--int8", "--int8-scheme", "weight-only",
+                   "--validation", str(inputs["validation"])])  # no calibration needed
+    assert code == 0
+    bundle = load_bundle(out)
+    int8 = bundle.manifest["parity"]["int8_vs_float"]
+    assert int8["passed"] and int8["mean_cosine"] >= 0.999 and int8["class_agreement"] == 1.0
+    assert bundle.manifest["quantization"]["scheme"] == "weight-only int8"
+    assert bundle.graphs["backbone"].onnxruntime_config == {"session.disable_quant_qdq": "1"}
+    assert (out / "backbone.onnx").stat().st_size <= 8_000_000
+    float_out = tmp_path / "float"
+    export_bundle(inputs["checkpoint"], inputs["head"], float_out)
+    windows = inputs["windows"].images
+    expected = create_backend(load_bundle(float_out)).predict_batch(windows)
+    probabilities = create_backend(bundle).predict_batch(windows)  # the runtime, as the manifest configures it
+    assert np.array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
+    assert np.abs(probabilities - expected).max() == pytest.approx(int8["max_abs_diff_probability"], abs=1e-5)
+
+
+def test_weight_only_is_refused_for_tflite(inputs, tmp_path):
+    with pytest.raises(ExportError, match="onnx only"):
+        export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "out", fmt="tflite", int8=True,
+                      int8_scheme="weight-only", validation=inputs["validation"])
+    assert _no_bundle_left(tmp_path / "out")
+
+
 def test_tampered_bundle_is_refused(int8_bundle, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -3,9 +3,10 @@
 Measures, in one run and one process, at batch 1 with ``--threads`` threads:
 
 - ``PyTorch eager``: the release-equivalent model as loaded (FFT spectral gating);
-- ``ONNX float32`` and ``ONNX int8``: the bundle's backbone graphs in ONNX
-  Runtime (int8 as ``biomoe export --int8`` makes it, without the
-  sensitivity pass);
+- ``ONNX float32``, ``ONNX int8`` and ``ONNX int8 weight-only``: the
+  bundle's backbone graphs in ONNX Runtime (int8 as ``biomoe export --int8``
+  makes it, without the sensitivity pass; weight-only as
+  ``--int8-scheme weight-only``, run with the session config its bundle carries);
 - ``TFLite float32`` and ``TFLite int8``: the litert-torch graphs in LiteRT
   (XNNPACK), unless ``--no-tflite``.
 
@@ -14,6 +15,9 @@ Variants run in interleaved rounds (order reversed every other round) so a
 load change hits them alike; the median is reported. The output is a
 markdown table plus the int8 ONNX / eager ratio and the machine's load
 average (colleagues' jobs skew absolute numbers; ratios from one run hold).
+Then ONNX Runtime's profiler splits the float32 graph's time by operator:
+the time outside ``Conv``/``MatMul``/``Gemm`` (and their layout reorders) is
+a floor for any int8 model that keeps those operators float.
 
 Usage::
 
@@ -68,31 +72,36 @@ def _calibration_images(count: int) -> np.ndarray:
     return images[np.random.default_rng(0).choice(len(images), size=min(count, len(images)), replace=False)]
 
 
-def _build(model, folder: Path, with_tflite: bool) -> dict[str, tuple[Path, str]]:
-    """Write every variant's file; name -> (path, runtime)."""
+def _build(model, folder: Path, with_tflite: bool) -> dict[str, tuple[Path, str, dict]]:
+    """Write every variant's file; name -> (path, runtime, ONNX Runtime session config)."""
     from quantize.graphs import export_backbone_onnx
-    from quantize.onnx_int8 import quantize_backbone_int8
+    from quantize.onnx_int8 import WEIGHT_ONLY_SESSION_CONFIG, quantize_backbone_int8, quantize_backbone_weight_only
 
     images = _calibration_images(128)
     with contextlib.redirect_stdout(io.StringIO()):
         export_backbone_onnx(model, folder / "backbone.onnx", keep_metadata=True)
         quantize_backbone_int8(folder / "backbone.onnx", folder / "backbone.int8.onnx", images, sensitivity=False)
-    variants = {"ONNX float32": (folder / "backbone.onnx", "onnx"), "ONNX int8": (folder / "backbone.int8.onnx", "onnx")}
+        quantize_backbone_weight_only(folder / "backbone.onnx", folder / "backbone.wo.onnx")
+    variants = {
+        "ONNX float32": (folder / "backbone.onnx", "onnx", {}),
+        "ONNX int8": (folder / "backbone.int8.onnx", "onnx", {}),
+        "ONNX int8 weight-only": (folder / "backbone.wo.onnx", "onnx", WEIGHT_ONLY_SESSION_CONFIG),
+    }
     if with_tflite:
         from quantize.tflite import convert_backbone_tflite, quantize_tflite_int8
 
         convert_backbone_tflite(model, folder / "backbone.tflite")
         quantize_tflite_int8(folder / "backbone.tflite", folder / "backbone.int8.tflite", images[:32])
-        variants["TFLite float32"] = (folder / "backbone.tflite", "tflite")
-        variants["TFLite int8"] = (folder / "backbone.int8.tflite", "tflite")
+        variants["TFLite float32"] = (folder / "backbone.tflite", "tflite", {})
+        variants["TFLite int8"] = (folder / "backbone.int8.tflite", "tflite", {})
     return variants
 
 
-def _runner(path: Path, runtime: str, image: np.ndarray, threads: int):
+def _runner(path: Path, runtime: str, config: dict, image: np.ndarray, threads: int):
     if runtime == "onnx":
         from quantize.onnx_int8 import onnx_session
 
-        session = onnx_session(path, threads)
+        session = onnx_session(path, threads, config)
         name = session.get_inputs()[0].name
         return lambda: session.run(None, {name: image})
     from quantize.tflite import tflite_interpreter
@@ -174,11 +183,13 @@ def run(args: argparse.Namespace) -> int:
             image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
             tensor = torch.from_numpy(image)
             runners = {"PyTorch eager (FFT)": lambda: model(tensor)}
-            runners.update({name: _runner(path, runtime, image, args.threads) for name, (path, runtime) in variants.items()})
-            sizes = {name: path.stat().st_size for name, (path, _) in variants.items()}
+            runners.update({name: _runner(path, runtime, config, image, args.threads)
+                            for name, (path, runtime, config) in variants.items()})
+            sizes = {name: path.stat().st_size for name, (path, _, _) in variants.items()}
             sizes["PyTorch eager (FFT)"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
             with torch.inference_mode():
                 times_ms = time_interleaved(runners, args.warmup, args.repeats)
+            operator_ms = _operator_times(variants["ONNX float32"][0], image, args.threads, args.repeats)
     finally:
         torch.set_num_threads(previous_threads)
     ms = {name: statistics.median(values) for name, values in times_ms.items()}
@@ -193,7 +204,43 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"int8 ONNX / eager: {ms['ONNX int8'] / eager:.2f} (goal <= 0.25); "
           f"int8 ONNX file {sizes['ONNX int8'] / 1e6:.2f} MB (goal <= 8)")
+    gemm = sum(operator_ms.get(op, 0.0) for op in _INT8_CAPABLE)
+    rest = sum(operator_ms.values()) - gemm
+    print()
+    print(f"ONNX float32 by operator (ONNX Runtime profiler, {args.repeats} runs): "
+          f"{', '.join(f'{op} {operator_ms.get(op, 0.0):.1f}' for op in _INT8_CAPABLE)} ms; everything else {rest:.1f} ms = {rest / eager:.2f} x eager, the floor of an int8 model that "
+          f"keeps those operators float")
     return 0
+
+
+#: Operators int8 can speed up, and the NCHWc layout reorders around float convolutions.
+_INT8_CAPABLE = ("Conv", "MatMul", "FusedMatMul", "Gemm", "ReorderInput", "ReorderOutput")
+
+
+def _operator_times(path: Path, image: np.ndarray, threads: int, runs: int) -> dict[str, float]:
+    """ms per run spent in each operator type of an ONNX model (ONNX Runtime's profiler)."""
+    import json
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: image})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"] / 1000 / runs
+    return totals
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,6 +127,9 @@ def test_default_bundle_is_a_trained_model_with_parity():
     assert bundle.n_images == 5 and bundle.image_size == 224
     assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
     assert bundle.parity["float_vs_pytorch"]["max_abs_diff_probability"] < 1e-3
+    int8 = bundle.parity["int8_vs_float"]
+    assert int8["passed"] and int8["windows"] >= 300 and int8["class_agreement"] >= 0.98
+    assert bundle.graph_path("backbone").stat().st_size <= 8_000_000
 
 
 def test_tampered_file_is_refused(tmp_path):

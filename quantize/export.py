@@ -143,10 +143,10 @@ def export_bundle(
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if int8_scheme not in INT8_SCHEMES:
         raise ExportError(f"int8 scheme must be one of {', '.join(INT8_SCHEMES)}, got {int8_scheme!r}")
-    static = int8 and int8_scheme == "static"
-    if int8 and int8_scheme != "static" and fmt != "onnx":
-        raise ExportError(f"--int8-scheme {int8_scheme} exists for --format onnx only; TFLite int8 is static")
-    if static and calibration is None:
+    scheme = int8_scheme if int8 else None
+    if scheme not in (None, "static") and fmt != "onnx":
+        raise ExportError(f"--int8-scheme {scheme} exists for --format onnx only; TFLite int8 is static")
+    if scheme == "static" and calibration is None:
         raise ExportError("--int8 needs --calibration DATA (an AI4PAIN-layout folder or a .npz of images); "
                           "--int8-scheme weight-only needs none")
     out = Path(out)
@@ -176,7 +176,7 @@ def export_bundle(
         parity_windows = _parity_windows(validation_set, calibration_set, k, spec.image_size)
         if fmt == "onnx":
             files, graphs, parity, quantization = _export_onnx(
-                model, loaded.head, workdir, int8 and int8_scheme, calibration_set, validation_set, parity_windows,
+                model, loaded.head, workdir, scheme, calibration_set, validation_set, parity_windows,
                 calibration_images, sensitivity, size_budget_bytes, activation_bits, threads, log, progress,
             )
         else:
@@ -196,7 +196,7 @@ def export_bundle(
         manifest = {
             "name": name or out.name,
             "description": description or (
-                f"Tiny-BioMoE backbone + fusion head, {fmt} {_precision(int8, int8_scheme, fmt)}; "
+                f"Tiny-BioMoE backbone + fusion head, {fmt} {_precision(scheme, fmt)}; "
                 f"exported by biomoe export from {Path(checkpoint).name} and {Path(head).name}"
             ),
             "placeholder": False,
@@ -267,8 +267,8 @@ def _parity_windows(validation: WindowImages | None, calibration: WindowImages |
     return np.random.default_rng(0).random((4, k, 3, size, size), dtype=np.float32)
 
 
-def _precision(int8: bool, scheme: str, fmt: str) -> str:
-    if not int8:
+def _precision(scheme: str | None, fmt: str) -> str:
+    if scheme is None:
         return "float32"
     return "int8 weight-only" if scheme == "weight-only" and fmt == "onnx" else "int8"
 
@@ -285,20 +285,20 @@ def _graph(file, input_name, input_shape, output_name, output_shape, produces, o
     return graph
 
 
-def _export_onnx(model, head, workdir, int8, calibration, validation, parity_windows, calibration_images,
+def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_windows, calibration_images,
                  sensitivity, size_budget_bytes, activation_bits, threads, log, progress):
-    """Float graphs, and with ``int8`` ("static" or "weight-only") the quantized backbone and its parity."""
+    """Float graphs, and with an int8 ``scheme`` ("static" or "weight-only") the quantized backbone and its parity."""
     from .graphs import BACKBONE_INPUT, BACKBONE_OUTPUT, HEAD_INPUT, HEAD_OUTPUT, export_backbone_onnx, export_head_onnx
     from .onnx_int8 import quantize_backbone_int8, quantize_backbone_weight_only
     from .parity import float_parity, int8_parity, onnx_runner, torch_runner
 
     log("exporting the float32 ONNX backbone and head")
-    backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=int8 == "static")
+    backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=scheme == "static")
     head_path = export_head_onnx(head, workdir / "head.onnx")
     float_graphs = onnx_runner(backbone_path, head_path, threads)
     parity = {"float_vs_pytorch": float_parity(torch_runner(model, head), float_graphs, parity_windows)}
     quantization = None
-    if int8 == "static":
+    if scheme == "static":
         log(f"quantizing the backbone to int8 ({calibration_images} calibration images"
             + (", sensitivity pass" if sensitivity else "") + ")")
         bar = _progress_bar if progress else None
@@ -307,11 +307,11 @@ def _export_onnx(model, head, workdir, int8, calibration, validation, parity_win
             sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, activation_bits=activation_bits,
             progress=bar,
         )
-    elif int8 == "weight-only":
+    elif scheme == "weight-only":
         log("storing the backbone's weights as int8 (weight-only)")
         result = quantize_backbone_weight_only(backbone_path, workdir / "backbone.int8.onnx", size_budget_bytes)
     backbone_config = {}
-    if int8:
+    if scheme is not None:
         quantization = result.settings
         backbone_config = quantization.get("onnxruntime_config", {})
         parity["int8_vs_float"] = int8_parity(

@@ -1,6 +1,6 @@
 """Soak run of ``biomoe monitor`` against the simulated hub, faster than real time.
 
-``python -m benchmarks.soak_monitor --hours 2 --speed 60``
+``python -m benchmarks.soak_monitor --hours 2 --speed 30``
 
 Starts ``biomoe monitor --simulate`` in a subprocess for exactly the number
 of windows that ``--hours`` of stream hold, samples the monitor's resident
@@ -136,7 +136,8 @@ def soak(hours: float = 2.0, speed: float = 60.0, window: float = 10.0, hop: flo
         "accounting": {
             "expected": n_windows, "stored": len(results), "processed": len(processed),
             "skipped": len(results) - len(processed), "tiled": tiled,
-            "windows_cut": summary.get("windows_cut"), "samples_lost": summary.get("samples_lost"),
+            "windows_cut": summary.get("windows_cut"), "windows_waiting": summary.get("windows_waiting"),
+            "samples_lost": summary.get("samples_lost"),
             "link_losses": summary.get("link_losses"),
         },
         "memory_mib": {
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.soak_monitor``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak_monitor", description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=2.0, help="simulated hours of stream (default %(default)g)")
-    parser.add_argument("--speed", type=float, default=60.0, help="simulator speed (default %(default)g)")
+    parser.add_argument("--speed", type=float, default=30.0, help="simulator speed (default %(default)g)")
     parser.add_argument("--window", type=float, default=10.0, help="window seconds (default %(default)g)")
     parser.add_argument("--hop", type=float, default=5.0, help="hop seconds (default %(default)g)")
     parser.add_argument("--sample-every", type=float, default=1.0, help="memory sampling period, s")

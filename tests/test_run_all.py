@@ -7,6 +7,7 @@ import json
 import pytest
 
 from benchmarks.run_all import main
+from edge.bundle import default_bundle_path, load_bundle
 
 
 @pytest.mark.slow
@@ -14,7 +15,8 @@ def test_quick_run_writes_every_part_of_the_report(tmp_path):
     report, plot, record = tmp_path / "RESULTS.md", tmp_path / "latency.png", tmp_path / "all.json"
     assert main(["--quick", "--report", str(report), "--plot", str(plot), "--json", str(record)]) == 0
     text = report.read_text()
-    for heading in ("## Bundle `placeholder-default`", "## Bundle `release-size-float32`",
+    shipped = load_bundle(default_bundle_path()).name
+    for heading in (f"## Bundle `{shipped}`", "## Bundle `release-size-float32`",
                     "## Representations of one window: this project vs matplotlib",
                     "## Serial bridge: decoding throughput", "## Tiny-BioMoE backbone",
                     "## Budgets and where they come from", "(estimate)"):

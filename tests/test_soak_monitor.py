@@ -22,13 +22,16 @@ def test_memory_of_a_running_process_and_of_a_gone_one():
 
 @pytest.mark.slow
 def test_soak_two_simulated_hours_every_window_accounted_for_and_memory_flat():
-    report = soak(hours=2.0, speed=60.0, window=10.0, hop=5.0, progress=None)
+    # 30x: a window every 167 ms of wall time; the default bundle needs ~120 ms (benchmarks/RESULTS.md)
+    report = soak(hours=2.0, speed=30.0, window=10.0, hop=5.0, progress=None)
     accounting = report["accounting"]
     print(format_report(report))
     assert report["returncode"] == 0, report["stderr_tail"]
-    assert accounting["stored"] == accounting["expected"] == accounting["windows_cut"] == 1439
+    assert accounting["stored"] == accounting["expected"] == 1439
+    # a window cut after the limit was reached waits in the queue when the monitor stops; none vanish
+    assert accounting["windows_cut"] == accounting["stored"] + accounting["windows_waiting"]
     assert accounting["tiled"]
-    assert accounting["skipped"] == 0  # this machine keeps up at 60x (see the latency table)
+    assert accounting["skipped"] == 0  # this machine keeps up at 30x
     rss = [mib for _, _, mib in report["memory_mib"]["samples"]]
     half = len(rss) // 2
     assert max(rss[half:]) - max(rss[:half]) < 16.0  # no growth beyond allocator noise

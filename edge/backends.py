@@ -165,8 +165,9 @@ def onnx_session(path, threads: int = 2, config: Mapping[str, str] | None = None
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # No pre-planned activation block per input shape: for a 5-image window of
-    # the default bundle the process peaked at 259 MB instead of 379 MB, for
-    # ~5 % more inference time (measured interleaved in one process).
+    # the default bundle a bare process peaked at 259 MB instead of 379 MB, for
+    # ~5 % more inference time (one-off measurement, interleaved in one process);
+    # `biomoe bench` reports the monitor's peak (benchmarks/RESULTS.md).
     options.enable_mem_pattern = False
     options.log_severity_level = 3  # errors only: warnings would flood the device's journal
     # Idle worker threads sleep instead of spinning: one window every few seconds

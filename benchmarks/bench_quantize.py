@@ -6,7 +6,8 @@ Measures, in one run and one process, at batch 1 with ``--threads`` threads:
 - ``ONNX float32``, ``ONNX int8`` and ``ONNX int8 weight-only``: the
   bundle's backbone graphs in ONNX Runtime (int8 as ``biomoe export --int8``
   makes it, without the sensitivity pass; weight-only as
-  ``--int8-scheme weight-only``, run with the session config its bundle carries);
+  ``--int8-scheme weight-only``, run with the session config its bundle carries,
+  and without it, which shows what folding the weights at load saves);
 - ``TFLite float32`` and ``TFLite int8``: the litert-torch graphs in LiteRT
   (XNNPACK), unless ``--no-tflite``.
 
@@ -86,6 +87,7 @@ def _build(model, folder: Path, with_tflite: bool) -> dict[str, tuple[Path, str,
         "ONNX float32": (folder / "backbone.onnx", "onnx", {}),
         "ONNX int8": (folder / "backbone.int8.onnx", "onnx", {}),
         "ONNX int8 weight-only": (folder / "backbone.wo.onnx", "onnx", WEIGHT_ONLY_SESSION_CONFIG),
+        "ONNX int8 weight-only, dequantized per call": (folder / "backbone.wo.onnx", "onnx", {}),
     }
     if with_tflite:
         from quantize.tflite import convert_backbone_tflite, quantize_tflite_int8

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from training.models import TinyBioMoE, load_backbone, to_export_form
-from training.models.export_form import SpectralGatingMatmul, _irfft_matrix, _rfft_matrix
-from training.models.tiny_biomoe import SpectralGatingNetwork
+from training.models.export_form import GridMlp, SpectralGatingMatmul, _irfft_matrix, _rfft_matrix
+from training.models.tiny_biomoe import DWConvMlp, SpectralGatingNetwork
 
 TOLERANCE = 1e-5
 
@@ -47,10 +47,23 @@ def test_spectral_gating_matmul_equals_fft(grid):
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("grid", [(56, 56), (7, 7), (6, 9)])
+def test_grid_mlp_equals_token_mlp(grid):
+    height, width = grid
+    torch.manual_seed(height * 100 + width)
+    module = DWConvMlp(16, 64).eval()
+    tokens = torch.randn(3, height * width, 16)
+    with torch.no_grad():
+        expected = module(tokens, height, width)
+        actual = GridMlp(module)(tokens, height, width)
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
 def test_export_form_has_no_fft_batchnorm_or_dropout(golden_checkpoint):
     export_model = _golden_export(golden_checkpoint)
     kinds = {type(module) for module in export_model.modules()}
-    assert not kinds & {SpectralGatingNetwork, torch.nn.BatchNorm2d, torch.nn.Dropout}
+    assert not kinds & {SpectralGatingNetwork, DWConvMlp, torch.nn.BatchNorm2d, torch.nn.Dropout}
     assert export_model.is_export_form and not export_model.training
     assert not any(parameter.requires_grad for parameter in export_model.parameters())
 

@@ -54,7 +54,6 @@ from typing import Any
 import numpy as np
 import pywt
 import scipy.fft
-import scipy.signal
 
 from edge._viridis import VIRIDIS_LUT
 
@@ -527,7 +526,9 @@ def _stft(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
     if spec.stft_detrend == "constant":
         segments = segments - segments.mean(axis=-1, keepdims=True)
     elif spec.stft_detrend == "linear":
-        segments = scipy.signal.detrend(segments, axis=-1, type="linear")
+        from scipy.signal import detrend  # deferred, see _stft_taper
+
+        segments = detrend(segments, axis=-1, type="linear")
     taper = _stft_taper(spec.stft_window, spec.stft_nperseg)
     spectra = scipy.fft.rfft(segments * taper, n=spec.stft_nfft or spec.stft_nperseg, axis=-1)
     return np.swapaxes(spectra[..., : spectrogram_frequencies(spec).size], -1, -2)
@@ -809,6 +810,8 @@ def _rgb(name: str, value: Any) -> tuple[int, int, int]:
 def _check_stft_window(name: str, nperseg: int) -> None:
     if not isinstance(name, str):
         raise ValueError(f"stft_window must be a window name such as 'hann'; got {name!r}")
+    if name == "hann":
+        return  # the default, valid for any length; checking it would import scipy.signal at every bundle load
     try:
         _stft_taper(name, nperseg)
     except ValueError as exc:
@@ -818,7 +821,11 @@ def _check_stft_window(name: str, nperseg: int) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _stft_taper(name: str, nperseg: int) -> np.ndarray:
-    taper = scipy.signal.get_window(name, nperseg)
+    # Deferred: importing scipy.signal takes ~0.7 s, most of the monitor's
+    # start-up, and only the spectrogram images need it.
+    from scipy.signal import get_window
+
+    taper = get_window(name, nperseg)
     taper.setflags(write=False)
     return taper
 

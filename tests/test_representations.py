@@ -3,6 +3,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +388,24 @@ def test_device_modules_import_neither_torch_nor_matplotlib():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_scipy_signal_is_imported_only_for_spectrograms():
+    # scipy.signal takes ~0.4 s to import, most of the monitor's start-up; the
+    # default bundle (scalograms and waveforms, equal channel rates) never needs it.
+    code = (
+        "import sys, numpy as np\n"
+        "import edge.monitor, edge.windows\n"
+        "from edge.bundle import load_bundle\n"
+        "from edge.representations import RepresentationSpec, represent\n"
+        "load_bundle('edge/bundles/default')\n"
+        "spec = RepresentationSpec()\n"
+        "window = np.sin(np.arange(spec.n_samples) / 7.0)\n"
+        "represent(window, spec, ('scalogram', 'waveform', 'recurrence'), sampling_rate=spec.sampling_rate)\n"
+        "print('scipy.signal' in sys.modules)\n"
+        "represent(window, spec, ('spectrogram_psd',), sampling_rate=spec.sampling_rate)\n"
+        "print('scipy.signal' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert result.stdout.split() == ["False", "True"]

@@ -18,7 +18,11 @@ markdown table plus the int8 ONNX / eager ratio and the machine's load
 average (colleagues' jobs skew absolute numbers; ratios from one run hold).
 Then ONNX Runtime's profiler splits the float32 graph's time by operator:
 the time outside ``Conv``/``MatMul``/``Gemm`` (and their layout reorders) is
-a floor for any int8 model that keeps those operators float.
+a floor for any int8 model that keeps those operators float. Last, the
+backbone's four largest convolutions run alone as float ``Conv`` and as
+``QLinearConv`` (uint8 in and out, no quantize/dequantize around it; each
+lone node converts its own layout): the speed-up int8 kernels give on this
+CPU, which bounds what an int8 graph in ONNX Runtime can reach.
 
 Usage::
 
@@ -192,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             with torch.inference_mode():
                 times_ms = time_interleaved(runners, args.warmup, args.repeats)
             operator_ms = _operator_times(variants["ONNX float32"][0], image, args.threads, args.repeats)
+            kernel_ms = _kernel_times(args.threads, args.warmup, args.repeats)
     finally:
         torch.set_num_threads(previous_threads)
     ms = {name: statistics.median(values) for name, values in times_ms.items()}
@@ -212,7 +217,55 @@ def run(args: argparse.Namespace) -> int:
     print(f"ONNX float32 by operator (ONNX Runtime profiler, {args.repeats} runs): "
           f"{', '.join(f'{op} {operator_ms.get(op, 0.0):.1f}' for op in _INT8_CAPABLE)} ms; everything else {rest:.1f} ms = {rest / eager:.2f} x eager, the floor of an int8 model that "
           f"keeps those operators float")
+    float_ms, int8_ms = (sum(statistics.median(kernel_ms[(shape, kind)]) for shape in _LARGEST_CONVS)
+                         for kind in ("float", "int8"))
+    speedup = float_ms / int8_ms
+    bound = rest + gemm / speedup
+    print()
+    print(f"int8 kernels alone, the {len(_LARGEST_CONVS)} largest convolutions (QLinearConv vs Conv, median of "
+          f"{args.repeats}): {float_ms:.2f} -> {int8_ms:.2f} ms, {speedup:.1f}x. At that speed-up for every "
+          f"Conv/MatMul and no quantize/dequantize cost, an int8 graph would take {bound:.1f} ms = "
+          f"{bound / eager:.2f} x eager")
     return 0
+
+
+#: (input channels, output channels, kernel, groups, map size) of the backbone's largest convolutions:
+#: SpectFormer's stem 3x3, stage-1 MLP fc1 / depthwise / fc2 (GridMlp).
+_LARGEST_CONVS = ((32, 32, 3, 1, 112), (64, 512, 1, 1, 56), (512, 512, 3, 512, 56), (512, 64, 1, 1, 56))
+
+
+def _kernel_times(threads: int, warmup: int, runs: int) -> dict[tuple, list[float]]:
+    """ms per call of single-node float ``Conv`` and ``QLinearConv`` models, per shape in :data:`_LARGEST_CONVS`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from quantize.onnx_int8 import onnx_session
+
+    rng = np.random.default_rng(0)
+    runners = {}
+    for shape in _LARGEST_CONVS:
+        channels_in, channels_out, kernel, groups, size = shape
+        weight = rng.standard_normal((channels_out, channels_in // groups, kernel, kernel)).astype(np.float32)
+        attributes = {"kernel_shape": [kernel, kernel], "pads": [kernel // 2] * 4, "group": groups}
+        scale, zero = numpy_helper.from_array(np.float32(0.02), "scale"), numpy_helper.from_array(np.uint8(128), "zero")
+        graphs = {
+            "float": (helper.make_node("Conv", ["x", "w"], ["y"], **attributes), TensorProto.FLOAT,
+                      [numpy_helper.from_array(weight, "w")], np.float32),
+            "int8": (helper.make_node("QLinearConv", ["x", "scale", "zero", "w", "scale", "wzero", "scale", "zero"],
+                                      ["y"], **attributes), TensorProto.UINT8,
+                     [numpy_helper.from_array(np.clip(weight * 40, -127, 127).astype(np.int8), "w"), scale, zero,
+                      numpy_helper.from_array(np.int8(0), "wzero")], np.uint8),
+        }
+        for kind, (node, element, initializers, dtype) in graphs.items():
+            graph = helper.make_graph([node], "kernel", [helper.make_tensor_value_info("x", element, [1, channels_in, size, size])],
+                                      [helper.make_tensor_value_info("y", element, None)], initializers)
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+            with tempfile.NamedTemporaryFile(suffix=".onnx") as file:
+                onnx.save(model, file.name)
+                session = onnx_session(file.name, threads)
+            feed = {"x": (rng.random((1, channels_in, size, size)) * (1 if dtype == np.float32 else 255)).astype(dtype)}
+            runners[(shape, kind)] = lambda session=session, feed=feed: session.run(None, feed)
+    return time_interleaved(runners, warmup, runs)
 
 
 #: Operators int8 can speed up, and the NCHWc layout reorders around float convolutions.

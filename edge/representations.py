@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 import pywt
-import scipy.fft
 
 from edge._viridis import VIRIDIS_LUT
 
@@ -428,7 +427,7 @@ def spectrogram(windows: Any, spec: RepresentationSpec, mode: str = "psd") -> np
 
 def spectrogram_frequencies(spec: RepresentationSpec) -> np.ndarray:
     """Frequencies of the :func:`spectrogram` rows, Hz, ascending from 0 to ``stft_fmax_hz``."""
-    frequencies = scipy.fft.rfftfreq(spec.stft_nfft or spec.stft_nperseg, d=1 / spec.sampling_rate)
+    frequencies = np.fft.rfftfreq(spec.stft_nfft or spec.stft_nperseg, d=1 / spec.sampling_rate)
     return frequencies if spec.stft_fmax_hz is None else frequencies[frequencies <= spec.stft_fmax_hz]
 
 
@@ -530,7 +529,7 @@ def _stft(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
 
         segments = detrend(segments, axis=-1, type="linear")
     taper = _stft_taper(spec.stft_window, spec.stft_nperseg)
-    spectra = scipy.fft.rfft(segments * taper, n=spec.stft_nfft or spec.stft_nperseg, axis=-1)
+    spectra = np.fft.rfft(segments * taper, n=spec.stft_nfft or spec.stft_nperseg, axis=-1)
     return np.swapaxes(spectra[..., : spectrogram_frequencies(spec).size], -1, -2)
 
 
@@ -553,10 +552,30 @@ def _scalogram(batch: np.ndarray, spec: RepresentationSpec) -> np.ndarray:
     filters, n_fft, is_complex = _wavelet_filter_bank(spec)
     n = spec.n_samples
     if is_complex:
-        coefficients = scipy.fft.ifft(scipy.fft.fft(batch, n_fft, axis=-1)[..., None, :] * filters, axis=-1)
+        coefficients = np.fft.ifft(np.fft.fft(batch, n_fft, axis=-1)[..., None, :] * filters, axis=-1)
     else:
-        coefficients = scipy.fft.irfft(scipy.fft.rfft(batch, n_fft, axis=-1)[..., None, :] * filters, n_fft, axis=-1)
+        coefficients = np.fft.irfft(np.fft.rfft(batch, n_fft, axis=-1)[..., None, :] * filters, n_fft, axis=-1)
     return np.abs(coefficients[..., n - 1 : 2 * n - 1])
+
+
+def _next_fast_len(size: int) -> int:
+    """The smallest 2^a 3^b 5^c >= ``size``: a length pocketfft transforms fast.
+
+    NumPy's FFT (the same pocketfft as :mod:`scipy.fft`) is used rather than
+    SciPy's so that the device never imports SciPy for the default images:
+    that saves ~27 MB of resident memory and ~0.15 s of start-up. This is
+    ``scipy.fft.next_fast_len(size, real=True)``.
+    """
+    best = 1 << max(0, (size - 1).bit_length())
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35 << max(0, (-(-size // power35) - 1).bit_length())
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 @functools.lru_cache(maxsize=8)
@@ -592,8 +611,8 @@ def _wavelet_filter_bank(spec: RepresentationSpec) -> tuple[np.ndarray, int, boo
         index = lags + (resampled.size - 2) // 2 + 1
         inside = (index >= 0) & (index < derivative.size)
         kernels[row, inside] = derivative[index[inside]]
-    n_fft = scipy.fft.next_fast_len(2 * n - 1, real=not is_complex)
-    transform = scipy.fft.fft if is_complex else scipy.fft.rfft
+    n_fft = _next_fast_len(2 * n - 1)
+    transform = np.fft.fft if is_complex else np.fft.rfft
     filters = transform(kernels, n_fft, axis=-1)
     filters.setflags(write=False)
     return filters, n_fft, is_complex

@@ -407,7 +407,7 @@ class Windower:
         up, down, margin = self._resampling[buffer.name]
         low = math.floor(positions[0] + _EPS) - margin
         native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1 + margin)
-        from scipy.signal import resample_poly  # deferred: ~0.7 s to import, needed only for faster channels
+        from scipy.signal import resample_poly  # deferred (~0.4 s to import), needed only for faster channels
 
         filtered = resample_poly(signal_fill(native), up, down)  # filtered[k] sits at native low + k*down/up
         out = _interpolate(filtered, (positions - low) * up / down)

@@ -391,7 +391,7 @@ def test_device_modules_import_neither_torch_nor_matplotlib():
 
 
 def test_scipy_is_imported_only_for_spectrograms():
-    # SciPy (scipy.signal) took ~0.4 s and ~27 MB of the monitor's start-up; the
+    # Importing SciPy took ~0.5 s and ~20 MB of the monitor's start-up; the
     # default bundle (scalograms and waveforms, equal channel rates) never needs it.
     code = (
         "import sys, numpy as np\n"

@@ -145,6 +145,24 @@ def time_calls(function: Callable[[], object], warmup: int, repeats: int) -> lis
     return time_interleaved({"call": function}, warmup, repeats)["call"]
 
 
+def script_main(module, argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.NAME`` for a module with ``configure_parser`` and ``run``.
+
+    The parser's description is the module docstring's first line; a bad
+    setting or file (ValueError, OSError) is one line on stderr and exit 1.
+    """
+    qualified = module.__spec__.name  # not __name__, which is "__main__" under python -m
+    name = qualified.rpartition(".")[2]
+    parser = argparse.ArgumentParser(prog=f"python -m {qualified}", description=module.__doc__.split("\n")[0])
+    module.configure_parser(parser)
+    args = parser.parse_args(argv)
+    try:
+        return module.run(args)
+    except (ValueError, OSError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
+
+
 def time_interleaved(functions: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, list[float]]:
     """ms per call of each function, timed in interleaved rounds (order reversed every other round).
 

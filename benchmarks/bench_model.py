@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench import time_interleaved
+from benchmarks.bench import script_main, time_interleaved
 
 __all__ = ["configure_parser", "collect", "main", "run"]
 
@@ -163,14 +163,7 @@ def _rows(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_model", description=__doc__.split("\n")[0])
-    configure_parser(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, OSError) as error:
-        print(f"bench_model: error: {error}", file=sys.stderr)
-        return 1
+    return script_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

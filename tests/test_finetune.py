@@ -106,7 +106,7 @@ def test_frozen_run_with_cross_validation_and_resume(tiny_cohort, feature_cache_
 
 
 def test_full_fine_tuning_a_few_steps_saves_a_release_backbone_and_resumes(tiny_cohort, feature_cache_dir, tmp_path):
-    config = FinetuneConfig(pairs=("Eda:waveform",), backbone="random:0", mode="full", full_epochs=1,
+    config = FinetuneConfig(pairs=("Eda:waveform",), backbone="random:0", mode="full", inputs="embeddings", normalise="none", full_epochs=1,
                             full_batch_size=2, full_max_steps=1)
     metrics = finetune(config, tiny_cohort, tmp_path, cache_dir=feature_cache_dir, device="cpu")
     assert metrics["training"]["epochs"] == 1 and len(metrics["training"]["history"]) == 1

@@ -167,12 +167,23 @@ def test_scalogram_matches_pywt_cwt(wavelet):
     spec = RepresentationSpec(scalogram_wavelet=wavelet)
     windows = bvp_like(2, seed=5)
     scales = pywt.frequency2scale(wavelet, scalogram_frequencies(spec) / FS)
-    coefficients, frequencies = pywt.cwt(windows, scales, wavelet, sampling_period=1 / FS, precision=12, axis=-1)
+    demeaned = windows - windows.mean(axis=-1, keepdims=True)  # our one departure from pywt.cwt
+    coefficients, frequencies = pywt.cwt(demeaned, scales, wavelet, sampling_period=1 / FS, precision=12, axis=-1)
     reference = np.abs(np.moveaxis(coefficients, 0, -2))
     ours = scalogram(windows, spec)
     assert ours.shape == (2, spec.scalogram_n_scales, spec.n_samples) and ours.dtype == np.float64
     np.testing.assert_allclose(frequencies, scalogram_frequencies(spec), rtol=1e-6)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-10 * reference.max())
+
+
+@pytest.mark.parametrize("kind", REPRESENTATIONS)
+def test_image_ignores_the_sensors_offset_and_gain(kind):
+    """The same pulse read by another sensor (ADC counts: DC offset 32768, gain 250) gives the same image."""
+    t = np.arange(SPEC.n_samples) / FS
+    pulse = np.sin(2 * np.pi * 1.2 * t) + 0.3 * np.sin(2 * np.pi * 0.25 * t)
+    volts = represent(pulse, SPEC, [kind], sampling_rate=FS).astype(int)
+    counts = represent(32768 + 250 * pulse, SPEC, [kind], sampling_rate=FS).astype(int)
+    assert np.abs(volts - counts).max() <= 1
 
 
 def test_scalogram_frequencies_span_the_band_and_a_tone_peaks_at_its_row():

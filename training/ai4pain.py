@@ -12,7 +12,8 @@ Column names come in several styles (``Baseline``, ``HIGH_1``, ``2_LOW_3``,
 case-insensitively and a trailing number is read as the trial number.
 
 Labels follow the published convention: the baseline is No Pain and is cut
-into non-overlapping windows (six for a 60 s baseline); each ``LOW_n`` /
+into non-overlapping windows (six for a 60 s baseline; a recording with
+several rest periods names them ``Baseline_1``, ``Baseline_2``, ...); each ``LOW_n`` /
 ``HIGH_n`` trial gives one Low / High Pain window taken from its start (an
 offset can be set); ``REST`` segments are excluded. Subject ids are kept with
 every window so that splits and metrics can be made by subject.
@@ -476,10 +477,12 @@ def _aligned_segments(subject: str, tables: dict, modalities: tuple[str, ...], p
     keyed: dict[str, dict[Segment, tuple[str, np.ndarray]]] = {}
     for modality in modalities:
         keyed[modality] = {}
+        parsed = {name: parse_segment_name(name) for name in tables[modality]}
+        n_baselines = sum(segment is not None and segment.kind == "baseline" for segment in parsed.values())
         for name, column in tables[modality].items():
-            segment = parse_segment_name(name)
-            if segment is not None and segment.kind == "baseline":
-                segment = Segment("baseline")  # one per subject: "Baseline" and "2_Baseline_1" match
+            segment = parsed[name]
+            if segment is not None and segment.kind == "baseline" and n_baselines == 1:
+                segment = Segment("baseline")  # a single baseline: "Baseline" and "2_Baseline_1" match
             if segment is None:
                 problems.report(
                     f"subject {subject!r} {modality}: unknown column {name!r}; expected names like "

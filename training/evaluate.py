@@ -44,6 +44,7 @@ from training.finetune import (
     add_common_options,
     default_cache_dir,
     fused_embeddings,
+    head_features,
     load_head,
     load_windows,
     normalise_per_subject,
@@ -115,27 +116,27 @@ def evaluate_run(run_dir, data, split: str = "validation", *, cache_dir=None, de
     torch_device = resolve_device(device)
     windows = load_windows(data, split, config)
     backbone_source = str(run_dir / "backbone.pth") if config.mode == "full" else config.backbone
-    backbone = open_backbone(backbone_source, torch_device)
+    backbone = open_backbone(backbone_source, torch_device) if config.inputs != "scalars" else None
     cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir())
-    features = fused_embeddings(cache, windows, config, backbone)
-    if saved["normalise"] == "subject":
-        features = normalise_per_subject(features, windows.subjects)
-    probabilities = predict(head, features.astype(np.float32))
-    report = classification_metrics(windows.labels, probabilities.argmax(1), LABELS)
+    features, _ = head_features(cache, windows, config, backbone)
+    classes = [LABELS.index(name) for name in saved["labels"]]
+    predicted = np.asarray(classes)[predict(head, features).argmax(1)]
+    present = np.array(sorted(set(classes) | set(windows.labels.tolist())))  # a two-class data set: two-class metrics
+    report = classification_metrics(np.searchsorted(present, windows.labels), np.searchsorted(present, predicted),
+                                    [LABELS[c] for c in present])
     per_subject = {
-        str(subject): float(np.mean(probabilities[windows.subjects == subject].argmax(1)
-                                    == windows.labels[windows.subjects == subject]))
+        str(subject): float(np.mean(predicted[windows.subjects == subject] == windows.labels[windows.subjects == subject]))
         for subject in np.unique(windows.subjects)
     }
     report.update(run=str(run_dir), data=str(data), split=split, pairs=list(config.pairs),
-                  backbone=backbone.identity, accuracy_per_subject=per_subject,
+                  inputs=config.inputs, normalise=config.normalise, backbone=backbone.identity if backbone else None, accuracy_per_subject=per_subject,
                   wall_seconds=round(time.perf_counter() - started, 1))
     folder = run_dir / "evaluation" / split
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / CONFIG_NAME, {"run": str(run_dir), "data": str(data), "split": split,
                                       "device": str(torch_device), "cache": str(cache.root)})
     write_json(folder / "report.json", report)
-    plot_confusion_matrix(report["confusion_matrix"], LABELS, folder / "confusion.png",
+    plot_confusion_matrix(report["confusion_matrix"], report["class_names"], folder / "confusion.png",
                           title=f"{split}: accuracy {report['accuracy']:.1%}, macro-F1 {report['macro_f1']:.3f}")
     return report
 

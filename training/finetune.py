@@ -56,6 +56,7 @@ from edge.representations import RepresentationSpec, to_model_input
 from training.ai4pain import LABELS, MODALITIES, WindowSet, load_split
 from training.cache import Backbone, FeatureCache, open_backbone
 from training.errors import TrainingError
+from training.features import Features, calibrate, window_scalar_features
 from training.metrics import classification_metrics, macro_f1
 from training.models import FusionHead, save_backbone
 from training.settings import (
@@ -89,8 +90,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MODES = ("frozen", "full")
-_NORMALISATIONS = ("none", "subject")
+_NORMALISATIONS = ("none", "baseline", "subject")
+_INPUTS = ("embeddings", "scalars", "both")
 _CV = (None, "loso", "k-fold")
+
+DEFAULT_PAIRS = ("Eda:scalogram", "Eda:waveform", "Bvp:scalogram", "Resp:scalogram", "SpO2:waveform")
+"""The five images of the multimodal row of the fusion table (training/README.md); the default,
+restricted to the modalities a data set has."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,17 @@ class FinetuneConfig:
     backbone : str
         Backbone checkpoint path, or ``"random[:SEED]"``.
     mode : {"frozen", "full"}
-    normalise : {"none", "subject"}
-        "subject" z-scores every embedding feature within each subject (over
-        all of that subject's windows, labels unused), removing per-person
-        offsets; on a device this needs a calibration recording of the
-        patient. "none" uses the embeddings as they are.
+    inputs : {"embeddings", "scalars", "both"}
+        What the head reads: the pairs' backbone embeddings, the windows'
+        physiological scalars (:mod:`edge.scalars`, of the data's channels),
+        or both.
+    normalise : {"none", "baseline", "subject"}
+        Calibration (:mod:`training.features`): "baseline" subtracts each
+        subject's first ``baseline_windows`` No Pain windows, as the monitor
+        does after attaching; "subject" z-scores over all of a subject's
+        windows (an upper bound, not deployable); "none" uses features as they are.
+    baseline_windows : int
+        Rest windows a baseline averages (0: all of a subject's No Pain windows).
     hidden : int or None
         Hidden width of the head (None: ELU + Linear, the release's head).
     dropout, learning_rate, weight_decay : float
@@ -136,11 +148,13 @@ class FinetuneConfig:
         :class:`~edge.representations.RepresentationSpec` settings.
     """
 
-    pairs: tuple[str, ...] = ("Eda:scalogram",)
+    pairs: tuple[str, ...] = DEFAULT_PAIRS
     backbone: str = "random"
     mode: str = "frozen"
-    normalise: str = "none"
-    hidden: int | None = None
+    inputs: str = "both"
+    normalise: str = "baseline"
+    baseline_windows: int = 6
+    hidden: int | None = 32
     dropout: float = 0.3
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
@@ -161,7 +175,8 @@ class FinetuneConfig:
     spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
-        choices = (("mode", _MODES), ("normalise", _NORMALISATIONS), ("cv", _CV), ("trainable", tuple(TRAINABLE_PREFIXES)))
+        choices = (("mode", _MODES), ("normalise", _NORMALISATIONS), ("inputs", _INPUTS), ("cv", _CV),
+                   ("trainable", tuple(TRAINABLE_PREFIXES)))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
@@ -171,10 +186,15 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
         if not 0 < self.stop_fraction < 1:
             raise ValueError(f"stop_fraction must be in (0, 1); got {self.stop_fraction!r}")
+        if isinstance(self.baseline_windows, bool) or not isinstance(self.baseline_windows, int) or self.baseline_windows < 0:
+            raise ValueError(f"baseline_windows must be an integer >= 0 (0: all rest windows); got {self.baseline_windows!r}")
         if self.cv is not None and self.mode != "frozen":
             raise ValueError("cross-validation (--cv) trains one model per fold and needs --mode frozen")
-        pairs = parse_pairs(list(self.pairs), MODALITIES)
-        object.__setattr__(self, "pairs", tuple(f"{m}:{r}" for m, r in pairs))
+        if self.inputs == "scalars":
+            object.__setattr__(self, "pairs", ())
+        else:
+            pairs = parse_pairs(list(self.pairs), MODALITIES)
+            object.__setattr__(self, "pairs", tuple(f"{m}:{r}" for m, r in pairs))
         object.__setattr__(self, "spec", RepresentationSpec.from_dict(dict(self.spec)).to_dict())
 
     @property
@@ -191,10 +211,35 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BIOMOE_CACHE", Path.home() / ".cache" / "biomoe"))
 
 
+def available_modalities(root: str | os.PathLike, split: str) -> tuple[str, ...]:
+    """The signal folders of :data:`MODALITIES` that a split has (matched case-insensitively)."""
+    folder = Path(root) / split
+    present = {p.name.lower() for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
+    found = tuple(m for m in MODALITIES if m.lower() in present)
+    if not found:
+        raise TrainingError(f"{folder} has none of the signal folders {', '.join(MODALITIES)}; is it an AI4PAIN-layout split?")
+    return found
+
+
+def for_data(config: FinetuneConfig, root: str | os.PathLike, split: str) -> FinetuneConfig:
+    """``config`` with its pairs restricted to the modalities the data has.
+
+    Pairs of absent modalities are dropped when they are the defaults and refused when given.
+    """
+    modalities = available_modalities(root, split)
+    kept = tuple(pair for pair in config.pairs if pair.split(":")[0] in modalities)
+    if config.pairs != DEFAULT_PAIRS and kept != config.pairs:
+        missing = sorted({pair.split(":")[0] for pair in config.pairs} - set(modalities))
+        raise TrainingError(f"{root}/{split} has no {'/'.join(missing)} folder; choose --pairs of {', '.join(modalities)}")
+    if not kept and config.inputs != "scalars":
+        raise TrainingError(f"no default pair fits the modalities of {root}/{split}; pass --pairs")
+    return dataclasses.replace(config, pairs=kept or config.pairs[:0])
+
+
 def load_windows(root: str | os.PathLike, split: str, config: FinetuneConfig) -> WindowSet:
-    """All four modalities of one split, windowed with the config's loader settings."""
+    """The modalities of one split that it has, windowed with the config's loader settings."""
     return load_split(
-        root, split, MODALITIES, window_seconds=config.window_seconds,
+        root, split, available_modalities(root, split), window_seconds=config.window_seconds,
         sampling_rate=config.representation_spec.sampling_rate, trial_offset_seconds=config.trial_offset_seconds,
     )
 
@@ -246,24 +291,40 @@ def _prepare(features: np.ndarray, subjects: np.ndarray, normalise: str) -> np.n
     return normalise_per_subject(features, subjects) if normalise == "subject" else features.astype(np.float32)
 
 
-def _class_weights(labels: np.ndarray) -> torch.Tensor:
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float32)
-    weights = np.divide(counts.sum(), len(LABELS) * counts, out=np.zeros_like(counts), where=counts > 0)
+def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float32)
+    weights = np.divide(counts.sum(), n_classes * counts, out=np.zeros_like(counts), where=counts > 0)
     return torch.from_numpy(weights)
 
 
-def _new_head(config: FinetuneConfig, num_embeddings: int, embedding_dim: int = 192) -> FusionHead:
-    return FusionHead(num_embeddings, len(LABELS), hidden=config.hidden, dropout=config.dropout,
-                      embedding_dim=embedding_dim)
+def data_classes(labels: np.ndarray) -> np.ndarray:
+    """The classes (indices into :data:`LABELS`) a data set has: a head learns only those."""
+    return np.unique(labels)
 
 
-def predict(head: FusionHead, features: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (n, 3) of a head on (n, k, D) features."""
+def _new_head(config: FinetuneConfig, num_embeddings: int, embedding_dim: int = 192, num_scalars: int = 0,
+              num_classes: int = len(LABELS)) -> FusionHead:
+    return FusionHead(num_embeddings, num_classes, hidden=config.hidden, dropout=config.dropout,
+                      embedding_dim=embedding_dim, num_scalars=num_scalars)
+
+
+def _as_features(features) -> Features:
+    if isinstance(features, Features):
+        return features
+    return Features(np.asarray(features), np.zeros((len(features), 0), dtype=np.float32))
+
+
+def predict(head: FusionHead, features, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (n, classes) of a head on :class:`Features` (or bare (n, k, D) embeddings)."""
+    features = _as_features(features)
     head.eval()
+    chunks = []
     with torch.no_grad():
-        chunks = [torch.softmax(head(torch.from_numpy(np.ascontiguousarray(features[i : i + batch_size]))), dim=1)
-                  for i in range(0, len(features), batch_size)]
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(LABELS)), dtype=np.float32)
+        for i in range(0, len(features), batch_size):
+            part = features.take(slice(i, i + batch_size))
+            scalars = torch.from_numpy(part.scalars) if head.num_scalars else None
+            chunks.append(torch.softmax(head(torch.from_numpy(part.embeddings), scalars), dim=1))
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, head.num_classes), dtype=np.float32)
 
 
 def train_head(
@@ -273,13 +334,16 @@ def train_head(
     stop_labels: np.ndarray,
     config: FinetuneConfig,
     seed: int | None = None,
+    num_classes: int | None = None,
 ) -> tuple[FusionHead, dict[str, Any]]:
     """Train a fusion head on fixed features, keeping the epoch with the best early-stopping macro-F1.
 
     Parameters
     ----------
-    features, labels : ndarray
-        (n, k, D) float32 embeddings and (n,) labels of the fitting windows.
+    features : Features or ndarray
+        Of the fitting windows (bare (n, k, D) embeddings: no scalars).
+    labels : ndarray
+        (n,) class indices in [0, classes), classes = the larger of 3 and what the labels hold.
     stop_features, stop_labels : ndarray
         The same for the early-stopping subjects.
     config : FinetuneConfig
@@ -296,16 +360,24 @@ def train_head(
     seed = config.seed if seed is None else seed
     with torch.random.fork_rng(devices=[]):  # initial weights and dropout masks: seeded, caller's RNG untouched
         torch.manual_seed(seed)
-        return _train_head(features, labels, stop_features, stop_labels, config, seed)
+        return _train_head(features, labels, stop_features, stop_labels, config, seed, num_classes)
 
 
-def _train_head(features, labels, stop_features, stop_labels, config: FinetuneConfig, seed: int):
+def _train_head(features, labels, stop_features, stop_labels, config: FinetuneConfig, seed: int,
+                num_classes: int | None = None):
+    features, stop_features = _as_features(features), _as_features(stop_features)
+    num_classes = num_classes or len(LABELS)
     generator = torch.Generator().manual_seed(seed)
-    head = _new_head(config, features.shape[1], features.shape[2])
+    embeddings = features.embeddings
+    head = _new_head(config, embeddings.shape[1], embeddings.shape[2] if embeddings.shape[1] else 192,
+                     features.scalars.shape[1], num_classes)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    x = torch.from_numpy(np.ascontiguousarray(features))
+    x = torch.from_numpy(np.ascontiguousarray(embeddings))
+    z = torch.from_numpy(np.ascontiguousarray(features.scalars))
+    if head.num_scalars:
+        head.set_scalar_scaling(z)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    weights = _class_weights(np.asarray(labels))
+    weights = _class_weights(np.asarray(labels), num_classes)
     best = (-1.0, 0, copy.deepcopy(head.state_dict()))
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):
@@ -313,11 +385,11 @@ def _train_head(features, labels, stop_features, stop_labels, config: FinetuneCo
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]
-            loss = F.cross_entropy(head(x[batch]), y[batch], weight=weights)
+            loss = F.cross_entropy(head(x[batch], z[batch] if head.num_scalars else None), y[batch], weight=weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        score = macro_f1(stop_labels, predict(head, stop_features).argmax(1), len(LABELS))
+        score = macro_f1(stop_labels, predict(head, stop_features).argmax(1), num_classes)
         if score > best[0]:
             best = (score, epoch, copy.deepcopy(head.state_dict()))
         elif epoch - best[1] >= config.patience:
@@ -333,17 +405,20 @@ def load_head(run_dir: str | os.PathLike) -> tuple[FusionHead, dict[str, Any]]:
     if not path.is_file():
         raise TrainingError(f"{run_dir} holds no head.pt; run biomoe finetune --out {run_dir} first")
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    head = FusionHead(saved["num_embeddings"], len(LABELS), hidden=saved["hidden"], dropout=saved["dropout"],
-                      embedding_dim=saved["embedding_dim"])
+    head = FusionHead(saved["num_embeddings"], len(saved["labels"]), hidden=saved["hidden"], dropout=saved["dropout"],
+                      embedding_dim=saved["embedding_dim"], num_scalars=saved.get("num_scalars", 0))
     head.load_state_dict(saved["state_dict"])
     return head.eval(), saved
 
 
-def _save_head(head: FusionHead, config: FinetuneConfig, path: Path) -> None:
+def _save_head(head: FusionHead, config: FinetuneConfig, path: Path, labels, scalars) -> None:
+    calibration = {"method": config.normalise, "windows": config.baseline_windows if config.normalise == "baseline" else 0}
     partial = path.with_name(path.name + ".partial")
     torch.save({"state_dict": head.state_dict(), "num_embeddings": head.num_embeddings,
                 "embedding_dim": head.embedding_dim, "hidden": config.hidden, "dropout": config.dropout,
-                "pairs": list(config.pairs), "normalise": config.normalise, "labels": list(LABELS)}, partial)
+                "pairs": list(config.pairs), "normalise": config.normalise, "labels": list(labels),
+                "num_classes": head.num_classes, "num_scalars": head.num_scalars, "scalars": list(scalars),
+                "calibration": calibration}, partial)
     os.replace(partial, path)
 
 
@@ -363,22 +438,40 @@ def _check_run_folder(out: Path, settings: dict, resume: bool) -> bool:
     return False
 
 
+def head_features(cache, windows: WindowSet, config: FinetuneConfig, backbone: Backbone | None) -> tuple[Features, tuple]:
+    """The calibrated :class:`Features` the config's head reads, and the names of its scalars."""
+    n = len(windows)
+    if config.inputs == "scalars":
+        embeddings = np.zeros((n, 0, 192), dtype=np.float32)
+    else:
+        embeddings = fused_embeddings(cache, windows, config, backbone)
+    scalars, names = window_scalar_features(windows)
+    if config.inputs == "embeddings":
+        scalars, names = scalars[:, :0], ()
+    return calibrate(Features(embeddings, scalars), windows, config.normalise, config.baseline_windows), names
+
+
 def _run_frozen(config, train, cache, backbone, out: Path) -> dict[str, Any]:
-    features = _prepare(fused_embeddings(cache, train, config, backbone), train.subjects, config.normalise)
+    features, scalar_names = head_features(cache, train, config, backbone)
+    classes = data_classes(train.labels)
+    labels, names = np.searchsorted(classes, train.labels), [LABELS[c] for c in classes]
     fit, stop = split_stop_subjects(train.subjects, config.stop_fraction, config.seed)
-    head, info = train_head(features[fit], train.labels[fit], features[stop], train.labels[stop], config)
-    _save_head(head, config, out / "head.pt")
+    head, info = train_head(features.take(fit), labels[fit], features.take(stop), labels[stop], config,
+                            num_classes=len(classes))
+    _save_head(head, config, out / "head.pt", names, scalar_names)
     metrics: dict[str, Any] = {
         "training": info,
+        "classes": names,
+        "scalars": list(scalar_names),
         "stop_subjects": sorted(np.unique(train.subjects[stop]).tolist()),
-        "stop_split": classification_metrics(train.labels[stop], predict(head, features[stop]).argmax(1), LABELS),
+        "stop_split": classification_metrics(labels[stop], predict(head, features.take(stop)).argmax(1), names),
     }
     if config.cv is not None:
-        metrics["cross_validation"] = _cross_validate(config, train, features, out / "cv")
+        metrics["cross_validation"] = _cross_validate(config, train, features, labels, names, out / "cv")
     return metrics
 
 
-def _cross_validate(config, train: WindowSet, features: np.ndarray, folder: Path) -> dict[str, Any]:
+def _cross_validate(config, train: WindowSet, features: Features, labels, names, folder: Path) -> dict[str, Any]:
     from tqdm import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -393,17 +486,17 @@ def _cross_validate(config, train: WindowSet, features: np.ndarray, folder: Path
         else:
             rest = np.flatnonzero(~test)
             fit, stop = split_stop_subjects(train.subjects[rest], config.stop_fraction, config.seed + index)
-            head, info = train_head(features[rest[fit]], train.labels[rest[fit]], features[rest[stop]],
-                                    train.labels[rest[stop]], config)
+            head, info = train_head(features.take(rest[fit]), labels[rest[fit]], features.take(rest[stop]),
+                                    labels[rest[stop]], config, num_classes=len(names))
             saved = {"held_out_subjects": held_out.tolist(), "training": info,
-                     "predictions": predict(head, features[test]).argmax(1).tolist()}
+                     "predictions": predict(head, features.take(test)).argmax(1).tolist()}
             write_json(fold_path, saved)
         predictions[test] = saved["predictions"]
-        per_fold.append(classification_metrics(train.labels[test], np.asarray(saved["predictions"]), LABELS))
+        per_fold.append(classification_metrics(labels[test], np.asarray(saved["predictions"]), names))
     return {
         "scheme": config.cv,
         "folds": len(folds),
-        "pooled": classification_metrics(train.labels, predictions, LABELS),
+        "pooled": classification_metrics(labels, predictions, names),
         "macro_f1_per_fold": [fold["macro_f1"] for fold in per_fold],
         "macro_f1_mean": float(np.mean([fold["macro_f1"] for fold in per_fold])),
         "macro_f1_std": float(np.std([fold["macro_f1"] for fold in per_fold])),
@@ -442,8 +535,8 @@ def _predict_end_to_end(model: _EndToEnd, images, rows: np.ndarray, batch_size: 
 def _run_full(config, train, cache, backbone: Backbone, out: Path, device) -> dict[str, Any]:
     from tqdm import tqdm
 
-    if config.normalise != "none":
-        raise TrainingError("--mode full trains on images and supports only --normalise none")
+    if config.normalise != "none" or config.inputs != "embeddings":
+        raise TrainingError("--mode full trains on images: it needs --normalise none --inputs embeddings")
     images = _pair_images(cache, train, config)
     fit, stop = split_stop_subjects(train.subjects, config.stop_fraction, config.seed)
     fit_rows, stop_rows = np.flatnonzero(fit), np.flatnonzero(stop)
@@ -456,7 +549,7 @@ def _run_full(config, train, cache, backbone: Backbone, out: Path, device) -> di
         {"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": config.backbone_learning_rate},
         {"params": model.head.parameters(), "lr": config.learning_rate},
     ], weight_decay=config.weight_decay)
-    weights = _class_weights(train.labels[fit]).to(device)
+    weights = _class_weights(train.labels[fit], len(LABELS)).to(device)
     state_path = out / "state.pt"
     epoch, history, best = 0, [], {"stop_macro_f1": -1.0, "epoch": 0}
     if state_path.is_file():
@@ -485,7 +578,7 @@ def _run_full(config, train, cache, backbone: Backbone, out: Path, device) -> di
         if score > best["stop_macro_f1"]:
             best = {"stop_macro_f1": score, "epoch": epoch}
             save_backbone(copy.deepcopy(model.backbone).cpu(), out / "backbone.pth")
-            _save_head(model.head, config, out / "head.pt")
+            _save_head(model.head, config, out / "head.pt", LABELS, ())
         partial = state_path.with_name(state_path.name + ".partial")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "history": history, "best": best}, partial)
@@ -513,6 +606,7 @@ def finetune(
         The metrics written to ``out/metrics.json``.
     """
     out = Path(out)
+    config = for_data(config, data, split)
     settings = json.loads(json.dumps(dict(dataclasses.asdict(config), data=str(data), split=split)))
     if _check_run_folder(out, settings, resume):
         logger.info("%s is finished; nothing to do", out)
@@ -521,12 +615,12 @@ def finetune(
     torch_device = resolve_device(device)
     train = load_windows(data, split, config)
     cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir())
-    backbone = open_backbone(config.backbone, torch_device)
+    backbone = open_backbone(config.backbone, torch_device) if config.inputs != "scalars" else None
     if config.mode == "frozen":
         metrics = _run_frozen(config, train, cache, backbone, out)
     else:
         metrics = _run_full(config, train, cache, backbone, out, torch_device)
-    metrics.update(backbone=backbone.identity, device=str(torch_device), n_windows=len(train),
+    metrics.update(pairs=list(config.pairs), backbone=backbone.identity if backbone else None, device=str(torch_device), n_windows=len(train),
                    n_subjects=int(len(np.unique(train.subjects))),
                    wall_seconds=round(time.perf_counter() - started, 1))
     write_json(out / "metrics.json", metrics)
@@ -548,7 +642,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", help="backbone checkpoint, or random[:SEED] (default random)")
     parser.add_argument("--pairs", help="comma-separated MODALITY:REPRESENTATION, e.g. Eda:scalogram,Bvp:waveform")
     parser.add_argument("--mode", choices=_MODES, help="frozen (default): head on cached embeddings; full: end to end")
-    parser.add_argument("--normalise", choices=_NORMALISATIONS, help="per-subject z-scores of embeddings (default none)")
+    parser.add_argument("--inputs", choices=_INPUTS, help="what the head reads: embeddings, scalars or both (default both)")
+    parser.add_argument("--normalise", choices=_NORMALISATIONS,
+                        help="calibration: baseline (each subject's first rest minute; default, deployable), "
+                             "subject (all windows z-scored; an upper bound, not deployable) or none")
     parser.add_argument("--cv", nargs="+", metavar=("SCHEME", "N"),
                         help="cross-validation on the training subjects: 'loso' or 'k-fold N'")
     parser.add_argument("--split", default="train", help="split to train on (default train)")
@@ -572,11 +669,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"backbone": args.backbone, "mode": args.mode, "normalise": args.normalise, "seed": args.seed,
+                 "inputs": args.inputs,
                  "pairs": tuple(args.pairs.split(",")) if args.pairs else None, **_cv_options(args.cv)}
     config = merge_settings(FinetuneConfig(), read_config_file(args.config), overrides)
     metrics = finetune(config, args.data, args.out, cache_dir=args.cache, device=args.device, resume=args.resume,
                        split=args.split)
-    line = f"{args.out}: {len(config.pairs)} pair(s), {config.mode} backbone {config.backbone}; "
+    line = (f"{args.out}: {metrics['n_windows']} windows of {metrics['n_subjects']} subjects, classes "
+            f"{', '.join(metrics.get('classes', LABELS))}; inputs {config.inputs} ({len(metrics['pairs'])} pair(s) "
+            f"{','.join(metrics['pairs']) or '-'}; {len(metrics.get('scalars', ()))} scalars), calibration {config.normalise}, "
+            f"{config.mode} backbone {metrics['backbone']}; ")
     line += f"early-stopping subjects macro-F1 {metrics['training']['stop_macro_f1']:.3f}"
     if "cross_validation" in metrics:
         cv = metrics["cross_validation"]

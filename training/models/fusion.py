@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -52,12 +52,18 @@ class FusionHead(nn.Module):
         hidden: int | None = None,
         dropout: float = 0.0,
         embedding_dim: int = 192,
+        num_scalars: int = 0,
     ):
         super().__init__()
-        counts = {"num_embeddings": num_embeddings, "num_classes": num_classes, "embedding_dim": embedding_dim}
+        counts = {"num_classes": num_classes, "embedding_dim": embedding_dim}
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, value in (("num_embeddings", num_embeddings), ("num_scalars", num_scalars)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if num_embeddings + num_scalars == 0:
+            raise ValueError("a head needs embeddings or scalars: num_embeddings and num_scalars are both 0")
         if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
             raise ValueError(f"hidden must be None (linear head) or an int >= 1, got {hidden!r}")
         if not 0.0 <= dropout < 1.0:
@@ -66,21 +72,28 @@ class FusionHead(nn.Module):
         self.num_classes = num_classes
         self.hidden = hidden
         self.embedding_dim = embedding_dim
-        in_features = num_embeddings * embedding_dim
+        self.num_scalars = num_scalars
+        # Scalars come in physiological units (bpm, log uS); the head standardises them with
+        # statistics of its training set (set_scalar_scaling), stored with its weights.
+        self.register_buffer("scalar_mean", torch.zeros(num_scalars))
+        self.register_buffer("scalar_scale", torch.ones(num_scalars))
+        in_features = num_embeddings * embedding_dim + num_scalars
         if hidden is None:
-            layers = [nn.ELU(), nn.Dropout(dropout), nn.Linear(in_features, num_classes)]
+            layers = [nn.Dropout(dropout), nn.Linear(in_features, num_classes)]
         else:
-            layers = [
-                nn.ELU(),
-                nn.Linear(in_features, hidden),
-                nn.ELU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, num_classes),
-            ]
+            layers = [nn.Linear(in_features, hidden), nn.ELU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes)]
         self.classifier = nn.Sequential(*layers)
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, k, embedding_dim) or (B, k * embedding_dim) -> (B, num_classes) logits."""
+    def set_scalar_scaling(self, scalars: torch.Tensor) -> None:
+        """Standardise future scalar inputs with the mean and spread of these (n, num_scalars) training rows."""
+        self.scalar_mean.copy_(scalars.mean(0))
+        self.scalar_scale.copy_(scalars.std(0).clamp_min(1e-6))
+
+    def forward(self, embeddings: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, k, embedding_dim) or (B, k * embedding_dim) embeddings [+ (B, num_scalars)] -> (B, num_classes) logits.
+
+        The embeddings pass an ELU (the release's head); the scalars are standardised.
+        """
         width = self.num_embeddings * self.embedding_dim
         if embeddings.ndim == 3 and tuple(embeddings.shape[1:]) == (self.num_embeddings, self.embedding_dim):
             embeddings = embeddings.flatten(1)
@@ -89,7 +102,13 @@ class FusionHead(nn.Module):
                 f"embeddings must have shape (B, {self.num_embeddings}, {self.embedding_dim}) or (B, {width}), "
                 f"got {tuple(embeddings.shape)}; stack one backbone embedding per fused input along dim 1"
             )
-        return self.classifier(embeddings)
+        parts = [nn.functional.elu(embeddings)]
+        if self.num_scalars:
+            if scalars is None or tuple(scalars.shape) != (len(embeddings), self.num_scalars):
+                got = None if scalars is None else tuple(scalars.shape)
+                raise ValueError(f"this head also reads scalars of shape (B, {self.num_scalars}), got {got}")
+            parts.append((scalars - self.scalar_mean) / self.scalar_scale)
+        return self.classifier(torch.cat(parts, dim=1))
 
 
 HEAD_FORMAT = "tiny-biomoe-head"
@@ -115,6 +134,11 @@ class HeadCheckpoint:
         images; None when the file does not say (take it from the run config).
     sampling_rate, window_seconds : float
         Window the head was trained on.
+    scalars : tuple of str
+        ``edge.scalars`` names of the head's scalar inputs, in order (empty: none).
+    calibration : dict
+        ``{"method": "none"|"baseline", "windows": N}``: what the features
+        must be relative to (:mod:`edge.calibration`).
     """
 
     head: FusionHead
@@ -123,6 +147,8 @@ class HeadCheckpoint:
     representation_spec: dict | None
     sampling_rate: float
     window_seconds: float
+    scalars: tuple = ()
+    calibration: dict = field(default_factory=lambda: {"method": "none", "windows": 0})
 
 
 def save_head(
@@ -134,6 +160,8 @@ def save_head(
     representation_spec: dict | None = None,
     sampling_rate: float = 100.0,
     window_seconds: float = 10.0,
+    scalars=(),
+    calibration: dict | None = None,
 ) -> Path:
     """Write a fusion head and its input description in one ``torch.save`` file.
 
@@ -156,6 +184,10 @@ def save_head(
         ``RepresentationSpec.to_dict()`` of the training images.
     sampling_rate, window_seconds : float
         Window the head was trained on.
+    scalars : sequence of str
+        Names of the scalar inputs (``head.num_scalars`` of them).
+    calibration : dict, optional
+        ``{"method", "windows"}`` (default: no calibration).
 
     Returns
     -------
@@ -167,6 +199,9 @@ def save_head(
             f"fusion lists {len(entries)} inputs but the head fuses {head.num_embeddings} embeddings; "
             "pass one (modality, representation) pair per embedding"
         )
+    scalars = [str(name) for name in scalars]
+    if len(scalars) != head.num_scalars:
+        raise ValueError(f"scalars names {len(scalars)} inputs but the head reads {head.num_scalars}")
     labels = [str(label) for label in labels]
     if len(labels) != head.num_classes:
         raise ValueError(f"labels has {len(labels)} names but the head has {head.num_classes} classes")
@@ -184,6 +219,9 @@ def save_head(
         "representation_spec": None if representation_spec is None else dict(representation_spec),
         "sampling_rate": float(sampling_rate),
         "window_seconds": float(window_seconds),
+        "num_scalars": head.num_scalars,
+        "scalars": scalars,
+        "calibration": dict(calibration or {"method": "none", "windows": 0}),
     }
     partial = path.with_name(path.name + ".partial")
     torch.save(payload, partial)
@@ -224,6 +262,7 @@ def load_head(path) -> HeadCheckpoint:
             num_classes=int(payload["num_classes"]),
             hidden=payload.get("hidden"),
             embedding_dim=int(payload.get("embedding_dim", 192)),
+            num_scalars=int(payload.get("num_scalars", 0)),
         )
         head.load_state_dict(payload["state_dict"], strict=True)
         fusion = tuple(_fusion_entry(item) for item in payload["fusion"])
@@ -242,6 +281,8 @@ def load_head(path) -> HeadCheckpoint:
         representation_spec=payload.get("representation_spec"),
         sampling_rate=float(payload.get("sampling_rate", 100.0)),
         window_seconds=float(payload.get("window_seconds", 10.0)),
+        scalars=tuple(payload.get("scalars", ())),
+        calibration=dict(payload.get("calibration") or {"method": "none", "windows": 0}),
     )
 
 
@@ -251,10 +292,11 @@ def _from_finetune_layout(path: Path, payload: dict) -> dict:
     That file has no representation spec (it is in the run's
     ``finetune_config.json``, read by ``biomoe export --run-config``).
     """
-    if payload.get("normalise", "none") != "none":
+    if payload.get("normalise", "none") == "subject":
         raise CheckpointError(
-            f"{path}: the head was trained on per-subject normalised embeddings (normalise="
-            f"{payload['normalise']!r}), which the device cannot reproduce; train it with normalise 'none'"
+            f"{path}: the head was trained on per-subject normalised embeddings (normalise='subject', "
+            "an upper bound that uses every window of a patient), which the device cannot reproduce; "
+            "train it with normalise 'baseline' or 'none'"
         )
     pairs = [str(pair).split(":") for pair in payload["pairs"]]
     if not all(len(pair) == 2 for pair in pairs):

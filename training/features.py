@@ -1,0 +1,75 @@
+"""What a head reads for each window: backbone embeddings and physiological scalars, calibrated.
+
+Both come from the device's own code (:mod:`edge.representations` through the
+feature cache, :mod:`edge.scalars`) and are calibrated by
+:mod:`edge.calibration` exactly as the monitor does it, so a head trained
+here sees on the device what it saw in training.
+
+``normalise``:
+
+- ``none``: features as they are;
+- ``baseline``: minus the subject's baseline, the mean of its first
+  ``baseline_windows`` No Pain windows (what the monitor learns in the first
+  minute after it is attached; deployable);
+- ``subject``: z-scores over all of the subject's windows, pain included:
+  an upper bound that no device can reproduce (it needs the future).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.calibration import Baseline, baseline_rows
+from edge.scalars import scalar_names, window_scalars
+from training.ai4pain import WindowSet
+
+__all__ = ["DEVICE_CHANNELS", "Features", "calibrate", "device_channels", "window_scalar_features"]
+
+DEVICE_CHANNELS = {"Eda": "EDA", "Bvp": "BVP", "Resp": "RESP", "SpO2": "SpO2"}
+"""AI4PAIN folder name -> the device's channel name."""
+
+
+def device_channels(modalities) -> tuple[str, ...]:
+    """Device channel names of data-set modalities (``Eda`` -> ``EDA``)."""
+    return tuple(DEVICE_CHANNELS[m] for m in modalities)
+
+
+@dataclass
+class Features:
+    """Per-window head inputs: embeddings (n, k, D), k may be 0; scalars (n, d), d may be 0."""
+
+    embeddings: np.ndarray
+    scalars: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def take(self, rows) -> Features:
+        return Features(np.ascontiguousarray(self.embeddings[rows]), np.ascontiguousarray(self.scalars[rows]))
+
+
+def window_scalar_features(windows: WindowSet) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`edge.scalars.window_scalars` of every window, and their names."""
+    channels = device_channels(windows.modalities)
+    return window_scalars(windows.signals, channels, windows.sampling_rate), scalar_names(channels)
+
+
+def calibrate(features: Features, windows: WindowSet, normalise: str, baseline_windows: int) -> Features:
+    """Features relative to each subject's baseline (or z-scored per subject); see the module docstring."""
+    if normalise == "none":
+        return Features(features.embeddings.astype(np.float32), features.scalars.astype(np.float32))
+    n = len(features)
+    flat = np.concatenate([features.embeddings.reshape(n, -1), features.scalars], axis=1).astype(np.float64)
+    out = np.empty_like(flat)
+    rest = baseline_rows(windows.labels, windows.subjects, windows=baseline_windows) if normalise == "baseline" else None
+    for subject in np.unique(windows.subjects):
+        rows = windows.subjects == subject
+        if normalise == "baseline":
+            out[rows] = Baseline.fit(flat[rows & rest]).apply(flat[rows])
+        else:
+            out[rows] = (flat[rows] - flat[rows].mean(0)) / np.maximum(flat[rows].std(0), 1e-6)
+    width = features.embeddings[0].size if n else 0
+    embeddings = out[:, :width].reshape(features.embeddings.shape).astype(np.float32)
+    return Features(embeddings, out[:, width:].astype(np.float32))

@@ -26,6 +26,10 @@ from edge.errors import EdgeError
 __all__ = ["Backend", "OnnxRuntimeBackend", "LiteRTBackend", "create_backend", "onnx_session", "softmax"]
 
 
+SCALARS_INPUT = "scalars"
+"""Name of a head graph's second input: the window's calibrated physiological scalars."""
+
+
 def softmax(logits, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax along ``axis`` (float64)."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -46,7 +50,7 @@ class Backend:
         self.bundle = bundle
         self.labels = bundle.labels
 
-    def predict(self, images) -> np.ndarray:
+    def predict(self, images, scalars=None) -> np.ndarray:
         """Class probabilities of one window.
 
         Parameters
@@ -54,6 +58,9 @@ class Backend:
         images : array_like, shape (k, 3, S, S)
             The window's images in the bundle's fusion order, float32 in [0, 1]
             (``edge.representations.to_model_input``).
+        scalars : array_like, shape (d,), optional
+            The window's physiological scalars in the bundle's order
+            (``bundle.scalars``), already calibrated; required when the bundle has any.
 
         Returns
         -------
@@ -67,44 +74,72 @@ class Backend:
                 f"images of one window must have shape {expected} for bundle {self.bundle.name}, "
                 f"got {images.shape}; build them with the bundle's fusion list"
             )
-        return self.predict_batch(images[np.newaxis])[0]
+        return self.predict_batch(images[np.newaxis], None if scalars is None else np.asarray(scalars)[np.newaxis])[0]
 
-    def predict_batch(self, images) -> np.ndarray:
-        """Class probabilities of several windows.
-
-        A backbone with a dynamic batch dimension sees all ``n * k`` images in
-        one call, and a head with a dynamic batch all ``n`` windows; other
-        graphs run once per window (or per image for a batch-1 backbone).
+    def predict_batch(self, images, scalars=None) -> np.ndarray:
+        """Class probabilities of several windows: :meth:`embed` then :meth:`classify`.
 
         Parameters
         ----------
         images : array_like, shape (n, k, 3, S, S)
+        scalars : array_like, shape (n, d), optional
 
         Returns
         -------
         numpy.ndarray, shape (n, n_classes)
         """
         images = self._check_images(images)
-        n_windows, k = images.shape[:2]
         if self.bundle.pipeline == "end_to_end":
             graph = self.bundle.graphs["model"]
-            scores = np.stack([self._run(graph, window).reshape(-1) for window in images])
-        else:
-            backbone, head = self.bundle.graphs["backbone"], self.bundle.graphs["head"]
-            flat = images.reshape((n_windows * k,) + images.shape[2:])
-            step = len(flat) if backbone.batch_is_dynamic else int(backbone.input_shape[0])
-            embeddings = np.concatenate([self._run(backbone, flat[i:i + step]) for i in range(0, len(flat), step)])
-            layout = tuple(int(d) for d in head.input_shape[1:])  # (k, D) or (k*D,)
-            if embeddings.size != n_windows * int(np.prod(layout)):
-                raise EdgeError(
-                    f"bundle {self.bundle.name}: the backbone returned embeddings of shape {embeddings.shape} "
-                    f"for {len(flat)} images but the head expects {list(head.input_shape)}; re-export the bundle"
+            return self._probabilities(np.stack([self._run(graph, window).reshape(-1) for window in images]))
+        return self.classify(self.embed(images), scalars)
+
+    def embed(self, images) -> np.ndarray:
+        """Backbone embeddings ``(n, k, D)`` of ``(n, k, 3, S, S)`` images (``backbone_head`` bundles).
+
+        A backbone with a dynamic batch dimension sees all ``n * k`` images in
+        one call; a batch-1 backbone runs once per image.
+        """
+        images = self._check_images(images)
+        if self.bundle.pipeline != "backbone_head":
+            raise EdgeError(f"bundle {self.bundle.name} is one end-to-end graph: it has no separate embeddings")
+        n_windows, k = images.shape[:2]
+        backbone = self.bundle.graphs["backbone"]
+        flat = images.reshape((n_windows * k,) + images.shape[2:])
+        step = len(flat) if backbone.batch_is_dynamic else int(backbone.input_shape[0])
+        embeddings = np.concatenate([self._run(backbone, flat[i:i + step]) for i in range(0, len(flat), step)])
+        return embeddings.reshape(n_windows, k, -1)
+
+    def classify(self, embeddings, scalars=None) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` from embeddings ``(n, k, D)`` and, if the bundle has them, scalars ``(n, d)``."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        n_windows = len(embeddings)
+        head = self.bundle.graphs["head"]
+        layout = tuple(int(d) for d in head.input_shape[1:])  # (k, D) or (k*D,)
+        if embeddings.size != n_windows * int(np.prod(layout)):
+            raise EdgeError(
+                f"bundle {self.bundle.name}: the backbone returned embeddings of shape {embeddings.shape} "
+                f"but the head expects {list(head.input_shape)}; re-export the bundle"
+            )
+        head_inputs = embeddings.reshape((n_windows,) + layout)
+        n_scalars = len(self.bundle.scalars)
+        if n_scalars:
+            if scalars is None or np.shape(scalars) != (n_windows, n_scalars):
+                raise ValueError(
+                    f"bundle {self.bundle.name} also reads {n_scalars} physiological scalars per window "
+                    f"({', '.join(self.bundle.scalars)}); got {None if scalars is None else np.shape(scalars)}"
                 )
-            head_inputs = embeddings.reshape((n_windows,) + layout)
-            if head.batch_is_dynamic:
-                scores = self._run(head, head_inputs).reshape(n_windows, -1)
-            else:
-                scores = np.stack([self._run(head, x[np.newaxis]).reshape(-1) for x in head_inputs])
+            scalars = np.asarray(scalars, dtype=np.float32)
+        if head.batch_is_dynamic:
+            scores = self._run_head(head, head_inputs, scalars).reshape(n_windows, -1)
+        else:
+            scores = np.stack([
+                self._run_head(head, head_inputs[i:i + 1], None if scalars is None else scalars[i:i + 1]).reshape(-1)
+                for i in range(n_windows)
+            ])
+        return self._probabilities(scores)
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
         n_classes = len(self.labels)
         if scores.shape[1] != n_classes:
             raise EdgeError(
@@ -142,6 +177,11 @@ class Backend:
 
     def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _run_head(self, graph: GraphSpec, embeddings: np.ndarray, scalars: np.ndarray | None) -> np.ndarray:
+        if scalars is not None:
+            raise EdgeError(f"bundle {self.bundle.name}: a head with scalar inputs needs the onnxruntime backend")
+        return self._run(graph, embeddings)
 
     def __enter__(self):
         return self
@@ -200,6 +240,12 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
         session = self._sessions[graph.role]
         return session.run([graph.output_name], {graph.input_name: inputs})[0]
+
+    def _run_head(self, graph: GraphSpec, embeddings: np.ndarray, scalars: np.ndarray | None) -> np.ndarray:
+        feeds = {graph.input_name: embeddings}
+        if scalars is not None:
+            feeds[SCALARS_INPUT] = scalars
+        return self._sessions[graph.role].run([graph.output_name], feeds)[0]
 
     def close(self) -> None:
         self._sessions.clear()

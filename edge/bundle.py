@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from edge.calibration import CALIBRATIONS
 from edge.errors import EdgeError
 from edge.quality import ChannelSpec, channel_spec
 
@@ -157,6 +158,13 @@ class Bundle:
         As written by the export (informational).
     files : dict of str to str
         File name -> SHA-256, all verified.
+    scalars : tuple of str
+        ``edge.scalars`` names the head also reads, in order (its second
+        input, ``scalars``); empty for a head on embeddings alone.
+    calibration : dict
+        ``{"method": "none"|"baseline", "windows": N}``: the features the head
+        expects are relative to the patient's rest baseline of N windows
+        (:mod:`edge.calibration`); the monitor learns it after attaching.
     """
 
     path: Path
@@ -175,6 +183,8 @@ class Bundle:
     quantization: dict | None
     parity: dict | None
     files: dict
+    scalars: tuple = ()
+    calibration: dict = field(default_factory=lambda: {"method": "none", "windows": 0})
 
     @property
     def name(self) -> str:
@@ -517,12 +527,23 @@ def _parse_manifest(data, path: Path, bundle_id: str) -> Bundle:
         m.fail(f"pipeline {pipeline!r} needs graphs {list(roles)}, got {sorted(graphs_raw)}")
     graphs = {role: _parse_graph(m, role, graphs_raw[role], files) for role in roles}
     _check_graph_shapes(m, graphs, pipeline, len(fusion), len(labels))
+    scalars = tuple(m.names("scalars")) if "scalars" in data else ()
+    unknown = [name for name in scalars if name.split(".")[0] not in channel_names]
+    if scalars and (pipeline != "backbone_head" or unknown):
+        m.fail(f"'scalars' must name scalars of the bundle's channels for a backbone_head pipeline, got {list(scalars)}")
+    calibration = m.get("calibration", dict, "an object {method, windows}") if "calibration" in data else {}
+    calibration = {"method": calibration.get("method", "none"), "windows": calibration.get("windows", 0)}
+    if calibration["method"] not in CALIBRATIONS or not (
+        isinstance(calibration["windows"], int) and 0 <= calibration["windows"] <= 360
+        and (calibration["windows"] > 0) == (calibration["method"] == "baseline")
+    ):
+        m.fail(f"'calibration' must be {{method: none}} or {{method: baseline, windows: 1-360}}, got {calibration}")
 
     return Bundle(
         path=path, bundle_id=bundle_id, manifest=data, placeholder=placeholder, backend=backend,
         pipeline=pipeline, graphs=graphs, representation_spec=representation_spec, fusion=tuple(fusion),
         labels=tuple(labels), sampling_rate=sampling_rate, window_seconds=window_seconds, channels=channels,
-        quantization=quantization, parity=parity, files=dict(files),
+        quantization=quantization, parity=parity, files=dict(files), scalars=scalars, calibration=calibration,
     )
 
 

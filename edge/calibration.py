@@ -105,7 +105,7 @@ def baseline_rows(labels, subjects, order=None, windows: int = DEFAULT_BASELINE_
     for subject in np.unique(subjects):
         rest = np.flatnonzero((subjects == subject) & (labels == 0))
         if len(rest) == 0:
-            raise ValueError(f"subject {subject!r} has no No Pain window to calibrate on")
+            raise ValueError(f"subject {str(subject)!r} has no No Pain window to calibrate on")
         rest = rest[np.argsort(order[rest], kind="stable")]
         mask[rest if windows == 0 else rest[:windows]] = True
     return mask

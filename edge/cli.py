@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-service": ("edge.service", "write a systemd unit that runs the monitor"),
     "simulate-device": ("firmware_bridge.simulator", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
+    "import-e4": ("training.e4", "import Empatica E4 sessions with per-second labels into the AI4PAIN layout"),
     "pretrain": ("training.pretrain", "multi-task pretraining of the backbone on biosignal images"),
     "finetune": ("training.finetune", "train a fusion head (frozen backbone) or fine-tune fully"),
     "evaluate": ("training.evaluate", "evaluate a trained model: metrics, confusion matrix, fusion table"),

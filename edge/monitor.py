@@ -89,6 +89,7 @@ import sys
 import tempfile
 import threading
 import time
+import signal
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.backends import create_backend
+from edge.calibration import Baseline
 from edge.budget import BudgetTracker, SkippingQueue, peak_memory_mb, process_memory_mb
 from edge.bundle import PLACEHOLDER_NOTICE, Bundle, FusionEntry, default_bundle_path, load_bundle
 from edge.config import MonitorConfig, add_config_arguments, config_from_args
@@ -677,6 +679,12 @@ class Monitor:
 # --------------------------------------------------------------------------- command line
 
 
+def _store_baseline(store: ResultStore, baseline: Baseline) -> None:
+    """Keep the patient's baseline with the session (an event), so a session's results can be reproduced."""
+    store.append_event("calibration", baseline.to_dict())
+    logger.info("calibrated: the patient's rest baseline from %d windows is stored; pain levels follow", baseline.windows)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``biomoe monitor``."""
     parser.description = (
@@ -768,6 +776,12 @@ def run(args: argparse.Namespace) -> int:
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
                                                   for c in device.channels}},
             )
+            if processor.baseline_windows:
+                processor.on_baseline = lambda baseline: _store_baseline(store, baseline)
+                signal.signal(signal.SIGUSR1, lambda *_: processor.recalibrate())
+                logger.info("calibrating to the patient: the first %d reliable windows (%g s) learn the rest "
+                            "baseline and get no pain level; kill -USR1 %d calibrates again",
+                            processor.baseline_windows, processor.baseline_windows * monitor.hop_seconds, os.getpid())
             if bundle.placeholder:  # whatever the log level: the results mean nothing
                 print(f"biomoe monitor: {PLACEHOLDER_NOTICE}", file=sys.stderr, flush=True)
             logger.info("%s", bundle.describe())

@@ -8,7 +8,12 @@
 2. ``represent``: missing samples filled (:func:`edge.quality.signal_fill`),
    the bundle's fusion rows picked, turned into images by the ``images_for``
    callable (the monitor passes one built on :mod:`edge.representations`);
-3. ``infer``: class probabilities from the bundle's backend;
+3. ``infer``: class probabilities from the bundle's backend; a bundle
+   that reads physiological scalars (:mod:`edge.scalars`) gets them too, and
+   a bundle calibrated to the patient (:mod:`edge.calibration`) first spends
+   its ``calibration.windows`` reliable windows learning the patient's rest
+   baseline (those results carry ``skip_reason="calibrating"`` and no label),
+   then sees every window's features minus that baseline;
 4. ``smooth``: the smoother, fed only reliable windows (every channel ok);
 
 each stage timed into the result's ``latency_ms``.
@@ -24,7 +29,9 @@ import numpy as np
 from edge.backends import Backend
 from edge.budget import StageTimer
 from edge.bundle import Bundle
+from edge.calibration import Baseline
 from edge.quality import DeviceFlags, signal_fill, window_quality
+from edge.scalars import scalar_names, window_scalars
 from edge.smoothing import Smoother
 from edge.storage import WindowResult
 from edge.windows import Window
@@ -51,6 +58,11 @@ class WindowProcessor:
         Device status flags, consulted per window and pruned as windows pass.
     quality_thresholds : dict, optional
         Passed to :func:`edge.quality.signal_quality`.
+    baseline : Baseline, optional
+        A patient baseline already learnt (e.g. by an earlier session); default:
+        learn it from the first reliable windows when the bundle asks for one.
+    on_baseline : callable, optional
+        ``on_baseline(baseline)`` once a baseline is learnt (the monitor stores it).
     """
 
     def __init__(
@@ -61,6 +73,8 @@ class WindowProcessor:
         images_for: Callable[[np.ndarray], np.ndarray],
         device_flags: DeviceFlags | None = None,
         quality_thresholds: dict | None = None,
+        baseline: Baseline | None = None,
+        on_baseline: Callable[[Baseline], None] | None = None,
     ):
         self.bundle = bundle
         self.backend = backend
@@ -69,6 +83,18 @@ class WindowProcessor:
         self.device_flags = device_flags
         self.quality_thresholds = dict(quality_thresholds or {})
         self._rows = [bundle.channel_names.index(entry.modality) for entry in bundle.fusion]
+        self._scalar_channels = tuple(dict.fromkeys(name.split(".")[0] for name in bundle.scalars))
+        self._scalar_rows = [bundle.channel_names.index(channel) for channel in self._scalar_channels]
+        computed = scalar_names(self._scalar_channels)
+        self._scalar_pick = [computed.index(name) for name in bundle.scalars]
+        self.baseline_windows = bundle.calibration["windows"] if bundle.calibration["method"] == "baseline" else 0
+        self.baseline = baseline
+        self.on_baseline = on_baseline
+        self._rest: list[np.ndarray] = []
+
+    def recalibrate(self) -> None:
+        """Forget the patient's baseline: the next reliable windows learn a new one."""
+        self.baseline, self._rest = None, []
 
     def process(
         self, window: Window, wall_time: float | None = None, device_flags: Mapping[str, Iterable[str]] | None = None
@@ -109,12 +135,27 @@ class WindowProcessor:
             quality = window_quality(
                 window.data, window.sampling_rate, self.bundle.channels, flags, **self.quality_thresholds
             )
+        reliable = all(verdict["ok"] for verdict in quality.values())
         with timer.stage("represent"):
-            images = self.images_for(signal_fill(window.data)[self._rows])
+            filled = signal_fill(window.data)
+            images = self.images_for(filled[self._rows])
+            scalars = None
+            if self._scalar_rows:
+                every = window_scalars(filled[self._scalar_rows], self._scalar_channels, window.sampling_rate)
+                scalars = every[self._scalar_pick]
         with timer.stage("infer"):
-            probabilities = self.backend.predict(images)
+            if self.baseline_windows:
+                probabilities = self._calibrated(images, scalars, reliable)
+            else:
+                probabilities = self.backend.predict(images, scalars)
+        if probabilities is None:
+            return WindowResult(
+                window_index=window.index, start_time=window.start_time, end_time=window.end_time,
+                wall_time=time.time() if wall_time is None else wall_time, quality=quality,
+                latency_ms=timer.latency_ms(), skipped=True, skip_reason="calibrating",
+                bundle_id=self.bundle.bundle_id, placeholder=self.bundle.placeholder,
+            )
         with timer.stage("smooth"):
-            reliable = all(verdict["ok"] for verdict in quality.values())
             smoothed, smoothed_index = self.smoother.update(probabilities, reliable=reliable)
         labels = self.bundle.labels
         return WindowResult(
@@ -131,6 +172,23 @@ class WindowProcessor:
             bundle_id=self.bundle.bundle_id,
             placeholder=self.bundle.placeholder,
         )
+
+    def _calibrated(self, images: np.ndarray, scalars: np.ndarray | None, reliable: bool) -> np.ndarray | None:
+        """Probabilities of the features minus the patient's baseline; None while the baseline is being learnt."""
+        embeddings = self.backend.embed(images[np.newaxis])[0]
+        features = np.concatenate([embeddings.ravel(), [] if scalars is None else scalars])
+        if self.baseline is None:
+            if reliable:
+                self._rest.append(features)
+            if len(self._rest) < self.baseline_windows:
+                return None
+            self.baseline = Baseline.fit(np.stack(self._rest))
+            self._rest = []
+            if self.on_baseline is not None:
+                self.on_baseline(self.baseline)
+        relative = self.baseline.apply(features)
+        calibrated_scalars = relative[embeddings.size:][np.newaxis] if scalars is not None else None
+        return self.backend.classify(relative[:embeddings.size].reshape((1,) + embeddings.shape), calibrated_scalars)[0]
 
     def skipped(self, window: Window, reason: str = "behind", wall_time: float | None = None) -> WindowResult:
         """The record of a window that was not processed (e.g. dropped by :class:`~edge.budget.SkippingQueue`)."""

@@ -64,34 +64,38 @@ def strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_onnx(module: nn.Module, example: torch.Tensor, path, input_name: str, output_name: str,
+def export_onnx(module: nn.Module, example, path, input_name, output_name: str,
                 keep_metadata: bool = False) -> Path:
     """Export ``module`` (eval mode) to ONNX with the dynamo exporter, batch dimension ``"n"`` dynamic.
 
     Parameters
     ----------
     module : torch.nn.Module
-    example : torch.Tensor
-        An example input (its first dimension becomes dynamic).
+    example : torch.Tensor or tuple of torch.Tensor
+        An example input, or one per input (the first dimension of each becomes the dynamic batch).
     path : str or Path
         Output file.
-    input_name, output_name : str
-        Tensor names in the graph.
+    input_name : str or sequence of str
+        Input tensor name(s) in the graph, one per example input.
+    output_name : str
+        Output tensor name.
     keep_metadata : bool
         Keep the exporter's node metadata (module name scopes), which the
         int8 sensitivity pass reads; the bundle's files drop it.
     """
     path = Path(path)
+    examples = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    names = [input_name] if isinstance(input_name, str) else list(input_name)
     batch = torch.export.Dim("n", min=1, max=1024)
     with torch.no_grad():
         program = torch.onnx.export(
             module.eval(),
-            (example,),
+            examples,
             dynamo=True,
             opset_version=ONNX_OPSET,
-            input_names=[input_name],
+            input_names=names,
             output_names=[output_name],
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=tuple({0: batch} for _ in examples),
             optimize=True,
             verbose=False,
         )

@@ -278,3 +278,21 @@ def test_missing_values_inside_a_window(tmp_path):
 def test_parameters_are_checked(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_split(tmp_path, "train", **kwargs)
+
+
+def test_several_baselines_per_subject_each_give_no_pain_windows_and_two_modalities_suffice(tmp_path):
+    """A recording with rest before and after a task (E4 imports) and no Resp/SpO2 folders."""
+    columns = {"Baseline_1": 2000, "HIGH_1": 1000, "Baseline_2": 3000}
+    for modality in ("Eda", "Bvp"):
+        folder = tmp_path / "train" / modality
+        folder.mkdir(parents=True)
+        length = max(columns.values())
+        table = np.full((length, len(columns)), np.nan)
+        for i, n in enumerate(columns.values()):
+            table[:n, i] = np.arange(n) + 1.0
+        with open(folder / "S1.csv", "w") as handle:
+            handle.write(",".join(columns) + "\n")
+            np.savetxt(handle, table, delimiter=",", fmt="%.1f")
+    windows = load_split(tmp_path, "train", ("Eda", "Bvp"))
+    assert windows.segments.tolist() == ["Baseline_1"] * 2 + ["HIGH_1"] + ["Baseline_2"] * 3
+    assert windows.labels.tolist() == [0, 0, 2, 0, 0, 0]

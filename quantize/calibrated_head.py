@@ -1,0 +1,148 @@
+"""A calibrated head on a bundle's own backbone: ``python -m quantize.calibrated_head``.
+
+Trains a fusion head that reads the bundle's embeddings *and* the windows'
+physiological scalars (:mod:`edge.scalars`), both relative to each subject's
+rest baseline (:mod:`edge.calibration`), and writes a new bundle with the
+same (already quantized, already parity-checked) backbone graph and the new
+head graph. The embeddings come from the bundle's own backbone through
+:mod:`edge.backends`, the images from the monitor's :class:`~edge.monitor.FusionImages`,
+so the head is trained on exactly what the device computes::
+
+    python -m quantize.calibrated_head --bundle edge/bundles/default --data COHORT --out bundles/calibrated
+
+The training split trains the head (early stopping on a share of its
+subjects), the validation split is scored and its macro-F1 recorded in the
+manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.backends import SCALARS_INPUT, create_backend
+from edge.bundle import load_bundle, save_bundle
+from edge.monitor import FusionImages, bundle_representation_spec
+from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, export_onnx
+from training.ai4pain import LABELS, load_split
+from training.features import DEVICE_CHANNELS, Features, calibrate, window_scalar_features
+from training.finetune import FinetuneConfig, data_classes, predict, split_stop_subjects, train_head
+from training.metrics import classification_metrics
+
+__all__ = ["embed_windows", "train_calibrated_head", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+class _ProbabilityHead(torch.nn.Module):
+    def __init__(self, head):
+        super().__init__()
+        self.head = head.eval()
+
+    def forward(self, embeddings, scalars):
+        return torch.softmax(self.head(embeddings, scalars), dim=-1)
+
+
+def embed_windows(bundle, backend, windows, batch: int = 8) -> np.ndarray:
+    """Embeddings ``(n, k, D)`` of every window through the bundle's fusion images and backbone."""
+    from tqdm import tqdm
+
+    modality_of = {DEVICE_CHANNELS[m]: i for i, m in enumerate(windows.modalities)}
+    rows = [modality_of[entry.modality] for entry in bundle.fusion]
+    images_for = FusionImages(bundle.fusion, bundle_representation_spec(bundle))
+    out = []
+    for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch"):
+        images = np.stack([images_for(signals[rows]) for signals in windows.signals[start:start + batch]])
+        out.append(backend.embed(images))
+    return np.concatenate(out).astype(np.float32)
+
+
+def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = None, cache: Path | None = None):
+    """Head, its metrics and scalar names, trained on ``data/train`` and scored on ``data/validation``."""
+    config = config or FinetuneConfig()
+    bundle = load_bundle(bundle_path)
+    backend = create_backend(bundle)
+    modalities = tuple(m for m, channel in DEVICE_CHANNELS.items() if channel in bundle.channel_names)
+    splits = {}
+    for split in ("train", "validation"):
+        windows = load_split(data, split, modalities)
+        stored = None if cache is None else cache / f"{split}_embeddings.npy"
+        if stored is not None and stored.is_file():
+            embeddings = np.load(stored)
+        else:
+            embeddings = embed_windows(bundle, backend, windows)
+            if stored is not None:
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                np.save(stored, embeddings)
+        scalars, names = window_scalar_features(windows)
+        if config.inputs == "embeddings":
+            scalars, names = scalars[:, :0], ()
+        if config.inputs == "scalars":
+            embeddings = embeddings[:, :0]
+        splits[split] = (windows, calibrate(Features(embeddings, scalars), windows, config.normalise, config.baseline_windows))
+    train, features = splits["train"]
+    classes = data_classes(train.labels)
+    labels = np.searchsorted(classes, train.labels)
+    fit, stop = split_stop_subjects(train.subjects, config.stop_fraction, config.seed)
+    head, info = train_head(features.take(fit), labels[fit], features.take(stop), labels[stop], config,
+                            num_classes=len(classes))
+    validation, validation_features = splits["validation"]
+    predicted = classes[predict(head, validation_features).argmax(1)]
+    metrics = classification_metrics(validation.labels, predicted, LABELS)
+    metrics["training"] = info
+    return head, metrics, names, [LABELS[c] for c in classes], bundle
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m quantize.calibrated_head", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle whose backbone the head reads")
+    parser.add_argument("--data", required=True, type=Path, help="AI4PAIN-layout data set with train/ and validation/")
+    parser.add_argument("--out", required=True, type=Path, help="folder of the new bundle")
+    parser.add_argument("--inputs", default="both", choices=("embeddings", "scalars", "both"))
+    parser.add_argument("--normalise", default="baseline", choices=("none", "baseline"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, help="folder to keep the computed embeddings in (reused when present)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.manual_seed(args.seed)
+    config = dataclasses.replace(FinetuneConfig(), inputs=args.inputs, normalise=args.normalise, seed=args.seed)
+    head, metrics, names, labels, bundle = train_calibrated_head(args.bundle, args.data, config=config, cache=args.cache)
+    with tempfile.TemporaryDirectory() as workdir:
+        head_path = Path(workdir) / "head.onnx"
+        k, dim = head.num_embeddings, head.embedding_dim
+        example = (torch.zeros(2, k, dim), torch.zeros(2, head.num_scalars))
+        export_onnx(_ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
+        manifest = json.loads(json.dumps(bundle.manifest))
+        manifest.pop("files", None)
+        manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]
+        manifest["labels"] = labels
+        manifest["scalars"] = list(names)
+        manifest["calibration"] = {"method": args.normalise, "windows": config.baseline_windows if args.normalise == "baseline" else 0}
+        manifest["name"] = f"{bundle.name}-calibrated"
+        manifest["description"] = (f"{bundle.manifest.get('description', '')}; head retrained by quantize.calibrated_head "
+                                   f"on {args.inputs}, calibration {args.normalise}")
+        manifest["head_training"] = {"data": args.data.name, "inputs": args.inputs, "normalise": args.normalise,
+                                     "validation_macro_f1": round(metrics["macro_f1"], 4),
+                                     "validation_accuracy": round(metrics["accuracy"], 4)}
+        files = {name: bundle.path / name for name in bundle.files if name != "head.onnx"}
+        files["head.onnx"] = head_path
+        staged = Path(workdir) / "bundle"
+        save_bundle(staged, manifest, files)
+        if args.out.resolve() == bundle.path.resolve():
+            shutil.rmtree(args.out)
+        shutil.copytree(staged, args.out, dirs_exist_ok=False)
+    print(f"{args.out}: head on {args.inputs}, calibration {args.normalise}; validation macro-F1 "
+          f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

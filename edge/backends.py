@@ -98,9 +98,10 @@ class Backend:
         """Backbone embeddings ``(n, k, D)`` of ``(n, k, 3, S, S)`` images (``backbone_head`` bundles).
 
         A backbone with a dynamic batch dimension sees all ``n * k`` images in
-        one call; a batch-1 backbone runs once per image.
+        one call; a batch-1 backbone runs once per image. Any k is accepted
+        (the backbone embeds images one by one).
         """
-        images = self._check_images(images)
+        images = self._check_images(images, any_count=True)
         if self.bundle.pipeline != "backbone_head":
             raise EdgeError(f"bundle {self.bundle.name} is one end-to-end graph: it has no separate embeddings")
         n_windows, k = images.shape[:2]
@@ -162,9 +163,10 @@ class Backend:
     def close(self) -> None:
         """Release the runtime's resources."""
 
-    def _check_images(self, images) -> np.ndarray:
+    def _check_images(self, images, any_count: bool = False) -> np.ndarray:
         images = np.asarray(images)
-        k, size = self.bundle.n_images, self.bundle.image_size
+        size = self.bundle.image_size
+        k = images.shape[1] if any_count and images.ndim == 5 else self.bundle.n_images
         expected = (k, 3, size, size)
         if images.ndim != 5 or images.shape[1:] != expected:
             raise ValueError(

@@ -30,14 +30,13 @@ import torch
 
 from edge.backends import SCALARS_INPUT, create_backend
 from edge.bundle import load_bundle, save_bundle
-from edge.monitor import FusionImages, bundle_representation_spec
 from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, export_onnx
 from training.ai4pain import LABELS, load_split
-from training.features import DEVICE_CHANNELS, Features, calibrate, window_scalar_features
+from training.features import DEVICE_CHANNELS, Features, bundle_embeddings, calibrate, window_scalar_features
 from training.finetune import FinetuneConfig, data_classes, predict, split_stop_subjects, train_head
 from training.metrics import classification_metrics
 
-__all__ = ["embed_windows", "train_calibrated_head", "main"]
+__all__ = ["train_calibrated_head", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +48,6 @@ class _ProbabilityHead(torch.nn.Module):
 
     def forward(self, embeddings, scalars):
         return torch.softmax(self.head(embeddings, scalars), dim=-1)
-
-
-def embed_windows(bundle, backend, windows, batch: int = 8) -> np.ndarray:
-    """Embeddings ``(n, k, D)`` of every window through the bundle's fusion images and backbone."""
-    from tqdm import tqdm
-
-    modality_of = {DEVICE_CHANNELS[m]: i for i, m in enumerate(windows.modalities)}
-    rows = [modality_of[entry.modality] for entry in bundle.fusion]
-    images_for = FusionImages(bundle.fusion, bundle_representation_spec(bundle))
-    out = []
-    for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch"):
-        images = np.stack([images_for(signals[rows]) for signals in windows.signals[start:start + batch]])
-        out.append(backend.embed(images))
-    return np.concatenate(out).astype(np.float32)
 
 
 def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = None, cache: Path | None = None):
@@ -78,7 +63,7 @@ def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = 
         if stored is not None and stored.is_file():
             embeddings = np.load(stored)
         else:
-            embeddings = embed_windows(bundle, backend, windows)
+            embeddings = bundle_embeddings(bundle, backend, windows)
             if stored is not None:
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 np.save(stored, embeddings)

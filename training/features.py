@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.calibration import Baseline, baseline_rows
+from edge.monitor import FusionImages, bundle_representation_spec
 from edge.scalars import scalar_names, window_scalars
 from training.ai4pain import WindowSet
 
-__all__ = ["DEVICE_CHANNELS", "Features", "calibrate", "device_channels", "window_scalar_features"]
+__all__ = ["DEVICE_CHANNELS", "Features", "bundle_embeddings", "calibrate", "device_channels", "window_scalar_features"]
 
 DEVICE_CHANNELS = {"Eda": "EDA", "Bvp": "BVP", "Resp": "RESP", "SpO2": "SpO2"}
 """AI4PAIN folder name -> the device's channel name."""
@@ -73,3 +74,25 @@ def calibrate(features: Features, windows: WindowSet, normalise: str, baseline_w
     width = features.embeddings[0].size if n else 0
     embeddings = out[:, :width].reshape(features.embeddings.shape).astype(np.float32)
     return Features(embeddings, out[:, width:].astype(np.float32))
+
+
+def bundle_embeddings(bundle, backend, windows, batch: int = 8) -> np.ndarray:
+    """Embeddings ``(n, k, D)`` of every window through the bundle's fusion images and backbone.
+
+    The device's own path (:class:`~edge.monitor.FusionImages`, the bundle's
+    backbone graph). Fusion entries of signals the windows lack are left out,
+    so k is the number of entries whose channel the data has.
+    """
+    from tqdm import tqdm
+
+    modality_of = {DEVICE_CHANNELS[m]: i for i, m in enumerate(windows.modalities)}
+    entries = [entry for entry in bundle.fusion if entry.modality in modality_of]
+    rows = [modality_of[entry.modality] for entry in entries]
+    images_for = FusionImages(entries, bundle_representation_spec(bundle))
+    out = []
+    for start in tqdm(range(0, len(windows), batch), desc="embeddings", unit="batch"):
+        images = np.stack([images_for(signals[rows]) for signals in windows.signals[start:start + batch]])
+        flat = images.reshape((-1,) + images.shape[2:])
+        embedded = backend.embed(flat[:, np.newaxis])  # one image per "window": any k
+        out.append(embedded.reshape(len(images), len(entries), -1))
+    return np.concatenate(out).astype(np.float32)

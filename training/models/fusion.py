@@ -104,7 +104,7 @@ class FusionHead(nn.Module):
             )
         parts = [nn.functional.elu(embeddings)]
         if self.num_scalars:
-            if scalars is None or tuple(scalars.shape) != (len(embeddings), self.num_scalars):
+            if scalars is None or scalars.ndim != 2 or scalars.shape[1] != self.num_scalars:  # the batch stays symbolic
                 got = None if scalars is None else tuple(scalars.shape)
                 raise ValueError(f"this head also reads scalars of shape (B, {self.num_scalars}), got {got}")
             parts.append((scalars - self.scalar_mean) / self.scalar_scale)

@@ -379,8 +379,10 @@ class Monitor:
 
     def __init__(self, bundle: Bundle, processor: WindowProcessor, reader: SensorReader, device: DeviceConfig,
                  store: ResultStore, config: MonitorConfig, limits: RunLimits = RunLimits(), out=sys.stdout,
-                 status_every_s: float = 60.0, session_info: dict | None = None):
+                 status_every_s: float = 60.0, session_info: dict | None = None, scripted_truth=None):
         self.bundle = bundle
+        self.scripted_truth = scripted_truth  # window -> true label, for a simulated hub with scripted pain
+        self.scripted_agreement = [0, 0]  # labelled windows that agree, labelled windows
         self.processor = processor
         self.reader = reader
         self.store = store
@@ -601,7 +603,11 @@ class Monitor:
         self.store.append(result)
         store_ms = (time.perf_counter() - began) * 1000.0
         self.rows_written += 1
-        if result.skipped:
+        if self.scripted_truth is not None and result.label is not None:
+            truth = self.scripted_truth(result.start_time, result.end_time)
+            self.scripted_agreement[0] += result.label == truth
+            self.scripted_agreement[1] += 1
+        if result.skipped and result.skip_reason != "calibrating":  # calibrating windows were processed, unlabelled
             self.windows_skipped += 1
         else:
             self.windows_processed += 1
@@ -674,9 +680,33 @@ class Monitor:
             stopped_by, seconds, self.rows_written, self.windows_processed, self.windows_skipped, lost,
             self.link_losses, stages or "none", memory["end_mb"], memory["start_mb"], memory["peak_mb"],
         )
+        agree, labelled = self.scripted_agreement
+        if self.scripted_truth is not None and labelled:
+            print(f"biomoe monitor: scripted pain episodes: {agree} of {labelled} labelled windows agree with the "
+                  f"simulated level ({agree / labelled:.0%}; chance {1 / len(self.bundle.labels):.0%})",
+                  file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- command line
+
+
+def scripted_truth(conditions, labels: Sequence[str]):
+    """``truth(start, end) -> label``: the pain level a simulated hub was scripted to have over most of a window.
+
+    None when the conditions script no pain (nothing to compare with). Labels
+    are matched by level: ``No Pain``, ``Low Pain``, ``High Pain``.
+    """
+    episodes = [c for c in conditions if c.kind == "pain"]
+    if not episodes:
+        return None
+    names = {"none": labels[0], "low": "Low Pain", "high": "High Pain"}
+
+    def truth(start: float, end: float) -> str:
+        middle = (start + end) / 2
+        active = [c.target for c in episodes if c.active(middle)]
+        return names["high" if "high" in active else "low" if "low" in active else "none"]
+
+    return truth
 
 
 def _store_baseline(store: ResultStore, baseline: Baseline) -> None:
@@ -772,6 +802,7 @@ def run(args: argparse.Namespace) -> int:
                 bundle, processor, source.reader, device, store, config,
                 RunLimits(args.windows or None, args.duration), out=None if args.quiet else sys.stdout,
                 status_every_s=status_every,
+                scripted_truth=None if simulator is None else scripted_truth(simulator.conditions, bundle.labels),
                 session_info={"settings": config.to_dict(), "source": source.description,
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
                                                   for c in device.channels}},

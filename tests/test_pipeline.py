@@ -141,3 +141,32 @@ def test_device_flags_looked_up_elsewhere_are_used_for_the_window(bundle):
     assert {name: v["flags"] for name, v in handed_over.quality.items() if v["flags"]} == {"EDA": ["lead_off"]}
     tracked_result = processor.process(window)
     assert {name: v["flags"] for name, v in tracked_result.quality.items() if v["flags"]} == {"BVP": ["saturation"]}
+
+
+def test_calibrated_bundle_learns_the_patients_baseline_first_and_again_on_request():
+    """The shipped bundle reads scalars relative to the patient's first minute of reliable rest windows."""
+    from edge.bundle import default_bundle_path, load_bundle
+    from edge.monitor import FusionImages, bundle_representation_spec
+
+    bundle = load_bundle(default_bundle_path())
+    assert bundle.calibration == {"method": "baseline", "windows": 6} and "BVP.rate" in bundle.scalars
+    learnt = []
+    processor = WindowProcessor(bundle, create_backend(bundle, threads=1), create_smoother("none"),
+                                FusionImages(bundle.fusion, bundle_representation_spec(bundle)),
+                                on_baseline=learnt.append)
+    rates = {name: 100.0 for name in bundle.channel_names}
+    windower = Windower(rates, bundle.sampling_rate, bundle.window_seconds)
+    windows = []
+    for second in range(100):
+        t = second + np.arange(100) / 100.0
+        for channel in bundle.channel_names:
+            values = _signal(channel, t)
+            if channel == "EDA" and second < 10:
+                values = np.full(100, 4.0)  # a flat (unreliable) first window is not part of the baseline
+            windows += windower.push(channel, float(second), values)
+    results = [processor.process(window) for window in windows[:9]]
+    assert [r.skip_reason for r in results[:7]] == ["calibrating"] * 7 and results[0].quality["EDA"]["ok"] is False
+    assert all(r.label in bundle.labels and not r.skipped for r in results[7:])
+    assert len(learnt) == 1 and learnt[0].windows == 6
+    processor.recalibrate()
+    assert processor.process(windows[9]).skip_reason == "calibrating"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ import numpy as np
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
 from training.ai4pain import WindowSet
 from training.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Backbone", "FeatureCache", "file_sha256", "open_backbone"]
 
@@ -74,15 +77,32 @@ class Backbone:
     source: str
 
 
+def project_pretrained_backbone() -> Path:
+    """The project's pretrained backbone (release format), pretrained with the defaults on first use."""
+    from training.finetune import default_cache_dir
+    from training.pretrain import PretrainConfig, pretrain
+
+    folder = default_cache_dir() / "pretrained"
+    path = folder / "backbone.pth"
+    if not path.is_file():
+        logger.warning("no pretrained backbone in %s yet: pretraining one with the defaults (biomoe pretrain "
+                       "--out %s), a few minutes on a CPU, once", folder, folder)
+        pretrain(PretrainConfig(), folder, resume=True)
+    return path
+
+
 def open_backbone(source: str, device: str | object = "cpu") -> Backbone:
     """Load a backbone from a checkpoint path, or build a seeded random one.
 
     Parameters
     ----------
     source : str
-        Path of a release-format checkpoint, or ``"random"`` / ``"random:SEED"``
-        for random initial weights (seed 0 by default), the baseline a
-        pretrained backbone must beat.
+        Path of a release-format checkpoint; ``"pretrained"``, the project's
+        own backbone (``biomoe pretrain`` with its defaults, run once into
+        ``$BIOMOE_CACHE/pretrained/`` the first time it is asked for, a few
+        minutes on a CPU); or ``"random"`` / ``"random:SEED"`` for random
+        initial weights (seed 0 by default), the baseline a pretrained
+        backbone must beat.
     device : str or torch.device
 
     Raises
@@ -103,6 +123,8 @@ def open_backbone(source: str, device: str | object = "cpu") -> Backbone:
             torch.manual_seed(int(seed_text))
             model = tiny_biomoe()
         return Backbone(model.to(device).eval(), f"random:{int(seed_text)}", source)
+    if source == "pretrained":
+        source = str(project_pretrained_backbone())
     path = Path(source)
     if not path.is_file():
         raise CheckpointError(f"backbone {path} does not exist; pass a backbone checkpoint (.pth) or 'random[:SEED]'")

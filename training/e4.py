@@ -113,8 +113,8 @@ def _session_columns(folder: Path, seconds: dict[int, int], trial_seconds: float
     trial = max(1, int(round(trial_seconds)))
     counts = {"Baseline": 0, "HIGH": 0}
     for label, first, end in _runs(per_second):
-        if label == 0:
-            pieces = [(s, min(s + _BASELINE_SECONDS, end)) for s in range(first, end, _BASELINE_SECONDS)]
+        if label == 0:  # a last piece shorter than a window would give no window: left out
+            pieces = [(s, min(s + _BASELINE_SECONDS, end)) for s in range(first, end - trial + 1, _BASELINE_SECONDS)]
         elif label == 1:
             pieces = [(s, s + trial) for s in range(first, end - trial + 1, trial)]
         else:

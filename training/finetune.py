@@ -108,7 +108,9 @@ class FinetuneConfig:
     pairs : tuple of str
         ``"Modality:representation"`` items fused by the head.
     backbone : str
-        Backbone checkpoint path, or ``"random[:SEED]"``.
+        Backbone checkpoint path, ``"pretrained"`` (the project's own, built
+        once on first use: :func:`training.cache.project_pretrained_backbone`),
+        or ``"random[:SEED]"``.
     mode : {"frozen", "full"}
     inputs : {"embeddings", "scalars", "both"}
         What the head reads: the pairs' backbone embeddings, the windows'
@@ -149,7 +151,7 @@ class FinetuneConfig:
     """
 
     pairs: tuple[str, ...] = DEFAULT_PAIRS
-    backbone: str = "random"
+    backbone: str = "pretrained"
     mode: str = "frozen"
     inputs: str = "both"
     normalise: str = "baseline"
@@ -639,7 +641,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="AI4PAIN-layout data set folder")
     parser.add_argument("--out", required=True, type=Path, help="run folder (config.json, head.pt, metrics.json)")
     parser.add_argument("--config", type=Path, help="TOML or JSON file of FinetuneConfig settings")
-    parser.add_argument("--backbone", help="backbone checkpoint, or random[:SEED] (default random)")
+    parser.add_argument("--backbone", help="backbone checkpoint, pretrained (the project's own; default) or random[:SEED]")
     parser.add_argument("--pairs", help="comma-separated MODALITY:REPRESENTATION, e.g. Eda:scalogram,Bvp:waveform")
     parser.add_argument("--mode", choices=_MODES, help="frozen (default): head on cached embeddings; full: end to end")
     parser.add_argument("--inputs", choices=_INPUTS, help="what the head reads: embeddings, scalars or both (default both)")

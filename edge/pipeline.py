@@ -177,15 +177,15 @@ class WindowProcessor:
         """Probabilities of the features minus the patient's baseline; None while the baseline is being learnt."""
         embeddings = self.backend.embed(images[np.newaxis])[0]
         features = np.concatenate([embeddings.ravel(), [] if scalars is None else scalars])
-        if self.baseline is None:
+        if self.baseline is None:  # every window until the baseline is complete is part of calibration
             if reliable:
                 self._rest.append(features)
-            if len(self._rest) < self.baseline_windows:
-                return None
-            self.baseline = Baseline.fit(np.stack(self._rest))
-            self._rest = []
-            if self.on_baseline is not None:
-                self.on_baseline(self.baseline)
+            if len(self._rest) == self.baseline_windows:
+                self.baseline = Baseline.fit(np.stack(self._rest))
+                self._rest = []
+                if self.on_baseline is not None:
+                    self.on_baseline(self.baseline)
+            return None
         relative = self.baseline.apply(features)
         calibrated_scalars = relative[embeddings.size:][np.newaxis] if scalars is not None else None
         return self.backend.classify(relative[:embeddings.size].reshape((1,) + embeddings.shape), calibrated_scalars)[0]

@@ -40,7 +40,7 @@ Examples
 >>> from edge.representations import RepresentationSpec
 >>> corpus = generate_corpus(2, ("scalogram",), RepresentationSpec(), seed=0)
 >>> corpus.images.shape, corpus.signal_types.tolist()[:4]
-((12, 224, 224, 3), [0, 0, 1, 1])
+((12, 224, 224, 3), [0, 1, 2, 3])
 """
 
 from __future__ import annotations

@@ -70,28 +70,33 @@ ideal observer), validation accuracy, seeds 0/1/2:
 =========  ======  ======  ======  ====================
 signals    seed 0  seed 1  seed 2  seed 0, no z-scores
 =========  ======  ======  ======  ====================
-EDA        56.7 %  63.6 %  62.2 %  39.2 %
-BVP        57.8 %  50.8 %  62.5 %  51.9 %
-RESP       50.0 %  50.6 %  52.8 %  45.0 %
-SpO2       31.9 %  39.7 %  33.1 %  33.3 %
-all four   66.1 %  69.7 %  70.6 %  52.8 %
+EDA        55.3 %  68.1 %  62.8 %  41.4 %
+BVP        53.1 %  59.4 %  59.4 %  46.7 %
+RESP       49.2 %  51.4 %  54.4 %  40.3 %
+SpO2       35.3 %  34.2 %  35.0 %  34.7 %
+all four   64.2 %  68.1 %  70.8 %  45.6 %
 =========  ======  ======  ======  ====================
 
-(macro-F1 with all four: 0.66, 0.71, 0.70). Fusion beats the best single
-signal by 6-8 points; without per-subject normalisation all four reach
-only 52-56 % (subjects differ more than pain levels do). Seed 0 at "easy":
-73.9 %, at "hard": 56.7 % with all four. The feature observer sits 5-10
-points under the 75-80 % aimed for the ideal observer; most of its errors
-confuse Low Pain with the other two classes.
+(macro-F1 with all four: 0.63, 0.69, 0.71; measured on the shared
+physiology model, ``finger-lab`` device, ``default`` effects). Fusion beats
+the best single signal by 8-9 points for seeds 0 and 2 and ties EDA for
+seed 1; without per-subject normalisation all four reach only 46-58 %
+(subjects differ more than pain levels do). Seed 0 at "easy": 73.9 %, at
+"hard": 57.5 % with all four. The feature observer sits 5-15 points under
+the 75-80 % aimed for the ideal observer; most of its errors confuse Low
+Pain with the other two classes.
 
 Even knowing every trial's true strengths, Low and High overlap: choosing
 the best threshold per subject on the mean log strength of the five
-channels separates them 94 % of the time (mean over 59 subjects, seed 0).
+channels separates them 94 % of the time (mean over 59 subjects, seed 0;
+measured before the model moved to :mod:`firmware_bridge.physiology`, whose
+strengths follow the same distribution).
 
 Seeds
 -----
-A subject's recording depends only on ``(seed, subject_id)`` and the
-difficulty (which scales the responses and changes no random draw), so the
+A subject's recording depends only on ``(seed, subject_id)``, the
+difficulty, the device and the effects (the last three change no random
+draw: the same subject and trials, scaled or recorded differently), so the
 same call writes byte-identical files, and the default subject ids make the
 splits disjoint: train is numbered from 1, validation from 101, test from
 201 (at most 100 subjects each unless ``first_subject_id`` is given).

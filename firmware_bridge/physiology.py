@@ -78,8 +78,13 @@ default :class:`PainEffects`:
   and a gasp at the response onset (one breath 1.6-2.4 x deeper) with
   probability min(0.8, 0.6 s);
 - SpO2: -1 % (4 s later, time constant 4 s, twice): about the 1 %
-  quantisation step of an oximeter, so SpO2 carries little information (as
-  reported for AI4PAIN).
+  quantisation step of an oximeter, so SpO2 carries little information.
+
+Each effect saturates, ``limit x tanh(effect / limit)``, so the strongest
+responders stay physiological: SCR heights at 1 x SCL, extra SCRs at 20 /min,
+tonic rise at 0.5 x SCL, heart rate at +40 bpm, pulse amplitude at about
+-75 %, breathing at +15 /min and +100 % depth, SpO2 at -4 % (at ``s = 1``
+the effects are 1-6 % below the sizes above).
 
 Artefacts
 ---------
@@ -145,6 +150,18 @@ _RESPONSE_DYNAMICS = {
     "pulse": (1.0, 2.5, 2),
     "resp": (0.0, 2.0, 2),
     "spo2": (4.0, 4.0, 2),
+}
+# Ceilings of the pain effects: each is limit * tanh(effect / limit), nearly linear at s = 1
+# and bounded for the strongest responders (modelling choices; see training/README.md).
+_LIMITS = {
+    "scr_of_scl": 1.0,
+    "extra_scr_rate_per_min": 20.0,  # 0.33 /s, the severe-pain NFSC of Ledowski et al. 2007
+    "tonic_of_scl": 0.5,
+    "heart_rate_bpm": 40.0,
+    "log_pulse_amplitude": 1.4,  # at most about -75 %
+    "breathing_rate_per_min": 15.0,
+    "breathing_depth": 1.0,
+    "spo2_percent": 4.0,
 }
 _RUNNING = 2**62  # offset of an episode that has not ended yet
 _SCL_CHANGE_S = 1200.0  # the SCL's session change is reached after 20 minutes
@@ -498,6 +515,12 @@ class _SkinConductanceResponses:
         return (slow - fast) / self._peak
 
 
+def _effect(effects: PainEffects, name: str, response) -> np.ndarray:
+    """Size of pain effect ``name`` for a response of strength ``response``, saturating at its ceiling."""
+    limit = _LIMITS[name]
+    return limit * np.tanh(getattr(effects, name) * np.asarray(response, dtype=np.float64) / limit)
+
+
 def _impulses(n: int, positions: np.ndarray, heights: np.ndarray) -> np.ndarray:
     train = np.zeros(n)
     np.add.at(train, positions, heights)
@@ -572,16 +595,16 @@ class _Eda:
         t = (first + np.arange(n)) / fs
         session = 1 + profile.scl_session_change * (1 - np.exp(-t / _SCL_CHANGE_S)) / (1 - math.exp(-1))
         spontaneous, spontaneous_heights = self._spontaneous(np.full(n, profile.scr_rate_per_min / 60.0 / fs))
-        extra, extra_marks = self._extra(effects.extra_scr_rate_per_min / 60.0 / fs * strength)
+        extra, extra_marks = self._extra(_effect(effects, "extra_scr_rate_per_min", strength) / 60.0 / fs)
         heights = np.concatenate([
             spontaneous_heights,
-            effects.scr_of_scl * scl * evoked_strengths,
-            0.5 * effects.scr_of_scl * scl * strength[extra] * extra_marks,
+            scl * _effect(effects, "scr_of_scl", evoked_strengths),
+            0.5 * scl * _effect(effects, "scr_of_scl", strength[extra]) * extra_marks,
         ])
         phasic = self._scrs(_impulses(n, np.concatenate([spontaneous, evoked_positions, extra]), heights))
         eda = (
             scl * np.exp(self._drift(n)) * session
-            + effects.tonic_of_scl * scl * tonic_response
+            + scl * _effect(effects, "tonic_of_scl", tonic_response)
             + phasic
             + 0.3 * motion * self._electrode(n)
             + self._noise.normal(0.0, 0.002, n)
@@ -618,7 +641,7 @@ class _Breathing:
             profile.breathing_rate_per_min
             + self._slow_rate(n)
             + self._fast_rate(n)
-            + self._effects.breathing_rate_per_min * response
+            + _effect(self._effects, "breathing_rate_per_min", response)
         )
         phase = self._phase + np.cumsum(np.clip(rate, 4.0, 40.0) / 60.0 / fs)
         if n:
@@ -636,7 +659,7 @@ class _Breathing:
         depth = (
             profile.breathing_depth
             * np.exp(self._depth(n))
-            * (1 + self._effects.breathing_depth * response)
+            * (1 + _effect(self._effects, "breathing_depth", response))
             * (1 + deep)
         )
         shake = self._shake_gain * motion * self._shake(n)
@@ -674,14 +697,16 @@ class _Pulse:
             + profile.rsa_bpm * breathing
             + self._slow_rate(n)
             + self._fast_rate(n)
-            + effects.heart_rate_bpm * heart_response
+            + _effect(effects, "heart_rate_bpm", heart_response)
         )
         phase = self._phase + np.cumsum(np.clip(heart_rate, 35.0, 180.0) / 60.0 / fs)
         if n:
             self._phase = phase[-1] % 1.0
         u = phase % 1.0
         pulse = sum(height * _wrapped_bump(u, centre, width) for centre, width, height in self._waves) - self._mean
-        log_amplitude = self._slow_amplitude(n) + self._fast_amplitude(n) + effects.log_pulse_amplitude * pulse_response
+        log_amplitude = (
+            self._slow_amplitude(n) + self._fast_amplitude(n) + _effect(effects, "log_pulse_amplitude", pulse_response)
+        )
         amplitude = profile.pulse_amplitude * np.exp(log_amplitude) * (1 + 0.07 * breathing)
         shake = self._shake_gain * motion * self._shake(n)
         noise = self._noise.normal(0.0, profile.ppg_noise * profile.pulse_amplitude, n)
@@ -701,7 +726,7 @@ class _Saturation:
         return (
             self._profile.spo2_percent
             + self._drift(len(motion))
-            + self._effects.spo2_percent * response
+            + _effect(self._effects, "spo2_percent", response)
             - self._motion_drop * np.minimum(motion, 1.0)
         )
 

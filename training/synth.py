@@ -70,19 +70,19 @@ ideal observer), validation accuracy, seeds 0/1/2:
 =========  ======  ======  ======  ====================
 signals    seed 0  seed 1  seed 2  seed 0, no z-scores
 =========  ======  ======  ======  ====================
-EDA        55.3 %  68.1 %  62.8 %  41.4 %
-BVP        53.1 %  59.4 %  59.4 %  46.7 %
-RESP       49.2 %  51.4 %  54.4 %  40.3 %
-SpO2       35.3 %  34.2 %  35.0 %  34.7 %
-all four   64.2 %  68.1 %  70.8 %  45.6 %
+EDA        55.8 %  68.9 %  61.9 %  42.8 %
+BVP        54.2 %  54.7 %  60.6 %  47.2 %
+RESP       46.7 %  52.5 %  55.6 %  41.7 %
+SpO2       35.0 %  34.7 %  35.8 %  34.4 %
+all four   65.3 %  67.2 %  73.1 %  49.2 %
 =========  ======  ======  ======  ====================
 
-(macro-F1 with all four: 0.63, 0.69, 0.71; measured on the shared
+(macro-F1 with all four: 0.65, 0.68, 0.74; measured on the shared
 physiology model, ``finger-lab`` device, ``default`` effects). Fusion beats
-the best single signal by 8-9 points for seeds 0 and 2 and ties EDA for
-seed 1; without per-subject normalisation all four reach only 46-58 %
-(subjects differ more than pain levels do). Seed 0 at "easy": 73.9 %, at
-"hard": 57.5 % with all four. The feature observer sits 5-15 points under
+the best single signal by 9-12 points for seeds 0 and 2 but not EDA alone
+for seed 1; without per-subject normalisation all four reach only 49-58 %
+(subjects differ more than pain levels do). Seed 0 at "easy": 73.3 %, at
+"hard": 58.6 % with all four. The feature observer sits 5-15 points under
 the 75-80 % aimed for the ideal observer; most of its errors confuse Low
 Pain with the other two classes.
 

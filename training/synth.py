@@ -168,7 +168,7 @@ class SyntheticSubject:
         Response strength ``s`` of each column per response (``"eda"``,
         ``"heart"``, ``"pulse"``, ``"resp"``, ``"spo2"``); 0 for baseline and REST.
     recording : dict of str to ndarray
-        Continuous signal of each modality (float64, 100 Hz), before the CSV's rounding.
+        Continuous signal of each modality (float64, 100 Hz, in the device's units), before the CSV's rounding.
     """
 
     subject_id: int

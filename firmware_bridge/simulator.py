@@ -2,10 +2,11 @@
 
 It speaks the real protocol (PROTOCOL.md) on a pseudo-terminal, any pyserial
 URL or any object with ``write(bytes)``, at the real rate or faster, so the
-reader, the monitor and their tests run without hardware. Signals come from a
-built-in physiological generator (EDA, BVP and respiration at 100 Hz, SpO2 at
-1 Hz) or from an AI4PAIN-format recording (``--replay DIR --subject ID``, all
-four at 100 Hz).
+reader, the monitor and their tests run without hardware. Signals come from
+the project's physiology model (:mod:`firmware_bridge.physiology`, one seeded
+subject streamed block by block: EDA, BVP and respiration at 100 Hz, SpO2 at
+1 Hz, as the ``finger-lab`` device) or from an AI4PAIN-format recording
+(``--replay DIR --subject ID``, all four at 100 Hz).
 
 Two kinds of trouble can be injected, both reproducible with ``--seed``:
 
@@ -25,7 +26,8 @@ Two kinds of trouble can be injected, both reproducible with ``--seed``:
   ``disconnect:70-75``            the link goes away and comes back (see below)
   ``reboot:80-82``                the device is off, then boots with a new boot id
   ``stall:90-95``                 nothing is sent, then the frames come in a burst
-  ``pain:high:100-160``           generator only: the physiology of low or high pain
+  ``pain:high:100-160``           generator only: a pain episode of low or high level
+                                  (responses 1-3 s after the start, fading after the end)
   ==============================  =================================================
 
 A window covers the blocks that start inside it.
@@ -69,6 +71,8 @@ import numpy as np
 import serial
 
 from firmware_bridge.errors import BridgeError
+from firmware_bridge.physiology import PAIN_LEVELS
+from firmware_bridge.physiology import PhysiologyStream as SignalGenerator  # the name before the shared model
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, Status, encode_frame
 
 __all__ = [
@@ -91,7 +95,6 @@ logger = logging.getLogger(__name__)
 CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 SIGNAL_KINDS = ("flat", "saturate", "leadoff")
 LINK_KINDS = ("disconnect", "reboot", "stall")
-PAIN_LEVELS = {"none": 0, "low": 1, "high": 2}
 
 
 # --------------------------------------------------------------------------- conditions
@@ -276,10 +279,12 @@ class SimulatorStats:
 
 def generator_config(block_ms: int = 1000, signal_rate_hz: float = 100.0, spo2_rate_hz: float = 1.0,
                      firmware_version: int = 1) -> DeviceConfig:
-    """The device description of the built-in generator.
+    """The device description of the built-in generator (the ``finger-lab`` device of the physiology model).
 
     EDA in microsiemens (0-32.77 uS), BVP and RESP in arbitrary units
-    (+-3.28), int16; SpO2 in percent (0-100 %, 0.01 % steps).
+    (+-16.4, 0.0005 steps: a pulse or breath is about 1, motion shakes it a
+    few times that), int16; SpO2 in percent (0.01 % steps; full scale far
+    above 100 %, so a 100 % reading is not flagged as saturated).
     """
     per_block = {}
     for name, rate in (("signal_rate_hz", signal_rate_hz), ("spo2_rate_hz", spo2_rate_hz)):
@@ -295,99 +300,12 @@ def generator_config(block_ms: int = 1000, signal_rate_hz: float = 100.0, spo2_r
         block_ms * 1000,
         (
             ChannelSpec("EDA", "uS", signal, SampleFormat.INT16, -32768, 32767, 0.0005, 16.384),
-            ChannelSpec("BVP", "a.u.", signal, SampleFormat.INT16, -32768, 32767, 0.0001, 0.0),
-            ChannelSpec("RESP", "a.u.", signal, SampleFormat.INT16, -32768, 32767, 0.0001, 0.0),
-            ChannelSpec("SpO2", "%", spo2, SampleFormat.INT16, 0, 10000, 0.01, 0.0),
+            ChannelSpec("BVP", "a.u.", signal, SampleFormat.INT16, -32768, 32767, 0.0005, 0.0),
+            ChannelSpec("RESP", "a.u.", signal, SampleFormat.INT16, -32768, 32767, 0.0005, 0.0),
+            ChannelSpec("SpO2", "%", spo2, SampleFormat.INT16, 0, 32767, 0.01, 0.0),
         ),
         firmware_version,
     )
-
-
-class SignalGenerator:
-    """Continuous, seeded physiological signals, produced block by block.
-
-    * BVP: pulses at 60-90 bpm (a systolic peak and a dicrotic wave per beat),
-      amplitude and baseline modulated by breathing, a little noise.
-    * RESP: breathing at 12-18 breaths/min, slightly asymmetric, varying depth.
-    * EDA: a tonic level around 2-8 uS drifting slowly, plus phasic skin
-      conductance responses (rise ~0.7 s, recovery ~3 s) at random times.
-    * SpO2: about 97.5 %, slowly wandering between 95 and 99.5 %.
-
-    Pain (level 1 low, 2 high) raises the heart and breathing rates and makes
-    skin conductance responses more frequent and larger.
-
-    Parameters
-    ----------
-    sampling_rates : dict of str to float
-        Hz of each of ``EDA``, ``BVP``, ``RESP``, ``SpO2``.
-    rng : numpy.random.Generator
-        Source of randomness (use a seeded ``np.random.default_rng``).
-    """
-
-    def __init__(self, sampling_rates: dict[str, float], rng: np.random.Generator):
-        self.rates = dict(sampling_rates)
-        self._rng = rng
-        self._heart_rate = 72.0 + rng.normal(0, 4)
-        self._breath_rate = 15.0 + rng.normal(0, 1)
-        self._beat_phase = rng.random()
-        self._breath_phase = rng.random()
-        self._tonic = 4.0 + rng.normal(0, 1)
-        self._spo2 = 97.5
-        self._responses: list[tuple[float, float]] = []  # (onset s, amplitude uS)
-
-    def _wander(self, value: float, mean: float, spread: float, low: float, high: float, dt: float) -> float:
-        """One Ornstein-Uhlenbeck step (time constant 30 s) clipped to [low, high]."""
-        theta = min(1.0, dt / 30.0)
-        value += theta * (mean - value) + spread * np.sqrt(2 * theta) * self._rng.normal()
-        return float(np.clip(value, low, high))
-
-    def block(self, start_s: float, duration_s: float, pain: int = 0) -> dict[str, np.ndarray]:
-        """Samples of every channel for ``[start_s, start_s + duration_s)``, physical units."""
-        rng = self._rng
-        heart_rate = self._wander(self._heart_rate, 72.0, 4.0, 60.0, 90.0, duration_s)
-        breath_rate = self._wander(self._breath_rate, 15.0, 1.2, 12.0, 18.0, duration_s)
-        self._heart_rate, self._breath_rate = heart_rate, breath_rate
-        heart_hz = (heart_rate + (0.0, 8.0, 15.0)[pain]) / 60.0
-        breath_hz = (breath_rate + 2.0 * pain) / 60.0
-        out = {}
-
-        t = np.arange(int(round(self.rates["BVP"] * duration_s))) / self.rates["BVP"]
-        beat = (self._beat_phase + heart_hz * t) % 1.0
-        breath_at_bvp = self._breath_phase + breath_hz * t
-        pulse = np.exp(-(((beat - 0.18) / 0.07) ** 2)) + 0.35 * np.exp(-(((beat - 0.48) / 0.09) ** 2)) - 0.26
-        out["BVP"] = pulse * (1 + 0.12 * np.sin(2 * np.pi * breath_at_bvp)) + 0.05 * np.sin(
-            2 * np.pi * breath_at_bvp
-        ) + rng.normal(0, 0.01, len(t))
-
-        t = np.arange(int(round(self.rates["RESP"] * duration_s))) / self.rates["RESP"]
-        breath = 2 * np.pi * (self._breath_phase + breath_hz * t)
-        depth = 0.6 + 0.05 * rng.normal()
-        out["RESP"] = depth * (np.sin(breath) + 0.15 * np.sin(2 * breath)) + rng.normal(0, 0.01, len(t))
-
-        t = np.arange(int(round(self.rates["EDA"] * duration_s))) / self.rates["EDA"]
-        tonic_end = self._wander(self._tonic, 4.0, 1.0, 1.5, 9.0, duration_s)
-        eda = self._tonic + (tonic_end - self._tonic) * t / duration_s
-        self._tonic = tonic_end
-        rate = (1 / 20, 1 / 8, 1 / 4)[pain]
-        for _ in range(rng.poisson(rate * duration_s)):
-            amplitude = rng.lognormal(np.log(0.25 * (1, 1.6, 2.6)[pain]), 0.4)
-            self._responses.append((start_s + rng.uniform(0, duration_s), amplitude))
-        self._responses = [(onset, a) for onset, a in self._responses if start_s - onset < 30.0]
-        absolute = start_s + t
-        for onset, amplitude in self._responses:
-            lag = np.clip(absolute - onset, 0, None)
-            # Bateman function, normalised to a peak of 1 (rise 0.7 s, recovery 3 s)
-            shape = np.where(absolute >= onset, np.exp(-lag / 3.0) - np.exp(-lag / 0.7), 0.0) / 0.4566
-            eda = eda + amplitude * shape
-        out["EDA"] = eda + rng.normal(0, 0.003, len(t))
-
-        n = int(round(self.rates["SpO2"] * duration_s))
-        self._spo2 = self._wander(self._spo2, 97.5, 0.6, 95.0, 99.5, duration_s)
-        out["SpO2"] = self._spo2 + rng.normal(0, 0.1, n)
-
-        self._beat_phase = (self._beat_phase + heart_hz * duration_s) % 1.0
-        self._breath_phase = (self._breath_phase + breath_hz * duration_s) % 1.0
-        return out
 
 
 @dataclass(frozen=True)

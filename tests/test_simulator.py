@@ -20,6 +20,7 @@ from firmware_bridge.simulator import (
     generator_config,
     parse_condition,
 )
+from rhythm import breathing_rate, heart_rate
 
 
 class Collector:
@@ -59,25 +60,22 @@ def channel(events, name):
 
 
 def test_generated_signals_look_physiological():
+    """The simulated hub streams the shared physiology model (firmware_bridge.physiology), a random subject."""
     rng = np.random.default_rng(4)
     generator = SignalGenerator({"EDA": 100, "BVP": 100, "RESP": 100, "SpO2": 1}, rng)
     blocks = [generator.block(float(k), 1.0) for k in range(120)]
     signal = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
-    beats, _ = find_peaks(signal["BVP"], distance=40, prominence=0.5)
-    heart_rate = 60 * 100 / np.median(np.diff(beats))
-    assert 60 <= heart_rate <= 90
-
-    breaths, _ = find_peaks(signal["RESP"], distance=250, prominence=0.5)
-    breath_rate = 60 * 100 / np.median(np.diff(breaths))
-    assert 12 <= breath_rate <= 18
+    assert 45 <= heart_rate(signal["BVP"]) <= 110
+    assert 6 <= breathing_rate(signal["RESP"]) <= 28
 
     eda = signal["EDA"]
-    assert 1.0 < eda.min() and eda.max() < 20.0
+    assert 0.01 <= eda.min() and eda.max() < 40.0
     responses, _ = find_peaks(eda, prominence=0.05, distance=200)
     assert len(responses) >= 2  # phasic responses on top of the tonic level
 
-    assert len(signal["SpO2"]) == 120 and 95 <= signal["SpO2"].mean() <= 99.5
+    spo2 = signal["SpO2"]
+    assert len(spo2) == 120 and 90 <= spo2.mean() <= 100 and np.array_equal(spo2, np.round(spo2))
 
 
 def test_high_pain_raises_heart_rate_and_skin_conductance_responses():
@@ -86,11 +84,10 @@ def test_high_pain_raises_heart_rate_and_skin_conductance_responses():
         blocks = [generator.block(float(k), 1.0, pain) for k in range(300)]
         bvp = np.concatenate([b["BVP"] for b in blocks])
         eda = np.concatenate([b["EDA"] for b in blocks])
-        beats, _ = find_peaks(bvp, distance=30, prominence=0.5)
-        return len(beats), len(find_peaks(eda, prominence=0.05, distance=100)[0])
+        return heart_rate(bvp[500:]), len(find_peaks(eda, prominence=0.05, distance=100)[0])
 
-    (beats_none, responses_none), (beats_high, responses_high) = measure(0), measure(2)
-    assert beats_high > beats_none * 1.1
+    (rate_none, responses_none), (rate_high, responses_high) = measure(0), measure(2)
+    assert rate_high > rate_none + 3  # bpm; this subject (seed 5) responds moderately with its heart
     assert responses_high > responses_none
 
 

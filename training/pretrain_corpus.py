@@ -8,10 +8,14 @@ parameter drawn uniformly from a physiological range, rendered at 100 Hz in
 makes). Every image comes with three targets: its signal type, its
 representation and its generating parameter scaled to [0, 1].
 
-The signals are deliberately simple; what matters for the backbone is that
-telling the rates apart needs the same cues as telling pain levels apart in
-the target task (heart rate, breathing rate, skin-conductance responses,
-amplitude envelopes):
+ECG, EMG and EEG are deliberately simple generators; PPG, RESP and EDA are a
+random resting subject of the project's physiology model
+(:mod:`firmware_bridge.physiology`, the model behind ``biomoe synth`` and the
+simulated hub, with its artefacts), with the drawn parameter in place of the
+subject's own rate. What matters for the backbone is that telling the rates
+apart needs the same cues as telling pain levels apart in the target task
+(heart rate, breathing rate, skin-conductance responses, amplitude
+envelopes):
 
 ==========  ==============================================  ===============
 type        model                                           parameter
@@ -22,12 +26,13 @@ type        model                                           parameter
             low-level background                            6-60 /min
 ``eeg``     1/f (pink) noise plus an amplitude-modulated     peak frequency
             rhythm                                          4-25 Hz
-``ppg``     systolic and dicrotic waves per beat,           pulse rate
-            breathing modulation, drift                     40-160 bpm
-``resp``    asymmetric breathing cycle, rate and depth      breathing rate
-            fluctuating                                     5-35 /min
-``eda``     tonic level plus skin-conductance responses     SCR rate
-            (bi-exponential) at random times                0.5-15 /min
+``ppg``     the physiology model's finger PPG               heart rate
+                                                            40-160 bpm
+``resp``    the physiology model's breathing belt           breathing rate
+                                                            5-35 /min
+``eda``     the physiology model's skin conductance         spontaneous
+            (tonic level plus SCRs at random times)         SCR rate
+                                                            0.5-15 /min
 ==========  ==============================================  ===============
 
 Examples
@@ -35,20 +40,21 @@ Examples
 >>> from edge.representations import RepresentationSpec
 >>> corpus = generate_corpus(2, ("scalogram",), RepresentationSpec(), seed=0)
 >>> corpus.images.shape, corpus.signal_types.tolist()[:4]
-((12, 224, 224, 3), [0, 0, 1, 1])
+((12, 224, 224, 3), [0, 1, 2, 3])
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import scipy.signal
 
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent
+from firmware_bridge.physiology import draw_profile, simulate_recording
 
 __all__ = [
     "PARAMETER_RANGES",
@@ -165,47 +171,27 @@ def _eeg(rng, n, fs, peak_hz):
     return 0.6 * pink + rng.uniform(0.8, 1.6) * envelope * rhythm
 
 
-def _ppg(rng, n, fs, rate):
-    rr = 60 / rate
-    pulse = _gaussians(
-        offsets=(0.0, 0.38 * rr ** 0.5),
-        heights=(1.0, rng.uniform(0.2, 0.5)),
-        widths=(0.09 * rr ** 0.5, 0.1 * rr ** 0.5),
-    )
-    beats = _event_times(rng, n + int(2 * fs), fs, rate, jitter=0.04) - 1.0
-    breathing = 1 + 0.07 * np.sin(2 * np.pi * rng.uniform(0.15, 0.35) * np.arange(n) / fs)
-    signal = _place(n, fs, beats, pulse, (-0.4, 1.2)) * breathing
-    return signal + 0.2 * _smooth_noise(rng, n, fs, 4.0) + 0.02 * rng.standard_normal(n)
+def _physiology(channel: str, profile_field: str, warmup_s: float = 20.0):
+    """A generator of ``channel`` from the physiology model: a random subject at rest whose
+    ``profile_field`` is the drawn parameter, after ``warmup_s`` seconds (so earlier SCRs decay into the window)."""
+
+    def generate(rng, n, fs, value):
+        profile = replace(draw_profile(rng), **{profile_field: value})
+        warmup = int(warmup_s * fs)
+        recording = simulate_recording(n + warmup, rng, sampling_rate=fs, profile=profile)
+        return recording.signals[channel][warmup:]
+
+    return generate
 
 
-def _resp(rng, n, fs, rate):
-    rate_hz = rate / 60 * (1 + 0.1 * _smooth_noise(rng, n, fs, 4.0))
-    phase = 2 * np.pi * np.cumsum(rate_hz) / fs + rng.uniform(0, 2 * np.pi)
-    cycle = np.sin(phase) + rng.uniform(0.1, 0.3) * np.sin(2 * phase + 0.5)  # inhale faster than exhale
-    depth = 1 + 0.15 * _smooth_noise(rng, n, fs, 5.0)
-    return cycle * depth + 0.1 * _smooth_noise(rng, n, fs, 10.0) + 0.03 * rng.standard_normal(n)
-
-
-def _eda(rng, n, fs, rate):
-    rise, decay = rng.uniform(0.5, 1.0), rng.uniform(2.5, 6.0)
-    warmup = 20.0
-    onsets = np.sort(rng.uniform(0, (n / fs) + warmup, size=rng.poisson(rate / 60 * (n / fs + warmup)))) - warmup
-    heights = rng.lognormal(np.log(0.15), 0.4, size=onsets.size)
-
-    def scr(dt: np.ndarray) -> np.ndarray:
-        return np.exp(-dt / decay) - np.exp(-dt / rise)
-
-    t = np.arange(n) / fs
-    phasic = np.zeros(n)
-    for onset, height in zip(onsets, heights):
-        start = np.searchsorted(t, onset)
-        phasic[start:] += height * scr(t[start:] - onset)
-    level = rng.lognormal(np.log(4.0), 0.5)
-    tonic = level * (1 + 0.02 * _smooth_noise(rng, n, fs, 20.0))
-    return tonic + level * phasic + 0.005 * level * rng.standard_normal(n)
-
-
-_GENERATORS = {"ecg": _ecg, "emg": _emg, "eeg": _eeg, "ppg": _ppg, "resp": _resp, "eda": _eda}
+_GENERATORS = {
+    "ecg": _ecg,
+    "emg": _emg,
+    "eeg": _eeg,
+    "ppg": _physiology("BVP", "heart_rate_bpm"),
+    "resp": _physiology("RESP", "breathing_rate_per_min"),
+    "eda": _physiology("EDA", "scr_rate_per_min"),
+}
 
 
 def generate_signal(kind: str, rng: np.random.Generator, n_samples: int = 1000, sampling_rate: float = 100.0):

@@ -201,7 +201,9 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
         ``machine``, ``bundle``, ``settings``, ``rows`` (one per stage: median,
         q1, q3 in ``unit``), ``reference`` and ``load_breakdown``; JSON-ready.
     """
-    from benchmarks.monitor_path import MonitorPath, cut_windows, decode_stream, representation_spec
+    from benchmarks.monitor_path import (
+        MonitorPath, cut_windows, decode_stream, representation_spec, window_scalars_stand_in,
+    )
 
     machine = machine_info()
     config = generator_config()  # the simulated hub: EDA, BVP, RESP at 100 Hz, SpO2 at 1 Hz, 1 s blocks
@@ -234,7 +236,8 @@ def measure(bundle: Bundle, *, threads: int = 2, warmup: int = 3, repeats: int =
         skipped = contextlib.nullcontext((None, {"status": "skipped (--no-reference)"}))
         with _reference_model(images, len(bundle.labels), threads) if reference else skipped as (
                 reference_call, reference_result):
-            runners = {"infer_window": lambda: path.backend.predict(images)}
+            scalars = window_scalars_stand_in(bundle)
+            runners = {"infer_window": lambda: path.backend.predict(images, scalars)}
             if reference_call is not None:
                 runners["reference"] = reference_call
             progress("bench: inference" + (", interleaved with the PyTorch reference" if reference_call else ""))

@@ -160,6 +160,11 @@ class MonitorPath:
         self.backend.close()
 
 
+def window_scalars_stand_in(bundle: Bundle) -> np.ndarray | None:
+    """Zero scalars (a window at the patient's baseline) for a bundle whose head reads them; else None."""
+    return np.zeros(len(bundle.scalars), np.float32) if bundle.scalars else None
+
+
 def _load(args: argparse.Namespace) -> dict:
     """Start-up of a monitor: bundle checked and loaded, backend ready, first window inferred."""
     imported = time.perf_counter()
@@ -167,7 +172,8 @@ def _load(args: argparse.Namespace) -> dict:
     loaded = time.perf_counter()
     backend = create_backend(bundle, threads=args.threads)
     ready = time.perf_counter()
-    backend.predict(np.zeros((bundle.n_images, 3, bundle.image_size, bundle.image_size), np.float32))
+    backend.predict(np.zeros((bundle.n_images, 3, bundle.image_size, bundle.image_size), np.float32),
+                    window_scalars_stand_in(bundle))
     first = time.perf_counter()
     return {
         "import_ms": (imported - _STARTED) * 1e3,

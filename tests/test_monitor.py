@@ -376,6 +376,42 @@ def _bundle_needing_ecg(tmp_path):
     return save_bundle(tmp_path / "ecg", manifest, {name: source.path / name for name in source.files}).path
 
 
+def _edited_bundle(tmp_path, name, edit):
+    """A copy of the default bundle whose manifest is the text ``edit(manifest dict, folder)`` returns."""
+    folder = Path(shutil.copytree(default_bundle_path(), tmp_path / name))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(edit(manifest, folder))
+    return folder
+
+
+def _more_labels_than_the_head_scores(manifest, folder):
+    manifest["labels"] = manifest["labels"] + ["Unbearable Pain"]
+    del manifest["graphs"]["head"]["outputs"][0]["shape"]
+    return json.dumps(manifest)
+
+
+def _fewer_images_than_the_head_takes(manifest, folder):
+    manifest["fusion"] = manifest["fusion"][:-1]
+    manifest["graphs"]["head"]["inputs"][0]["shape"][1] -= 1
+    return json.dumps(manifest)
+
+
+def _a_head_outside_the_bundle(manifest, folder):
+    outside = folder.parent / "elsewhere"
+    outside.mkdir()
+    shutil.move(folder / "head.onnx", outside / "head.onnx")
+    (folder / "head.onnx").symlink_to(outside / "head.onnx")
+    return json.dumps(manifest)
+
+
+def _bundle_case(name, edit, message):
+    """A bad-input case: a bundle the monitor must refuse before it reads the device or stores anything
+    (were it taken, one window at 20x would end the run with status 0)."""
+    def options(tmp_path, stack):
+        return ["--simulate", "--speed", "20", "--windows", "1", "--bundle", _edited_bundle(tmp_path, name, edit)]
+    return options, message
+
+
 def _config_file(tmp_path):
     path = tmp_path / "monitor.toml"
     path.write_text('simulate = true\nthreads = 0\n')
@@ -414,6 +450,21 @@ BAD_INPUTS = {
     "no source": (lambda tmp, stack: [], "no sensor port: pass --port PORT"),
     "bad schedule": (
         lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
+    "bundle labels vs head": _bundle_case(
+        "labels", _more_labels_than_the_head_scores, "head.onnx outputs 3 class scores but the manifest has 4 labels"),
+    "bundle images vs head": _bundle_case(
+        "images", _fewer_images_than_the_head_takes,
+        r"head.onnx has input shape \[n, 5, 192\] but the manifest says \[n, 4, 192\]"),
+    "bundle window 1e308": _bundle_case(
+        "window", lambda manifest, folder: json.dumps({**manifest, "window_seconds": 1e308}),
+        "'window_seconds' must be a number > 0 and at most 600, got 1e\\+308"),
+    "bundle nested 200000 deep": _bundle_case(
+        "deep", lambda manifest, folder: "[" * 200_000 + "]" * 200_000, "manifest.json is nested too deeply"),
+    "bundle manifest of 2 MiB": _bundle_case(
+        "huge", lambda manifest, folder: json.dumps({**manifest, "description": "x" * (2 << 20)}),
+        "manifest.json is larger than"),
+    "bundle file outside": _bundle_case(
+        "outside", _a_head_outside_the_bundle, "head.onnx leads outside the bundle .* through a symlink"),
 }
 
 

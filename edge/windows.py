@@ -319,8 +319,9 @@ class Windower:
         """Record samples lost on the link (a gap notice) and return the windows this completes.
 
         A gap longer than ``resync_seconds`` restarts the window grid (counted
-        in :attr:`resyncs`) without holding its samples: the windows start
-        again with the channels' next blocks.
+        in :attr:`resyncs`) without holding its samples: the windows the
+        samples before it reach the end of are cut (lagging channels missing),
+        and the windows start again with the channels' next blocks.
 
         Parameters
         ----------
@@ -337,10 +338,7 @@ class Windower:
         buffer = self._buffer(channel)
         if n_samples > self.resync_seconds * buffer.sampling_rate:
             buffer.lost += int(n_samples)
-            if any(b.origin is not None for b in self._buffers.values()):
-                self.resyncs += 1
-                self.reset()
-            return []
+            return self._resync()
         if start_time is None:
             if buffer.origin is None:  # nothing to place the loss against yet
                 buffer.lost += int(n_samples)
@@ -364,9 +362,9 @@ class Windower:
         if buffer.origin is None:
             buffer.origin = start_time
         offset = (start_time - buffer.origin) * buffer.sampling_rate - buffer.end  # in samples
+        emitted = []
         if abs(offset) > self.resync_seconds * buffer.sampling_rate:
-            self.resyncs += 1
-            self.reset()
+            emitted = self._resync()
             buffer.origin, offset = start_time, 0.0
         shift = 0 if abs(offset) <= self.timestamp_tolerance_seconds * buffer.sampling_rate else round(offset)
         if shift < 0:  # overlaps samples already written: keep only the new part
@@ -374,7 +372,16 @@ class Windower:
             values = values[-shift:]
         elif shift > 0:
             values = np.concatenate([np.full(shift, np.nan), values])
-        return self._append(buffer, values)
+        return emitted + self._append(buffer, values)
+
+    def _resync(self) -> list[Window]:
+        """The stream breaks off: cut what the samples held reach, then restart the grid (counted)."""
+        if all(b.origin is None for b in self._buffers.values()):
+            return []
+        emitted = self._cut_ready(before_resync=True)
+        self.resyncs += 1
+        self.reset()
+        return emitted
 
     def _append(self, buffer: ChannelBuffer, values: np.ndarray) -> list[Window]:
         """Write in pieces, cutting windows between them, so no piece evicts samples a window needs.
@@ -398,14 +405,20 @@ class Windower:
             emitted += self._cut_ready()
         return emitted
 
-    def _cut_ready(self) -> list[Window]:
+    def _cut_ready(self, before_resync: bool = False) -> list[Window]:
+        """Cut the windows every channel covers, or that the leading channel passed ``max_wait_seconds`` ago.
+
+        ``before_resync``: the stream breaks off here, so also cut, without the
+        lagging channels, every window the leading channel reaches the end of.
+        """
         started = [b for b in self._buffers.values() if b.origin is not None]
         if not started:
             return []
         leader = max(b.end_time for b in started)
+        wait = 0.0 if before_resync else self.max_wait_seconds
         if self._start is None:
             waited = leader - min(b.origin for b in started)
-            if len(started) < len(self._buffers) and waited < self.window_seconds + self.max_wait_seconds:
+            if len(started) < len(self._buffers) and waited < self.window_seconds + wait:
                 return []
             self._start = max(b.origin for b in started)
         windows = []
@@ -414,7 +427,7 @@ class Windower:
             end = start + self.window_seconds
             needs = {name: self._needed_end(b, start) for name, b in self._buffers.items()}
             lagging = [b for name, b in self._buffers.items() if b.origin is None or b.end < needs[name]]
-            if lagging and leader < end + self.max_wait_seconds:
+            if lagging and leader < end + wait:
                 break
             for buffer in lagging:
                 if buffer.origin is not None:

@@ -174,22 +174,27 @@ def test_device_clock_reset_restarts_the_grid():
 
 @pytest.mark.parametrize("blocks", [100_000, 4_294_967_000])
 def test_a_gap_notice_of_any_length_costs_constant_memory_and_restarts_the_grid(blocks):
-    """The bridge reports a block-index jump: ``blocks`` one-second blocks lost on every channel."""
+    """The bridge reports a block-index jump at 20 s: ``blocks`` one-second blocks lost on every channel.
+    The window [10, 20) waited for SpO2's sample at 20 s: it is cut without it rather than dropped."""
     windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, resync_seconds=30.0)
-    before = _interleaved(windower, [("EDA", 100.0, 0.0, np.sin), ("SpO2", 1.0, 0.0, np.cos)], duration=15.0,
+    before = _interleaved(windower, [("EDA", 100.0, 0.0, np.sin), ("SpO2", 1.0, 0.0, np.cos)], duration=20.0,
                           block_seconds=1.0)
     tracemalloc.start()
     try:
-        gap = windower.mark_lost("EDA", blocks * 100, 15.0) + windower.mark_lost("SpO2", blocks, 15.0)
+        gap = windower.mark_lost("EDA", blocks * 100, 20.0) + windower.mark_lost("SpO2", blocks, 20.0)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert gap == [] and peak < 1_000_000
+    assert peak < 1_000_000
+    assert [w.start_time for w in before] == [0.0] and [(w.index, w.start_time, w.forced) for w in gap] == [
+        (1, 10.0, True)]
+    assert not np.isnan(gap[0].data[0]).any()
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(gap[0].data[1])), np.arange(901, 1000))  # after 19 s
     assert windower.resyncs == 1
-    assert windower.stats()["EDA"]["lost"] == blocks * 100 and windower.stats()["SpO2"]["lost"] == blocks
-    after = _interleaved(windower, [("EDA", 100.0, 15.0, np.sin), ("SpO2", 1.0, 15.0, np.cos)], duration=12.0,
+    assert windower.stats()["EDA"]["lost"] == blocks * 100 and windower.stats()["SpO2"]["lost"] == blocks + 1
+    after = _interleaved(windower, [("EDA", 100.0, 20.0, np.sin), ("SpO2", 1.0, 20.0, np.cos)], duration=12.0,
                          block_seconds=1.0)
-    assert [w.start_time for w in before] == [0.0] and [(w.index, w.start_time) for w in after] == [(1, 15.0)]
+    assert [(w.index, w.start_time) for w in after] == [(2, 20.0)]
     assert not np.isnan(after[0].data).any()
 
 

@@ -891,9 +891,9 @@ def _parse_hello(device_id: int, boot_id: int, seq: int, timestamp: int, payload
     if len(payload) < _HELLO_FIXED.size:
         return f"a hello payload has at least {_HELLO_FIXED.size} bytes, got {len(payload)}"
     block_period_us, next_block, firmware, n_channels, _ = _HELLO_FIXED.unpack_from(payload)
-    if len(payload) != _HELLO_FIXED.size + n_channels * _CHANNEL.size:
-        expected = _HELLO_FIXED.size + n_channels * _CHANNEL.size
-        return f"a hello of {n_channels} channel(s) has {expected} bytes, got {len(payload)}"
+    size = _HELLO_FIXED.size + n_channels * _CHANNEL.size
+    if len(payload) != size:
+        return f"a hello of {n_channels} channel(s) has {size} bytes, got {len(payload)}"
     try:
         channels = []
         for i in range(n_channels):

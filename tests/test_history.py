@@ -165,6 +165,20 @@ def test_history_reads_a_database_it_may_not_write_beside(checkpoint_after, tmp_
         assert lines[0].startswith("biomoe history: note: the latest windows, in results.sqlite-wal, are not shown")
 
 
+def test_a_database_the_user_may_not_read_is_named_as_such(tmp_path):
+    path = _fill(tmp_path / "r.sqlite")
+    path.chmod(0o000)
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=_as_a_user_who_cannot_write(tmp_path))
+    finally:
+        tmp_path.chmod(0o755)
+    assert done.returncode == 1
+    assert done.stderr == (f"biomoe history: error: cannot read results database {path}: permission denied; run as "
+                           "a user who may read it (e.g. the monitor's service user) or copy it\n")
+
+
 def test_missing_database_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(tmp_path / "nope.sqlite")],
                           capture_output=True, text=True)

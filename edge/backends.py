@@ -222,11 +222,18 @@ def onnx_session(path, threads: int = 2, config: Mapping[str, str] | None = None
 
 
 class OnnxRuntimeBackend(Backend):
-    """ONNX Runtime on the CPU, one :func:`onnx_session` per graph."""
+    """ONNX Runtime on the CPU, one :func:`onnx_session` per graph.
+
+    Every graph is checked against the manifest when loaded (tensor names
+    and shapes), and the graphs against each other and the bundle (embedding
+    width, class count), so a mismatched bundle is refused before the
+    monitor stores anything.
+    """
 
     def __init__(self, bundle: Bundle, threads: int = 2):
         super().__init__(bundle)
         self._sessions = {}
+        shapes = {}
         for role, graph in bundle.graphs.items():
             path = bundle.graph_path(role)
             try:
@@ -236,8 +243,15 @@ class OnnxRuntimeBackend(Backend):
                     f"bundle {bundle.name}: ONNX Runtime cannot load {graph.file} "
                     f"({str(exc).splitlines()[0][:200]}); re-export the bundle or upgrade onnxruntime"
                 ) from None
-            _check_names(bundle, graph, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+            inputs, outputs = session.get_inputs(), session.get_outputs()
+            _check_names(bundle, graph, [i.name for i in inputs], [o.name for o in outputs])
+            shapes[role] = (next(i.shape for i in inputs if i.name == graph.input_name),
+                            next(o.shape for o in outputs if o.name == graph.output_name))
+            _check_shape(bundle, graph, "input", graph.input_shape, shapes[role][0])
+            if graph.output_shape is not None:
+                _check_shape(bundle, graph, "output", graph.output_shape, shapes[role][1])
             self._sessions[role] = session
+        _check_pipeline(bundle, shapes)
 
     def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
         session = self._sessions[graph.role]
@@ -339,6 +353,53 @@ def _check_names(bundle: Bundle, graph: GraphSpec, inputs: list[str], outputs: l
             f"bundle {bundle.name}: {graph.file} has {kind}s {actual} but the manifest says {declared!r}; "
             "re-export the bundle"
         )
+
+
+def _check_shape(bundle: Bundle, graph: GraphSpec, kind: str, declared: tuple, actual: list) -> None:
+    """Refuse a graph whose tensor shape differs from the manifest's.
+
+    A fixed size must match; a size the manifest leaves free (a name) must be
+    free in the graph too, as the runtime may feed any size there.
+    """
+    if len(declared) != len(actual) or not all(map(_size_fits, declared, actual)):
+        raise EdgeError(
+            f"bundle {bundle.name}: {graph.file} has {kind} shape {_shape_text(actual)} but the manifest says "
+            f"{_shape_text(declared)}; re-export the bundle"
+        )
+
+
+def _size_fits(declared, actual) -> bool:
+    if isinstance(declared, int):
+        return actual == declared or not isinstance(actual, int)  # a free size in the graph takes any
+    return not isinstance(actual, int)
+
+
+def _check_pipeline(bundle: Bundle, shapes: dict[str, tuple[list, list]]) -> None:
+    """Refuse graphs that do not fit together: embedding width into the head, class scores against labels."""
+    roles = PIPELINE_GRAPHS[bundle.pipeline]
+    final = bundle.graphs[roles[-1]]
+    width = shapes[roles[-1]][1][-1]
+    if isinstance(width, int) and width != len(bundle.labels):
+        raise EdgeError(
+            f"bundle {bundle.name}: {final.file} outputs {width} class scores but the manifest has "
+            f"{len(bundle.labels)} labels {list(bundle.labels)}; re-export the bundle"
+        )
+    if bundle.pipeline == "backbone_head":
+        embedding = shapes["backbone"][1][-1]
+        head = shapes["head"][0]
+        takes = head[-1]
+        if len(head) == 2 and isinstance(takes, int):  # [1, k*D]: the k embeddings side by side
+            takes //= bundle.n_images
+        if isinstance(embedding, int) and isinstance(takes, int) and embedding != takes:
+            raise EdgeError(
+                f"bundle {bundle.name}: {bundle.graphs['backbone'].file} makes embeddings of {embedding} values but "
+                f"{bundle.graphs['head'].file} takes {_shape_text(head)} for {bundle.n_images} images; "
+                "re-export the bundle"
+            )
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("?" if size is None else str(size) for size in shape) + "]"
 
 
 _BACKEND_CLASSES = {"onnxruntime": OnnxRuntimeBackend, "litert": LiteRTBackend}

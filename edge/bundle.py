@@ -65,6 +65,13 @@ _REQUIRED_KEYS = (
     "representation_spec", "fusion", "labels", "sampling_rate", "window_seconds",
     "channels", "quantization", "parity", "files",
 )
+#: Largest manifest read, bytes: a real one is a few kB; this keeps a huge file from filling memory.
+MAX_MANIFEST_BYTES = 1 << 20
+#: Largest sampling rate (Hz), window (s) and image side (pixels) a manifest may give: far above any
+#: real bundle, low enough that the arrays they size fit in memory.
+_MAX_SAMPLING_RATE_HZ = 10_000.0
+_MAX_WINDOW_SECONDS = 600.0
+_MAX_IMAGE_SIZE = 1024
 PLACEHOLDER_NOTICE = (
     "PLACEHOLDER MODEL: this bundle has fixed random weights and its pain levels mean nothing; "
     "it only exercises the pipeline. Install a trained bundle (biomoe export) and pass --bundle."
@@ -289,8 +296,9 @@ def load_bundle(path) -> Bundle:
     ------
     EdgeError
         One line naming what is wrong (missing folder or file, bad JSON,
-        unsupported format version, missing or invalid field, checksum
-        mismatch) and what to do.
+        a manifest over :data:`MAX_MANIFEST_BYTES` or nested too deep,
+        unsupported format version, missing or invalid field, a file that
+        leads outside the bundle, checksum mismatch) and what to do.
     """
     path = Path(path)
     manifest_path = path / MANIFEST_NAME
@@ -300,16 +308,25 @@ def load_bundle(path) -> Bundle:
         raise EdgeError(
             f"{path} is not a model bundle: {MANIFEST_NAME} is missing; pass the folder written by biomoe export"
         )
-    raw = manifest_path.read_bytes()
+    _require_inside(path, MANIFEST_NAME)
+    with open(manifest_path, "rb") as handle:
+        raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise EdgeError(f"bundle {path}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes, far more than "
+                        "a manifest needs; re-export the bundle")
     try:
         manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeError(f"bundle {path}: {MANIFEST_NAME} is not valid JSON ({exc}); re-export the bundle") from None
+    except RecursionError:
+        raise EdgeError(f"bundle {path}: {MANIFEST_NAME} is nested too deeply to be a manifest; "
+                        "re-export the bundle") from None
     bundle = _parse_manifest(manifest, path, bundle_id=hashlib.sha256(raw).hexdigest()[:12])
     for name, expected in bundle.files.items():
         file_path = path / name
         if not file_path.is_file():
             raise EdgeError(f"bundle {path}: file {name} listed in the manifest is missing; re-export the bundle")
+        _require_inside(path, name)
         actual = file_sha256(file_path)
         if actual != expected:
             raise EdgeError(
@@ -411,6 +428,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _require_inside(bundle_path: Path, name: str) -> None:
+    """Refuse a bundle file that is, or lies in a folder that is, a symlink leading outside the bundle."""
+    target = (bundle_path / name).resolve()
+    if not target.is_relative_to(bundle_path.resolve()):
+        raise EdgeError(f"bundle {bundle_path}: {name} leads outside the bundle (to {target}) through a symlink; "
+                        "copy the files into the bundle folder or re-export it")
+
+
 def _check_file_name(name, bundle_path) -> None:
     pure = PurePosixPath(str(name))
     if (
@@ -445,10 +470,10 @@ class _Manifest:
             self.fail(f"'{where}' must be {what}, got {value!r}")
         return value
 
-    def positive(self, key) -> float:
+    def positive(self, key, most: float) -> float:
         value = self.get(key, (int, float), "a number > 0")
-        if not (math.isfinite(value) and value > 0):
-            self.fail(f"'{key}' must be a number > 0, got {value!r}")
+        if not (math.isfinite(value) and 0 < value <= most):
+            self.fail(f"'{key}' must be a number > 0 and at most {most:g}, got {value!r}")
         return float(value)
 
     def names(self, key) -> list[str]:
@@ -513,8 +538,8 @@ def _parse_manifest(data, path: Path, bundle_id: str) -> Bundle:
     labels = m.names("labels")
     if len(labels) < 2:
         m.fail(f"'labels' must name at least 2 classes, got {labels}")
-    sampling_rate = m.positive("sampling_rate")
-    window_seconds = m.positive("window_seconds")
+    sampling_rate = m.positive("sampling_rate", _MAX_SAMPLING_RATE_HZ)
+    window_seconds = m.positive("window_seconds", _MAX_WINDOW_SECONDS)
     if abs(sampling_rate * window_seconds - round(sampling_rate * window_seconds)) > 1e-6:
         m.fail(f"sampling_rate x window_seconds must be a whole number of samples, got {sampling_rate * window_seconds}")
     representation_spec = m.get("representation_spec", dict, "an object")
@@ -614,8 +639,11 @@ def _parse_shape(m: _Manifest, shape, where: str) -> tuple:
 def _check_graph_shapes(m: _Manifest, graphs: dict, pipeline: str, n_images: int, n_classes: int) -> None:
     images = graphs[PIPELINE_GRAPHS[pipeline][0]]
     shape = images.input_shape
-    if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int) or shape[2] != shape[3]:
-        m.fail(f"graph {images.role!r} input must have shape [k, 3, S, S] with a fixed S, got {list(shape)}")
+    if len(shape) != 4 or shape[1] != 3 or not isinstance(shape[2], int) or shape[2] != shape[3] or (
+        shape[2] > _MAX_IMAGE_SIZE
+    ):
+        m.fail(f"graph {images.role!r} input must have shape [k, 3, S, S] with a fixed S of at most "
+               f"{_MAX_IMAGE_SIZE}, got {list(shape)}")
     allowed_batches = (n_images,) if pipeline == "end_to_end" else (1, n_images)
     if isinstance(shape[0], int) and shape[0] not in allowed_batches:
         m.fail(

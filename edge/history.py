@@ -5,7 +5,7 @@ draws a timeline PNG (``--plot``) of the smoothed pain level above a strip of
 per-channel signal quality. The plot needs matplotlib (``pip install
 "tiny-biomoe-edge[plot]"``); printing and CSV need nothing beyond the standard
 library. The database is opened read-only, so this is safe while the monitor
-runs.
+runs, and works for a user who may not write to its folder.
 """
 
 from __future__ import annotations
@@ -206,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError(f"--last must be a positive number of windows, got {args.last}")
     with ResultStore(args.database, readonly=True) as store:
         results = store.windows(last=args.last, session=args.session)
+        if store.unread_wal:
+            print(f"biomoe history: note: the latest windows, in {args.database.name}-wal, are not shown: SQLite "
+                  f"needs its -shm index, which is gone, and cannot rebuild it in a folder you may not write; run "
+                  "as a user who may write there (e.g. the monitor's service user) to see them", file=sys.stderr)
     if args.csv is None and args.plot is None:
         if not results:
             print(f"no windows stored in {args.database} yet")

@@ -56,6 +56,21 @@ directory (``/var/lib/biomoe`` for the systemd service); set ``--db`` or
 ``database`` in the config file. Link changes, device restarts, periodic
 status and a final summary go to the database's events table.
 
+Only the main thread writes to the database. When it refuses writes
+(another program holds its lock, the disk is full, an I/O error), one
+warning line says which, the results made so far wait in memory and are
+tried again with backoff (0.25 s, doubling to 4 s) while new windows wait in
+the bounded queue; windows beyond it are skipped with reason ``database
+unavailable``. Everything that waited is stored, in window order, as soon as
+the database takes writes again. On a stop signal the monitor keeps trying
+for ``_FINAL_STORE_S`` seconds, then names what it could not store and exits 1.
+
+A device whose stream jumps (a gap longer than the windower's
+``resync_seconds``, e.g. a block index far ahead, or its clock jumping)
+restarts the window grid, with a warning and a ``resync`` event; a device
+description whose channel rates windows cannot be cut from is refused with
+one warning and the monitor waits for a usable one.
+
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
 lost on the link (per channel), link state, latency against the time budget
@@ -107,8 +122,8 @@ from edge.quality import DeviceFlags
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
 from edge.service import GracefulShutdown
 from edge.smoothing import create_smoother
-from edge.storage import ResultStore, WindowResult
-from edge.windows import Window, Windower
+from edge.storage import ResultStore, StoreUnavailable, WindowResult
+from edge.windows import Window, Windower, check_channel_rate
 from firmware_bridge import (
     BridgeParams,
     ChannelBlock,
@@ -138,6 +153,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
 #: How far a channel may lag behind the others before a window is cut without it (device s).
 _MAX_WAIT_SECONDS = 2.0
+#: Seconds between attempts to store while the database refuses writes: the first, doubling up to the second.
+_STORE_RETRY_S = (0.25, 4.0)
+#: How long the monitor keeps trying to store the last results once asked to stop (s).
+_FINAL_STORE_S = 10.0
+#: Events (link changes, status, restarts) that may wait for the database; later ones are counted and dropped.
+_MAX_WAITING_EVENTS = 1000
 
 
 # --------------------------------------------------------------------------- representations
@@ -396,9 +417,6 @@ class Monitor:
         budgets = config.budgets
         self.budget = BudgetTracker(budgets.window_ms or self.hop_seconds * 1000.0, budgets.memory_mb)
         self.queue = SkippingQueue(budgets.max_pending_windows)
-        self._rates: dict[str, float] = {}
-        self.windower = self._windower(device)
-        self.device_flags = DeviceFlags()
         # Counters; the ingest thread writes its own, the main thread reads them for the status line.
         self.windows_cut = 0
         self.rows_written = 0
@@ -406,7 +424,13 @@ class Monitor:
         self.windows_skipped = 0
         self.link_losses = 0
         self.device_restarts = 0
+        self.resyncs = 0
+        self.events_dropped = 0
         self.link_state = "up"
+        self._events: deque[tuple[str, dict, float]] = deque()  # (kind, detail, wall time) waiting to be stored
+        self._rates: dict[str, float] = {}
+        self.windower: Windower | None = None  # None while the device's description cannot be used
+        self.device_flags = DeviceFlags()
         self._held: deque[Window] = deque()  # cut, waiting for the device to report past their end
         self._device_time = -math.inf
         self._skipped: deque[WindowResult] = deque()  # dropped by the queue, to be written in order
@@ -416,14 +440,39 @@ class Monitor:
         self._ingest_thread: threading.Thread | None = None
         self._ingest_error: BaseException | None = None
         self._unwritten: list[Window] = []  # taken from the queue when a limit was reached
+        self._unstored: deque[WindowResult] = deque()  # made, waiting for the database, in window order
+        self._store_problem: str | None = None  # why the database refuses writes, while it does
+        self._store_down_since = 0.0
+        self._store_retry_at = 0.0
+        self._store_delay_s = _STORE_RETRY_S[0]
         self._output_closed = False
+        self._use_device(device)
         self.memory_start_mb = process_memory_mb()
 
     # -- ingest thread
 
-    def _windower(self, device: DeviceConfig) -> Windower:
+    def _use_device(self, device: DeviceConfig, wall_time: float | None = None) -> None:
+        """Cut windows at the device's channel rates, or wait for a description windows can be cut from."""
         rates = {name: device.sampling_rate(name) for name in self.channels}
+        if rates == self._rates:
+            return
+        changed = bool(self._rates)
+        self._release(everything=True)
         self._rates = rates
+        try:
+            for name, rate in rates.items():
+                check_channel_rate(name, rate, self.window_seconds)
+        except ValueError as exc:
+            self.windower = None
+            logger.warning("refusing the device's description: %s; waiting for one windows can be cut from", exc)
+            self._event("device_refused", {"rates": rates, "reason": str(exc)}, wall_time)
+            return
+        self.windower = self._windower(rates)
+        if changed:
+            logger.warning("the device changed its channel rates to %s; windows start again", rates)
+            self._event("device_config", {"rates": rates}, wall_time)
+
+    def _windower(self, rates: dict[str, float]) -> Windower:
         try:
             return Windower(
                 rates, self.bundle.sampling_rate, self.window_seconds, self.hop_seconds,
@@ -445,14 +494,11 @@ class Monitor:
             self._ingest_error = exc
 
     def _handle(self, event) -> None:
-        if isinstance(event, ChannelBlock):
+        if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
-            if event.channel in self.channels:  # a channel the bundle does not use is ignored
-                self._hold(self.windower.push(event.channel, event.device_time_s, event.samples))
-        elif isinstance(event, GapEvent):
-            self._advance(event.device_time_s)
-            if event.channel in self.channels:
-                self._hold(self.windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
+            # A channel the bundle does not use is ignored, and so is everything while the device is refused.
+            if self.windower is not None and event.channel in self.channels:
+                self._place(event)
         elif isinstance(event, StatusEvent):
             for name in self.channels:
                 active = {flag for flag, flagged in (("lead_off", event.lead_off), ("saturation", event.saturated))
@@ -467,28 +513,39 @@ class Monitor:
                 self.link_losses += 1
             elif self.link_losses:
                 logger.info("link to %s back", event.port)
-            self.store.append_event("link", {"kind": event.kind, "port": event.port, "detail": event.detail},
-                                    wall_time=event.received_at)
+            self._event("link", {"kind": event.kind, "port": event.port, "detail": event.detail}, event.received_at)
+
+    def _place(self, event: ChannelBlock | GapEvent) -> None:
+        """Samples, or a gap, into the windower; a jump that restarts its grid is said and stored."""
+        windower = self.windower
+        resyncs = windower.resyncs
+        if isinstance(event, ChannelBlock):
+            self._hold(windower.push(event.channel, event.device_time_s, event.samples))
+            what = f"the device clock jumped to {event.device_time_s:.3f} s"
+        else:
+            self._hold(windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
+            what = f"{event.n_samples} samples of {event.channel} lost at once"
+        if windower.resyncs > resyncs:
+            self.resyncs += 1
+            logger.warning("the device stream jumped (%s); windows start again", what)
+            self._event("resync", {"channel": event.channel, "device_time_s": event.device_time_s, "what": what},
+                        event.received_at)
 
     def _device_event(self, event: DeviceEvent) -> None:
         if event.kind == "session" and event.restarted:
             # Sample indices and the device clock start again: finish what was cut, forget the rest.
             self._release(everything=True)
-            self.windower.reset()
+            if self.windower is not None:
+                self.windower.reset()
             self.device_flags = DeviceFlags()
             self._device_time = -math.inf
             self.device_restarts += 1
             logger.warning("the device restarted (boot id %d); windows start again", event.boot_id)
-            self.store.append_event("device_restart", {"device_id": event.device_id, "boot_id": event.boot_id},
-                                    wall_time=event.received_at)
+            self._event("device_restart", {"device_id": event.device_id, "boot_id": event.boot_id},
+                        event.received_at)
         elif event.kind == "config" and event.config is not None:
             self.bundle.require_channels(event.config.channel_names)
-            rates = {name: event.config.sampling_rate(name) for name in self.channels}
-            if rates != self._rates:
-                self._release(everything=True)
-                self.windower = self._windower(event.config)
-                logger.warning("the device changed its channel rates to %s; windows start again", rates)
-                self.store.append_event("device_config", {"rates": rates}, wall_time=event.received_at)
+            self._use_device(event.config, event.received_at)
 
     def _advance(self, device_time_s: float) -> None:
         self._device_time = max(self._device_time, device_time_s)
@@ -506,7 +563,8 @@ class Monitor:
             with self._order_lock:
                 dropped = self.queue.put(_Queued(window, flags, time.perf_counter()))
                 if dropped is not None:
-                    self._skipped.append(self.processor.skipped(dropped.window, reason="behind"))
+                    reason = "behind" if self._store_problem is None else "database unavailable"
+                    self._skipped.append(self.processor.skipped(dropped.window, reason=reason))
 
     def _flags_during(self, window: Window) -> dict[str, set[str]]:
         return {name: self.device_flags.during(name, window.start_time, window.end_time) for name in self.channels}
@@ -514,15 +572,16 @@ class Monitor:
     # -- processing loop (main thread)
 
     def run(self, shutdown: GracefulShutdown | None = None) -> int:
-        """Monitor until a limit is reached or a stop signal arrives; return the exit status (0).
+        """Monitor until a limit is reached or a stop signal arrives; return the exit status.
+
+        0, or 1 when the database still refused the last results
+        ``_FINAL_STORE_S`` seconds after the stop (they are named on stderr).
 
         Raises
         ------
         EdgeError, BridgeError
             A problem found while reading (e.g. the device dropped a channel).
         """
-        self.store.start_session(self.bundle.bundle_id, self.bundle.placeholder, self.bundle.labels, self.channels,
-                                 self.session_info)
         started = time.monotonic()
         next_status = started + self.status_every_s
         self._ingest_thread = threading.Thread(target=self._ingest, name="biomoe-ingest", daemon=True)
@@ -540,15 +599,18 @@ class Monitor:
                     break
                 if self._ingest_error is not None:
                     raise self._ingest_error
-                try:
-                    item = self.queue.get(timeout=0.2)
-                except TimeoutError:
-                    item = None
-                self._write_skipped()  # windows dropped before this one come first
-                if item is not None and self._limit_reached(started):
-                    self._unwritten.append(item.window)
-                elif item is not None:
-                    self._write(self._process(item))
+                if not self._store():  # the database refuses writes: windows wait in the bounded queue
+                    time.sleep(0.1)
+                else:
+                    try:
+                        item = self.queue.get(timeout=0.2)
+                    except TimeoutError:
+                        item = None
+                    self._write_skipped()  # windows dropped before this one come first
+                    if item is not None and self._limit_reached(started):
+                        self._unwritten.append(item.window)
+                    elif item is not None:
+                        self._write(self._process(item))
                 if time.monotonic() >= next_status:
                     self._status()
                     next_status = time.monotonic() + self.status_every_s
@@ -558,7 +620,7 @@ class Monitor:
         if stopped_by not in ("limit", "stdout closed"):
             self._finish_pending()
         self._summary(stopped_by, time.monotonic() - started)
-        return 0
+        return self._store_the_rest()
 
     def _limit_reached(self, started: float) -> bool:
         duration = self.limits.duration_s
@@ -588,16 +650,71 @@ class Monitor:
 
     def _write_skipped(self) -> None:
         with self._order_lock:
-            skipped = list(self._skipped)
+            self._unstored.extend(self._skipped)
             self._skipped.clear()
-        for position, result in enumerate(skipped):
-            if self._rows_limit_reached():
-                with self._order_lock:
-                    self._skipped.extendleft(reversed(skipped[position:]))
-                break
-            self._write(result)
+        self._store()
 
     def _write(self, result: WindowResult) -> None:
+        """Store one result after those made before it."""
+        self._unstored.append(result)
+        self._store()
+
+    # -- the database (main thread only)
+
+    def _store(self) -> bool:
+        """Store what waits: the session, the results in window order (up to the row limit), the events.
+
+        While the database refuses writes, tries again only when the backoff
+        allows. Returns True once no result waits.
+        """
+        if self._store_problem is not None and time.monotonic() < self._store_retry_at:
+            return False
+        try:
+            if self.store.session_id is None:
+                self.store.start_session(self.bundle.bundle_id, self.bundle.placeholder, self.bundle.labels,
+                                         self.channels, self.session_info)
+            while self._unstored and not self._rows_limit_reached():
+                self._commit(self._unstored[0])
+                self._unstored.popleft()
+            while self._events:
+                self.store.append_event(*self._events[0])
+                self._events.popleft()
+        except StoreUnavailable as exc:
+            self._store_refused(str(exc))
+            return False
+        if self._store_problem is not None:
+            logger.warning("results database writable again after %.0f s; the windows that waited are stored",
+                           time.monotonic() - self._store_down_since)
+            self._store_problem = None
+        return not self._unstored
+
+    def _store_refused(self, problem: str) -> None:
+        """Say it once per problem, and try again later, twice as late each time up to a limit."""
+        now = time.monotonic()
+        if self._store_problem is None:
+            self._store_down_since, self._store_delay_s = now, _STORE_RETRY_S[0]
+        else:
+            self._store_delay_s = min(2 * self._store_delay_s, _STORE_RETRY_S[1])
+        if problem != self._store_problem:
+            in_memory = len(self._unstored) + len(self._skipped) + len(self.queue)
+            logger.warning("%s; %d window(s) kept in memory, retrying", problem, in_memory)
+        self._store_problem = problem
+        self._store_retry_at = now + self._store_delay_s
+
+    def _store_the_rest(self) -> int:
+        """At the end: keep trying for ``_FINAL_STORE_S``; name what could not be stored. The exit status."""
+        deadline = time.monotonic() + _FINAL_STORE_S
+        while not self._store() and self._store_problem is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._store_problem is None:
+            return 0
+        indices = [result.window_index for result in self._unstored]
+        logger.error("%s: %d window(s) could not be stored before stopping (indices %s to %s), nor %d event(s)",
+                     self._store_problem, len(indices), min(indices, default="-"), max(indices, default="-"),
+                     len(self._events))
+        return 1
+
+    def _commit(self, result: WindowResult) -> None:
         """Commit one result, then print it: a printed line is always on disk."""
         began = time.perf_counter()
         self.store.append(result)
@@ -624,6 +741,13 @@ class Monitor:
                 os.dup2(devnull, self.out.fileno())
                 os.close(devnull)
 
+    def _event(self, kind: str, detail: dict, wall_time: float | None = None) -> None:
+        """Queue an event for the database (any thread); past ``_MAX_WAITING_EVENTS`` new ones are counted, dropped."""
+        if len(self._events) >= _MAX_WAITING_EVENTS:
+            self.events_dropped += 1
+            return
+        self._events.append((kind, detail, time.time() if wall_time is None else wall_time))
+
     # -- reporting
 
     def counters(self) -> dict:
@@ -637,14 +761,16 @@ class Monitor:
             "windows_processed": self.windows_processed,
             "windows_skipped": self.windows_skipped,
             # cut but not written when the monitor stopped: windows_cut = windows_written + windows_waiting
-            "windows_waiting": len(self._held) + len(self.queue) + len(self._skipped) + len(self._unwritten),
+            "windows_waiting": len(self._held) + len(self.queue) + len(self._skipped) + len(self._unwritten)
+            + len(self._unstored),
             "samples_lost": lost,
             "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
             "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,
             "link": self.link_state,
             "link_losses": self.link_losses,
             "device_restarts": self.device_restarts,
-            "clock_resyncs": self.windower.resyncs,
+            "resyncs": self.resyncs,
+            "events_dropped": self.events_dropped,
         }
 
     def stage_medians(self) -> dict[str, float]:
@@ -660,8 +786,10 @@ class Monitor:
         line += f"; link {counters['link']} ({self.link_losses} losses)"
         if "total" in self._stage_ms:
             line += f"; median {self.stage_medians()['total']:.0f} ms"
+        if self._store_problem is not None:
+            line += f"; NOT STORING: {self._store_problem}"
         logger.info("%s", line)
-        self.store.append_event("status", {**self.budget.status(), **counters})
+        self._event("status", {**self.budget.status(), **counters})
 
     def _summary(self, stopped_by: str, seconds: float) -> None:
         counters = self.counters()
@@ -669,7 +797,7 @@ class Monitor:
                   "peak_mb": round(peak_memory_mb(), 1)}
         detail = {"stopped_by": stopped_by, "seconds": round(seconds, 3), **counters,
                   "stage_median_ms": self.stage_medians(), "memory": memory, "budget": self.budget.status()}
-        self.store.append_event("summary", detail)
+        self._events.append(("summary", detail, time.time()))  # past the cap on waiting events: the last word
         medians = self.stage_medians()
         stages = ", ".join(f"{stage} {medians[stage]:.1f}" for stage in
                            ("quality", "represent", "infer", "smooth", "store", "total") if stage in medians)

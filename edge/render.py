@@ -7,9 +7,13 @@ So a person can look at what the model sees::
 
 The CSV has a header row of column names and one numeric column per signal
 or segment (the AI4PAIN layout); shorter columns may be padded at the end
-with empty cells or NaN, which are trimmed. Each column is cut into windows
-of ``--window-seconds`` every ``--hop-seconds``; a window with a missing or
-non-finite sample inside is skipped with a warning.
+with empty cells or NaN, which are trimmed. A single column of numbers
+without a header (a raw sensor dump) is one signal named after the file.
+Each column is cut into windows of ``--window-seconds`` every
+``--hop-seconds``; a window with a missing or non-finite sample inside is
+skipped with a warning. Values beyond +-1e12, far outside any sensor's range,
+are refused: they are a unit or export mistake, and overflow the images'
+arithmetic into blank pictures.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ __all__ = ["configure_parser", "read_signal_csv", "run"]
 # Windows rendered per represent() call: bounds memory (6 images of 150 kB per window).
 _WINDOWS_PER_BATCH = 16
 _MISSING_CELLS = {"", "nan", "NaN", "NAN"}
+_MAX_ABS_VALUE = 1e12  # a 32-bit ADC gives at most 2.1e9
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``biomoe render``."""
     parser.add_argument("signal", type=Path, metavar="SIGNAL.csv",
-                        help="CSV with a header row and one numeric column per signal or segment")
+                        help="CSV with a header row and one numeric column per signal or segment, "
+                             "or a single column of numbers without a header")
     parser.add_argument("--fs", type=float, required=True, metavar="HZ", help="sampling rate of the CSV, Hz")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="output folder; PNGs go to DIR/<column>/w<index>_<representation>.png")
@@ -55,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     """Render every window of the selected columns; returns the exit status."""
     spec = _spec_from_args(args)
     hop_seconds = spec.window_seconds if args.hop_seconds is None else args.hop_seconds
+    if not (math.isfinite(hop_seconds) and round(hop_seconds * spec.sampling_rate) >= 1):
+        raise ValueError(f"--hop-seconds must be a finite number of seconds, at least one sample "
+                         f"(1 / {spec.sampling_rate:g} s); got {hop_seconds}")
     hop = round(hop_seconds * spec.sampling_rate)
-    if not (math.isfinite(hop_seconds) and hop >= 1):
-        raise ValueError(f"--hop-seconds must be at least one sample (1 / {spec.sampling_rate:g} s); got {hop_seconds}")
     columns = _select_columns(read_signal_csv(args.signal), args.column)
 
     too_short = {name: values.size for name, values in columns.items() if values.size < spec.n_samples}
@@ -81,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_signal_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a CSV of numeric columns under a header row.
+    """Read a CSV of numeric columns under a header row, or one headerless column.
 
     Empty cells and ``nan`` read as NaN; trailing NaN of each column (the
-    padding of shorter columns) are trimmed, NaN inside a column are kept.
+    padding of shorter columns) are trimmed, NaN inside a column are kept. A
+    file whose first row is a single number has no header: its one column
+    is named after the file (``ecg_dump.csv`` -> ``ecg_dump``).
 
     Parameters
     ----------
@@ -101,8 +110,8 @@ def read_signal_csv(path: str | Path) -> dict[str, np.ndarray]:
         If the file does not exist.
     ValueError
         For an empty file, a missing or duplicate header, a row with more
-        cells than the header, or a cell that is not a number (row and
-        column named).
+        cells than the header, or a cell that is not a number or beyond
+        +-1e12 (row and column named).
     """
     path = Path(path)
     if not path.is_file():
@@ -111,14 +120,17 @@ def read_signal_csv(path: str | Path) -> dict[str, np.ndarray]:
         rows = list(csv.reader(file))
     if not rows:
         raise ValueError(f"{path}: the file is empty; expected a header row of column names, then samples")
-    header = [name.strip() for name in rows[0]]
+    headerless = len(rows[0]) == 1 and _is_number(rows[0][0].strip())  # a raw dump of one signal
+    header = [path.stem] if headerless else [name.strip() for name in rows[0]]
+    first_line, data = (1, rows) if headerless else (2, rows[1:])
     if not header or all(_is_number(name) for name in header if name):
-        raise ValueError(f"{path}: the first row must name the columns (e.g. Eda or LOW_1); got {rows[0]}")
+        raise ValueError(f"{path}: the first row must name the columns (e.g. Eda or LOW_1), unless the file is a "
+                         f"single column of numbers; got {rows[0]}")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates or "" in header:
         raise ValueError(f"{path}: column names must be unique and non-empty; got {header}")
-    samples = np.full((len(rows) - 1, len(header)), np.nan)
-    for line, row in enumerate(rows[1:], start=2):
+    samples = np.full((len(data), len(header)), np.nan)
+    for line, row in enumerate(data, start=first_line):
         if len(row) > len(header):
             raise ValueError(f"{path}: line {line} has {len(row)} cells but the header names {len(header)} columns")
         for position, cell in enumerate(row):
@@ -126,9 +138,13 @@ def read_signal_csv(path: str | Path) -> dict[str, np.ndarray]:
             if cell in _MISSING_CELLS:
                 continue
             try:
-                samples[line - 2, position] = float(cell)
+                value = float(cell)
             except ValueError:
                 raise ValueError(f"{path}: line {line}, column {header[position]!r}: {cell!r} is not a number") from None
+            if math.isfinite(value) and abs(value) > _MAX_ABS_VALUE:
+                raise ValueError(f"{path}: line {line}, column {header[position]!r}: {cell} is beyond "
+                                 f"+-{_MAX_ABS_VALUE:g}, far outside any sensor's range; check the file's units")
+            samples[line - first_line, position] = value
     columns = {}
     for position, name in enumerate(header):
         present = np.flatnonzero(~np.isnan(samples[:, position]))
@@ -170,7 +186,7 @@ def _output_folders(names: list[str], out: Path) -> dict[str, Path]:
 
 def _render_column(name: str, samples: np.ndarray, folder: Path, spec: RepresentationSpec, hop: int) -> int:
     """Write the PNGs of every complete, finite window of one column; returns the windows written."""
-    starts = np.arange(0, samples.size - spec.n_samples + 1, hop)
+    starts = np.arange(0, samples.size - spec.n_samples + 1, min(hop, samples.size))  # any hop past the end: 1
     windows = np.lib.stride_tricks.sliding_window_view(samples, spec.n_samples)[starts]
     finite = np.isfinite(windows).all(axis=-1)
     for index in np.flatnonzero(~finite):

@@ -85,6 +85,9 @@ _DETRENDS = ("none", "constant", "linear")
 _THRESHOLD_MODES = ("fraction", "percentile")
 # pywt samples a wavelet on 2**precision points; 12 is pywt.cwt's default since PyWavelets 1.9.
 _WAVELET_PRECISION = 12
+# Longest window, samples (100 s at 1 kHz): the scalogram holds a complex row per scale of it
+# (64 scales: about 100 MB), so longer windows would exhaust a device's memory.
+_MAX_WINDOW_SAMPLES = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +208,11 @@ class RepresentationSpec:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
 
         exact_samples = self.window_seconds * self.sampling_rate
+        if not exact_samples <= _MAX_WINDOW_SAMPLES:
+            raise ValueError(
+                f"window_seconds x sampling_rate must be at most {_MAX_WINDOW_SAMPLES} samples; got "
+                f"{self.window_seconds:g} s x {self.sampling_rate:g} Hz = {exact_samples:g} samples"
+            )
         if abs(exact_samples - round(exact_samples)) > 1e-6:
             raise ValueError(
                 f"window_seconds x sampling_rate must be a whole number of samples; got "

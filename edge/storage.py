@@ -18,11 +18,17 @@ as a biomoe results database)::
 
 Times: ``start_time``/``end_time`` are device seconds (the sensor board's
 clock), ``wall_time`` is Unix seconds when the result was made.
+
+A write that cannot happen now (the database locked by another program, the
+disk full, an I/O error) raises :class:`StoreUnavailable` with one line
+saying which, after rolling back whatever SQLite left open: the file stays
+intact and the same write can be tried again later.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -31,10 +37,13 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 
-__all__ = ["SCHEMA_VERSION", "WindowResult", "ResultStore"]
+__all__ = ["SCHEMA_VERSION", "WindowResult", "ResultStore", "StoreUnavailable"]
 
 SCHEMA_VERSION = 1
 _APPLICATION_ID = 0x42494F4D  # "BIOM"
+#: Seconds a write waits for another program's lock before raising StoreUnavailable; the monitor
+#: retries on its own, so it stays responsive to stop signals while a lock lasts.
+_WRITE_BUSY_TIMEOUT_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -148,6 +157,19 @@ class WindowResult:
         return json.dumps(_json_safe(self.to_dict()), separators=(",", ":"), allow_nan=False)
 
 
+class StoreUnavailable(EdgeError):
+    """A write the database cannot take now (locked, disk full, I/O error); worth retrying later."""
+
+
+# SQLite's messages for the errors a later retry can get past, and what to tell a person.
+_TRANSIENT_ERRORS = {
+    "database is locked": "results database {path} is locked by another program",
+    "database table is locked": "results database {path} is locked by another program",
+    "database or disk is full": "no space left on device at {path}",
+    "disk I/O error": "cannot write results database {path} (disk I/O error)",
+}
+
+
 class ResultStore:
     """SQLite store of window results (see the module docstring for the schema).
 
@@ -156,13 +178,19 @@ class ResultStore:
     path : str or Path
         Database file; created (with its folder) unless ``readonly``.
     readonly : bool
-        Open an existing database without writing (``biomoe history``).
+        Open an existing database without writing (``biomoe history``). A
+        WAL database that cannot be opened read-only as usual (its ``-shm``
+        file is gone and the folder is not writable) is read as it is on
+        disk (``immutable``); :attr:`unread_wal` then says whether recent
+        windows in its ``-wal`` file are left out.
 
     Raises
     ------
     EdgeError
         When the file is missing (read-only), not a biomoe results database,
         written by a newer biomoe, or cannot be opened.
+    StoreUnavailable
+        From the write methods, when the write cannot happen now.
 
     Examples
     --------
@@ -179,27 +207,60 @@ class ResultStore:
         self.readonly = readonly
         self._lock = threading.Lock()
         self.session_id: int | None = None
+        self.unread_wal = False
         if readonly and not self.path.is_file():
             raise EdgeError(f"no results database at {self.path}; check the path (biomoe monitor --db writes it)")
+        if readonly and not os.access(self.path, os.R_OK):
+            raise EdgeError(f"cannot read results database {self.path}: permission denied; run as a user who may "
+                            "read it (e.g. the monitor's service user) or copy it")
         try:
             if readonly:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._conn = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+                self._conn = self._connect_readonly()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+                self._conn = sqlite3.connect(self.path, timeout=_WRITE_BUSY_TIMEOUT_S, isolation_level=None,
+                                             check_same_thread=False)
             self._prepare()
         except sqlite3.DatabaseError as exc:
+            if self.unread_wal:
+                raise self._unread_wal_error() from None
+            if readonly:
+                raise EdgeError(f"cannot read results database {self.path}: {exc}; is it a file written by "
+                                "biomoe monitor?") from None
             raise EdgeError(
                 f"cannot use results database {self.path}: {exc}; check the path and its permissions, "
                 "or move the file away to start a new one"
             ) from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection; read the file as it is when SQLite cannot set up its WAL index."""
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # e.g. a WAL file whose -shm is gone, in a folder we cannot write
+            conn.close()
+        wal = self.path.with_name(self.path.name + "-wal")
+        self.unread_wal = wal.is_file() and wal.stat().st_size > 0
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+
+    def _unread_wal_error(self) -> EdgeError:
+        folder = self.path.resolve().parent
+        return EdgeError(
+            f"cannot read results database {self.path}: its latest windows are in {self.path.name}-wal, which "
+            f"SQLite reads only with its {self.path.name}-shm index, gone, and {folder} is not writable to "
+            "rebuild it; run biomoe history as a user who may write there (e.g. the monitor's service user), "
+            "or copy the database with its -wal file to a writable folder"
+        )
 
     def _prepare(self) -> None:
         conn = self._conn
         application_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+        if application_id != _APPLICATION_ID and self.unread_wal:
+            raise self._unread_wal_error()
         if application_id != _APPLICATION_ID and (has_tables or self.readonly):
             raise EdgeError(
                 f"{self.path} is not a biomoe results database; pass the file written by biomoe monitor "
@@ -214,6 +275,8 @@ class ResultStore:
             return
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed window survives a power cut
+        if application_id == _APPLICATION_ID and version == SCHEMA_VERSION:
+            return  # nothing to write: opening needs no lock another program may hold
         conn.execute("BEGIN IMMEDIATE")
         for statement in filter(str.strip, _SCHEMA.split(";")):
             conn.execute(statement)
@@ -281,13 +344,17 @@ class ResultStore:
         if self.readonly:
             raise EdgeError(f"results database {self.path} is open read-only")
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 cursor = self._conn.execute(sql, row)
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            except BaseException as exc:
+                if self._conn.in_transaction:  # SQLite rolls back by itself after some errors (disk full)
+                    self._conn.execute("ROLLBACK")
+                problem = _TRANSIENT_ERRORS.get(str(exc)) if isinstance(exc, sqlite3.OperationalError) else None
+                if problem is None:
+                    raise
+                raise StoreUnavailable(problem.format(path=self.path)) from None
         return cursor
 
     def windows(self, last: int | None = None, session: int | None = None) -> list[WindowResult]:

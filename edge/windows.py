@@ -17,8 +17,9 @@ Missing samples are NaN all the way to the quality gate:
   its samples for that span are dropped if they arrive later.
 
 A jump of the device clock larger than ``resync_seconds`` (the board was
-reset, or the link was down for long) restarts the window grid instead of
-producing hours of empty windows.
+reset, or the link was down for long), or a gap notice longer than that,
+restarts the window grid instead of producing hours of empty windows: a gap
+costs constant memory however long the device says it was.
 
 Resampling to the bundle's rate (channels may differ, e.g. SpO2 at 1 Hz,
 BVP at 64 Hz, EDA at 4 Hz on a wristband):
@@ -46,10 +47,46 @@ import numpy as np
 
 from edge.quality import signal_fill
 
-__all__ = ["Window", "ChannelBuffer", "Windower"]
+__all__ = ["MAX_CHANNEL_RATE_HZ", "Window", "ChannelBuffer", "Windower", "check_channel_rate"]
 
 _EPS = 1e-6  # fraction of a sample below which a position counts as on a sample
 _CHUNK_SECONDS = 1.0  # blocks are written in pieces of at most this much signal
+#: Fastest channel a windower takes, Hz. Its ring buffer holds about (window + wait + 1 s) of
+#: samples, so this bounds memory (about 1 MB a channel for 10 s windows); far above any biosignal.
+MAX_CHANNEL_RATE_HZ = 10_000.0
+
+
+def check_channel_rate(name: str, rate, window_seconds: float) -> None:
+    """Refuse a channel rate windows cannot be cut from.
+
+    Parameters
+    ----------
+    name : str
+        Channel name, for the message.
+    rate : float
+        The channel's sampling rate, Hz: at most :data:`MAX_CHANNEL_RATE_HZ`
+        and at least one sample per window.
+    window_seconds : float
+        Window length, s.
+
+    Raises
+    ------
+    ValueError
+        Naming the channel, the allowed range and the rate got.
+
+    Examples
+    --------
+    >>> check_channel_rate("EDA", 1e6, 10.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: sampling rate of channel 'EDA' must be 0.1 to 10000 Hz (a sample per window at least), got 1e+06
+    """
+    _require_positive(f"sampling rate of channel {name!r}", rate)
+    if not 1.0 / window_seconds <= rate <= MAX_CHANNEL_RATE_HZ:
+        raise ValueError(
+            f"sampling rate of channel {name!r} must be {1.0 / window_seconds:g} to {MAX_CHANNEL_RATE_HZ:g} Hz "
+            f"(a sample per window at least), got {rate:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -192,10 +229,10 @@ class Windower:
     ):
         if not channel_rates:
             raise ValueError("channel_rates must name at least one channel, got none")
-        for name, rate in channel_rates.items():
-            _require_positive(f"sampling rate of channel {name!r}", rate)
         _require_positive("sampling_rate", sampling_rate)
         _require_positive("window_seconds", window_seconds)
+        for name, rate in channel_rates.items():
+            check_channel_rate(name, rate, window_seconds)
         hop_seconds = window_seconds if hop_seconds is None else hop_seconds
         _require_positive("hop_seconds", hop_seconds)
         _require_positive("max_wait_seconds", max_wait_seconds)
@@ -281,6 +318,11 @@ class Windower:
     def mark_lost(self, channel: str, n_samples: int, start_time: float | None = None) -> list[Window]:
         """Record samples lost on the link (a gap notice) and return the windows this completes.
 
+        A gap longer than ``resync_seconds`` restarts the window grid (counted
+        in :attr:`resyncs`) without holding its samples: the windows the
+        samples before it reach the end of are cut (lagging channels missing),
+        and the windows start again with the channels' next blocks.
+
         Parameters
         ----------
         channel : str
@@ -294,6 +336,9 @@ class Windower:
         if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 0):
             raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
         buffer = self._buffer(channel)
+        if n_samples > self.resync_seconds * buffer.sampling_rate:
+            buffer.lost += int(n_samples)
+            return self._resync()
         if start_time is None:
             if buffer.origin is None:  # nothing to place the loss against yet
                 buffer.lost += int(n_samples)
@@ -317,9 +362,9 @@ class Windower:
         if buffer.origin is None:
             buffer.origin = start_time
         offset = (start_time - buffer.origin) * buffer.sampling_rate - buffer.end  # in samples
+        emitted = []
         if abs(offset) > self.resync_seconds * buffer.sampling_rate:
-            self.resyncs += 1
-            self.reset()
+            emitted = self._resync()
             buffer.origin, offset = start_time, 0.0
         shift = 0 if abs(offset) <= self.timestamp_tolerance_seconds * buffer.sampling_rate else round(offset)
         if shift < 0:  # overlaps samples already written: keep only the new part
@@ -327,7 +372,16 @@ class Windower:
             values = values[-shift:]
         elif shift > 0:
             values = np.concatenate([np.full(shift, np.nan), values])
-        return self._append(buffer, values)
+        return emitted + self._append(buffer, values)
+
+    def _resync(self) -> list[Window]:
+        """The stream breaks off: cut what the samples held reach, then restart the grid (counted)."""
+        if all(b.origin is None for b in self._buffers.values()):
+            return []
+        emitted = self._cut_ready(before_resync=True)
+        self.resyncs += 1
+        self.reset()
+        return emitted
 
     def _append(self, buffer: ChannelBuffer, values: np.ndarray) -> list[Window]:
         """Write in pieces, cutting windows between them, so no piece evicts samples a window needs.
@@ -351,14 +405,20 @@ class Windower:
             emitted += self._cut_ready()
         return emitted
 
-    def _cut_ready(self) -> list[Window]:
+    def _cut_ready(self, before_resync: bool = False) -> list[Window]:
+        """Cut the windows every channel covers, or that the leading channel passed ``max_wait_seconds`` ago.
+
+        ``before_resync``: the stream breaks off here, so also cut, without the
+        lagging channels, every window the leading channel reaches the end of.
+        """
         started = [b for b in self._buffers.values() if b.origin is not None]
         if not started:
             return []
         leader = max(b.end_time for b in started)
+        wait = 0.0 if before_resync else self.max_wait_seconds
         if self._start is None:
             waited = leader - min(b.origin for b in started)
-            if len(started) < len(self._buffers) and waited < self.window_seconds + self.max_wait_seconds:
+            if len(started) < len(self._buffers) and waited < self.window_seconds + wait:
                 return []
             self._start = max(b.origin for b in started)
         windows = []
@@ -367,7 +427,7 @@ class Windower:
             end = start + self.window_seconds
             needs = {name: self._needed_end(b, start) for name, b in self._buffers.items()}
             lagging = [b for name, b in self._buffers.items() if b.origin is None or b.end < needs[name]]
-            if lagging and leader < end + self.max_wait_seconds:
+            if lagging and leader < end + wait:
                 break
             for buffer in lagging:
                 if buffer.origin is not None:

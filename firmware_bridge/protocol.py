@@ -422,6 +422,9 @@ class DecoderStats:
         Sample blocks missing in total.
     unconfigured_dropped : int
         Sample blocks dropped because no hello arrived to decode them.
+    jumps_refused : int
+        Frames whose block index jumped more than ``max_jump_blocks`` ahead
+        and that the next frame did not confirm (a stray index), dropped.
     sessions : int
         Device sessions seen (the first one included).
     samples_ok, samples_lost : dict of str to int
@@ -441,6 +444,7 @@ class DecoderStats:
     gaps: int = 0
     blocks_lost: int = 0
     unconfigured_dropped: int = 0
+    jumps_refused: int = 0
     sessions: int = 0
     samples_ok: dict[str, int] = field(default_factory=dict)
     samples_lost: dict[str, int] = field(default_factory=dict)
@@ -574,6 +578,12 @@ class FrameDecoder:
     blocks before the stream ends, which the device closes with a hello) are
     reported too.
 
+    A jump of more than ``max_jump_blocks`` ahead is taken only once the next
+    index-carrying frame (sample block or hello) carries on from it: one stray
+    index (a firmware glitch, a frame forged with a valid CRC) is dropped and
+    counted in ``stats.jumps_refused`` instead of turning every later block
+    into a duplicate. A confirmed jump is an ordinary loss, counted in O(1).
+
     Parameters
     ----------
     max_pending_blocks : int
@@ -584,6 +594,9 @@ class FrameDecoder:
     duplicate_window : int
         How many recent (sequence number, timestamp) pairs are remembered to
         drop repeated frames. Default 64.
+    max_jump_blocks : int
+        Largest forward jump of the block index taken without waiting for
+        the next frame to confirm it. Default 64.
 
     Examples
     --------
@@ -597,12 +610,14 @@ class FrameDecoder:
     {'EDA': 10}
     """
 
-    def __init__(self, max_pending_blocks: int = 64, duplicate_window: int = 64):
+    def __init__(self, max_pending_blocks: int = 64, duplicate_window: int = 64, max_jump_blocks: int = 64):
         _check_int("max_pending_blocks", max_pending_blocks, 0, 1 << 20)
         _check_int("duplicate_window", duplicate_window, 1, 1 << 20)
+        _check_int("max_jump_blocks", max_jump_blocks, 1, _U32)
         self.stats = DecoderStats()
         self._max_pending = max_pending_blocks
         self._window = duplicate_window
+        self._max_jump = max_jump_blocks
         self._buffer = b""
         self._discarding = False  # inside an oversize frame: drop bytes up to the next delimiter
         self._warned: set[tuple[str, int]] = set()
@@ -617,6 +632,7 @@ class FrameDecoder:
         self._recent_order: deque[tuple[int, int]] = deque()
         self._pending: deque[tuple[int, int, int, int, int, bytes]] = deque()
         self._first_pending_block: int | None = None
+        self._jump: tuple[int, int, Hello | tuple] | None = None  # held frame: its first index, next index, itself
 
     @property
     def config(self) -> DeviceConfig | None:
@@ -698,16 +714,17 @@ class FrameDecoder:
                 self._samples(device_id, boot_id, seq, timestamp, block_index, payload, out)
         elif type_code == FrameType.HELLO:
             hello = _parse_hello(device_id, boot_id, seq, timestamp, payload)
-            if hello is None:
+            if isinstance(hello, str):
                 stats.malformed += 1
-                return
-            next_block = hello.next_block_index
-            if key == self._session and self._expected_block is not None and next_block < self._expected_block:
-                # Block indices went back within one boot id: the device restarted
-                # without changing its boot id. Start over rather than drop its data
-                # (checked before duplicates: its first frames repeat old ones).
-                self._start_session(key, out)
-            if self._accept(key, seq, timestamp, out):
+                self._warn_once("description", 0, f"refusing a device description: {hello}")
+            elif key == self._session and self._expected_block is not None and (
+                hello.next_block_index < self._expected_block
+            ):
+                # An older hello of this boot, repeated or overtaken on the way: only a
+                # new boot id starts a new session (PROTOCOL.md section 4).
+                stats.duplicates += 1
+                self._warn_once("stale hello", 0, "dropping a repeated hello of the current device session")
+            elif self._accept(key, seq, timestamp, out):
                 self._hello(hello, out)
         elif type_code == FrameType.STATUS:
             status = _parse_status(device_id, boot_id, seq, timestamp, payload)
@@ -764,11 +781,14 @@ class FrameDecoder:
         self._recent_order.clear()
         self._pending.clear()
         self._first_pending_block = None
+        self._jump = None
         out.append(SessionStarted(key[0], key[1], restarted))
 
     # -- frame types
 
     def _hello(self, hello: Hello, out: list) -> None:
+        if not self._in_reach(hello.next_block_index, hello.next_block_index, hello, out):
+            return
         if hello.config != self._config:
             self._config = config = hello.config
             offset = _BLOCK_INDEX.size
@@ -812,6 +832,10 @@ class FrameDecoder:
         if expected is not None and block_index < expected:
             self.stats.duplicates += 1
             return
+        frame = (device_id, boot_id, seq, timestamp, block_index, payload)
+        if not self._in_reach(block_index, block_index + 1, frame, out):
+            return
+        expected = self._expected_block
         if expected is not None and block_index > expected:
             self._lost(expected, block_index - expected, out)
         self._expected_block = block_index + 1
@@ -821,6 +845,35 @@ class FrameDecoder:
             counts[name] = counts.get(name, 0) + per_block
         self.stats.frames_ok += 1
         out.append(SampleBlock(device_id, boot_id, seq, timestamp, block_index, samples, self._config))
+
+    def _in_reach(self, first: int, following: int, frame: Hello | tuple, out: list) -> bool:
+        """Whether a frame whose block index is ``first`` can be taken now.
+
+        A frame more than ``max_jump_blocks`` ahead of the expected index is
+        held (False) until the next one: if that one carries on from it
+        (``following``, the index after the held frame), the jump was real and
+        the held frame is taken; if it carries on from the expected index, the
+        held frame was a stray and is dropped.
+        """
+        held, self._jump = self._jump, None
+        expected = self._expected_block
+        if held is not None:
+            held_first, held_following, held_frame = held
+            if held_following <= first <= held_following + self._max_jump:
+                self._lost(expected, held_first - expected, out)
+                self._expected_block = held_first
+                if isinstance(held_frame, Hello):
+                    self._hello(held_frame, out)
+                else:
+                    self._deliver(*held_frame, out)
+                return True
+            self.stats.jumps_refused += 1
+            self._warn_once("jump", 0, f"dropping a frame whose block index {held_first} jumps far ahead of "
+                                       f"{expected} without the next frame following it")
+        if expected is not None and first - expected > self._max_jump:
+            self._jump = (first, following, frame)
+            return False
+        return True
 
     def _lost(self, first_block: int, n_blocks: int, out: list) -> None:
         config = self._config
@@ -833,13 +886,14 @@ class FrameDecoder:
         out.append(BlocksLost(device_id, boot_id, first_block, n_blocks, config))
 
 
-def _parse_hello(device_id: int, boot_id: int, seq: int, timestamp: int, payload: bytes) -> Hello | None:
-    """A hello frame from its payload, or None when a length or a field is invalid."""
+def _parse_hello(device_id: int, boot_id: int, seq: int, timestamp: int, payload: bytes) -> Hello | str:
+    """A hello frame from its payload, or what is wrong with it when a length or a field is invalid."""
     if len(payload) < _HELLO_FIXED.size:
-        return None
+        return f"a hello payload has at least {_HELLO_FIXED.size} bytes, got {len(payload)}"
     block_period_us, next_block, firmware, n_channels, _ = _HELLO_FIXED.unpack_from(payload)
-    if len(payload) != _HELLO_FIXED.size + n_channels * _CHANNEL.size:
-        return None
+    size = _HELLO_FIXED.size + n_channels * _CHANNEL.size
+    if len(payload) != size:
+        return f"a hello of {n_channels} channel(s) has {size} bytes, got {len(payload)}"
     try:
         channels = []
         for i in range(n_channels):
@@ -859,8 +913,10 @@ def _parse_hello(device_id: int, boot_id: int, seq: int, timestamp: int, payload
                 )
             )
         config = DeviceConfig(block_period_us, tuple(channels), firmware)
-    except ValueError:  # includes UnicodeDecodeError
-        return None
+    except UnicodeDecodeError:
+        return "a channel name or unit is not ASCII"
+    except ValueError as exc:
+        return str(exc)
     return Hello(device_id, boot_id, seq, timestamp, next_block, config)
 
 

@@ -58,7 +58,8 @@ def _backbone_model(batch):
     )
 
 
-def _head_model(shape):
+def _head_model(shape, width=K * D):
+    """A head taking ``width`` embedding values per window (other widths than K * D: weights of ones)."""
     return _model(
         [
             helper.make_node("Reshape", ["embeddings", "flat_shape"], ["flat"]),
@@ -66,7 +67,8 @@ def _head_model(shape):
         ],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [shape[0], C])],
-        {"flat_shape": np.array([-1, K * D], np.int64), "w": W_HEAD},
+        {"flat_shape": np.array([-1, width], np.int64),
+         "w": W_HEAD if width == K * D else np.ones((width, C), np.float32)},
     )
 
 
@@ -167,6 +169,46 @@ def test_graph_names_must_match_the_manifest(tmp_path):
     bundle = _e2e_bundle(tmp_path, input_name="pixels")
     with pytest.raises(EdgeError, match=r"has inputs \['images'\] but the manifest says 'pixels'; re-export"):
         create_backend(bundle)
+
+
+def _mismatched_e2e_bundle(tmp_path):
+    """The manifest says 3 images; the graph takes 2."""
+    manifest = _manifest("end_to_end", {"model": _graph("model.onnx", "images", [K + 1, 3, S, S], "logits", "logits")})
+    manifest["fusion"] = manifest["fusion"] + [{"modality": "EDA", "representation": "waveform"}]
+    return save_bundle(tmp_path / "images", manifest, {"model.onnx": _e2e_model(False)})
+
+
+def _four_label_bundle(tmp_path):
+    manifest = _manifest("end_to_end", {"model": _graph("model.onnx", "images", [K, 3, S, S], "logits", "logits")})
+    manifest["labels"] = LABELS + ["Unbearable"]
+    return save_bundle(tmp_path / "labels", manifest, {"model.onnx": _e2e_model(False)})
+
+
+def _head_for_three_images_bundle(tmp_path):
+    graphs = {"backbone": _graph("backbone.onnx", "images", ["n", 3, S, S], "embeddings", "embeddings"),
+              "head": _graph("head.onnx", "embeddings", [1, K, D], "logits", "logits")}
+    files = {"backbone.onnx": _backbone_model("n"), "head.onnx": _head_model([1, K + 1, D], (K + 1) * D)}
+    return save_bundle(tmp_path / "head", _manifest("backbone_head", graphs), files)
+
+
+def _narrow_head_bundle(tmp_path):
+    """The backbone makes embeddings of D values; the head (and its manifest) take D - 2."""
+    graphs = {"backbone": _graph("backbone.onnx", "images", ["n", 3, S, S], "embeddings", "embeddings"),
+              "head": _graph("head.onnx", "embeddings", [1, K * (D - 2)], "logits", "logits")}
+    files = {"backbone.onnx": _backbone_model("n"), "head.onnx": _head_model([1, K * (D - 2)], K * (D - 2))}
+    return save_bundle(tmp_path / "narrow", _manifest("backbone_head", graphs), files)
+
+
+@pytest.mark.parametrize("make, message", [
+    (_mismatched_e2e_bundle, r"model.onnx has input shape \[2, 3, 16, 16\] but the manifest says \[3, 3, 16, 16\]"),
+    (_four_label_bundle, r"model.onnx outputs 3 class scores but the manifest has 4 labels"),
+    (_head_for_three_images_bundle, r"head.onnx has input shape \[1, 3, 8\] but the manifest says \[1, 2, 8\]"),
+    (_narrow_head_bundle, r"backbone.onnx makes embeddings of 8 values but head.onnx takes \[1, 12\] for 2 images"),
+], ids=["images", "labels", "head images", "embedding width"])
+def test_graphs_that_do_not_fit_the_manifest_are_refused_when_loaded(tmp_path, make, message):
+    with pytest.raises(EdgeError, match=message) as error:
+        create_backend(make(tmp_path))
+    assert str(error.value).endswith("re-export the bundle")
 
 
 def test_corrupt_model_with_a_matching_checksum_is_a_clear_error(tmp_path):

@@ -219,6 +219,9 @@ def _set(path, value):
         (_set(["quantization"], "int8"), "'quantization' must be an object or null"),
         (_set(["graphs", "model", "onnxruntime_config"], {"session.disable_quant_qdq": 1}), "string values"),
         (_set(["graphs", "model", "onnxruntime_config"], ["session.disable_quant_qdq"]), "onnxruntime_config"),
+        (_set(["window_seconds"], 1e308), "'window_seconds' must be a number > 0 and at most 600, got 1e"),
+        (_set(["sampling_rate"], 1e300), "'sampling_rate' must be a number > 0 and at most 10000, got 1e"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 10**9, 10**9]), "fixed S of at most 1024"),
     ],
 )
 def test_invalid_fields_are_named(tmp_path, edit, match):
@@ -227,6 +230,43 @@ def test_invalid_fields_are_named(tmp_path, edit, match):
     with pytest.raises(EdgeError, match=match) as error:
         load_bundle(bundle.path)
     assert "re-export the bundle" in str(error.value)
+
+
+def _one_line_refusal(path, match):
+    with pytest.raises(EdgeError, match=match) as error:
+        load_bundle(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_manifest_nested_200000_deep_is_one_line(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    _one_line_refusal(bundle.path, "manifest.json is nested too deeply to be a manifest; re-export the bundle")
+
+
+def test_a_huge_manifest_is_refused_unread(tmp_path):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, _set(["description"], "x" * (2 << 20)))  # valid JSON, but 2 MiB
+    _one_line_refusal(bundle.path, r"manifest.json is larger than \d+ bytes, far more than a manifest needs")
+
+
+@pytest.mark.parametrize("linked", ["file", "folder", "manifest"])
+def test_files_that_lead_outside_the_bundle_are_refused(tmp_path, linked):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    name = {"file": "model.onnx", "folder": "graphs/model.onnx", "manifest": "model.onnx"}[linked]
+    bundle = _save(tmp_path, _manifest(graphs={"model": {**_manifest()["graphs"]["model"], "file": name}}),
+                   {name: MODEL_BYTES})
+    moved = {"file": "model.onnx", "folder": "graphs", "manifest": "manifest.json"}[linked]
+    shutil.move(bundle.path / moved, elsewhere / moved)
+    (bundle.path / moved).symlink_to(elsewhere / moved)
+    _one_line_refusal(bundle.path, f"{'manifest.json' if linked == 'manifest' else name} leads outside the bundle")
+
+
+def test_a_bundle_reached_through_a_symlinked_folder_loads(tmp_path):
+    bundle = _save(tmp_path)
+    (tmp_path / "current").symlink_to(bundle.path)
+    assert load_bundle(tmp_path / "current").files == bundle.files
 
 
 @pytest.mark.parametrize("head_shape", [(1, 3, 192), (1, 2, 192, 1), (2, 2, 192), (1, 385)])

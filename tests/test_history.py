@@ -1,6 +1,10 @@
 import csv
+import ctypes
+import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +13,7 @@ from edge.cli import main
 from edge.errors import EdgeError
 from edge.storage import ResultStore, WindowResult
 
+ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["No Pain", "Low Pain", "High Pain"]
 
 
@@ -100,6 +105,78 @@ def test_empty_database(tmp_path, capsys):
     assert "no windows stored" in capsys.readouterr().out
     assert main(["history", str(database), "--plot", str(tmp_path / "t.png")]) == 1
     assert "no stored windows" in capsys.readouterr().err
+
+
+def _killed_writer(folder, checkpoint_after=None):
+    """A results database whose writer died (its -wal stays) and whose -shm file was then removed."""
+    path = folder / "results.sqlite"
+    writer = textwrap.dedent(f"""
+        import os
+        from edge.storage import ResultStore, WindowResult
+        store = ResultStore({str(path)!r})
+        store.start_session("b1", False, {LABELS!r}, ["EDA"])
+        for index in range(6):
+            if index == {checkpoint_after!r}:
+                store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            store.append(WindowResult(index, 10.0 * index, 10.0 * index + 10, 1.7e9, bundle_id="b1",
+                                      skipped=True, skip_reason="behind"))
+        os._exit(0)  # like SIGKILL: no checkpoint, -wal and -shm stay
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, cwd=ROOT, timeout=60)
+    path.with_name(path.name + "-shm").unlink()
+    return path
+
+
+def _as_a_user_who_cannot_write(folder):
+    """Make ``folder`` read-only; for root, who writes anywhere through its capabilities, drop them."""
+    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        return None
+
+    def drop_capabilities():
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in range(64):
+            libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP: the command execs without any
+
+    return drop_capabilities
+
+
+@pytest.mark.parametrize("checkpoint_after", [None, 4], ids=["all in -wal", "last two in -wal"])
+def test_history_reads_a_database_it_may_not_write_beside(checkpoint_after, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    path = _killed_writer(folder, checkpoint_after)
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=_as_a_user_who_cannot_write(folder))
+    finally:
+        folder.chmod(0o755)
+    assert "Traceback" not in done.stderr and "move the file away" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    if checkpoint_after is None:  # nothing readable without the -wal: say why and what to do
+        assert done.returncode == 1
+        assert lines[0].startswith("biomoe history: error: cannot read results database ")
+        assert "-shm index, gone" in lines[0] and "run biomoe history as a user who may write there" in lines[0]
+    else:  # the checkpointed windows, and a note that the later ones are not shown
+        assert done.returncode == 0
+        assert [line.split()[1] for line in done.stdout.splitlines()[1:]] == ["0", "1", "2", "3"]
+        assert lines[0].startswith("biomoe history: note: the latest windows, in results.sqlite-wal, are not shown")
+
+
+def test_a_database_the_user_may_not_read_is_named_as_such(tmp_path):
+    path = _fill(tmp_path / "r.sqlite")
+    path.chmod(0o000)
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(path)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              preexec_fn=_as_a_user_who_cannot_write(tmp_path))
+    finally:
+        tmp_path.chmod(0o755)
+    assert done.returncode == 1
+    assert done.stderr == (f"biomoe history: error: cannot read results database {path}: permission denied; run as "
+                           "a user who may read it (e.g. the monitor's service user) or copy it\n")
 
 
 def test_missing_database_is_a_one_line_error(tmp_path):

@@ -5,10 +5,14 @@ import doctest
 import json
 import os
 import re
+import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from edge.monitor import FusionImages, bundle_representation_spec
 from edge.representations import RepresentationSpec, represent, to_model_input
 from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
+from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, encode_frame
+from tests.hostile_link import HostileLink, wait_until_port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW, HOP = 10.0, 5.0
@@ -246,6 +252,130 @@ def test_a_device_restart_starts_the_windows_again(tmp_path, capsys):
         assert len(store.events("device_restart")) == 1
 
 
+def _lines_as_they_come(stream):
+    """The lines of a text stream, in a list a background thread fills as they arrive."""
+    lines = []
+
+    def read():
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _stored_as_printed(database, printed):
+    """The rows of the database are exactly the printed JSON lines, in order."""
+    records = _lines("".join(printed))
+    with ResultStore(database, readonly=True) as store:
+        assert [r.to_dict() for r in store.windows()] == records
+    return records
+
+
+def test_a_database_locked_longer_than_the_queue_lasts_loses_no_window(tmp_path):
+    """Another program holds the write lock for 12 s (SQLite alone gave up after 10 s) while windows keep
+    coming every 0.5 s into a queue of 2: the monitor warns, waits, and stores every window in order."""
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--simulate", "--speed", 10, "--hop", HOP, "--windows", 30,
+                                                "--db", database),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        _wait_for(lambda: len(printed) >= 2)
+        locker = sqlite3.connect(database, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        _wait_for(lambda: any("locked" in line for line in errors))
+        time.sleep(12)
+        locker.execute("ROLLBACK")
+        locker.close()
+        assert process.wait(timeout=60) == 0, "".join(errors)
+    finally:
+        process.kill()
+    stderr = "".join(errors)
+    assert "Traceback" not in stderr
+    assert len([line for line in errors if "is locked by another program" in line]) == 1
+    assert re.search(f"results database {re.escape(str(database))} is locked by another program; "
+                     r"\d+ window\(s\) kept in memory, retrying", stderr)
+    assert "results database writable again" in stderr
+    records = _stored_as_printed(database, printed)
+    assert [r["window_index"] for r in records] == list(range(30))
+    skipped = [r["window_index"] for r in records if r["skipped"]]
+    assert len(skipped) > 2 and {r["skip_reason"] for r in records if r["skipped"]} == {"database unavailable"}
+
+
+def test_a_disk_that_refuses_writes_is_one_line_and_the_monitor_carries_on(tmp_path):
+    """The database's files may not grow past 128 kB (a write fails inside COMMIT, as on a full disk) until
+    the limit is lifted: one clear line, no traceback, then every window stored in order, the file intact."""
+    database = tmp_path / "results.sqlite"
+    limit = 128 * 1024
+    process = subprocess.Popen(
+        _monitor_command("--simulate", "--speed", 10, "--hop", HOP, "--windows", 20, "--db", database,
+                         "--config", _deep_queue(tmp_path)),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)),
+    )
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        _wait_for(lambda: any("retrying" in line for line in errors))
+        time.sleep(2)  # it keeps retrying
+        resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        assert process.wait(timeout=60) == 0, "".join(errors)
+    finally:
+        process.kill()
+    stderr = "".join(errors)
+    assert "Traceback" not in stderr and "rollback" not in stderr
+    refused = [line for line in errors if "retrying" in line]
+    assert len(refused) == 1
+    assert re.fullmatch(f"biomoe monitor: cannot write results database {re.escape(str(database))} "
+                        r"\(disk I/O error\); \d+ window\(s\) kept in memory, retrying\n", refused[0])
+    records = _stored_as_printed(database, printed)
+    assert [r["window_index"] for r in records] == list(range(20))
+    connection = sqlite3.connect(database)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+
+
+def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_one_taken(tmp_path):
+    """The device first says its channels run at 1 MHz (block_period_us = 1): one line, and the monitor
+    keeps listening until the same boot describes itself sanely."""
+    boot_id = 0x3A5
+    absurd = DeviceConfig(1, tuple(ChannelSpec(name, "", 1) for name in ("EDA", "BVP", "RESP", "SpO2")))
+    link = HostileLink()
+    device = SimulatedDevice(SimulatorParams(speed=20, boot_id=boot_id, seed=2), sink=link)
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", 3, "--hop", HOP,
+                                                "--db", tmp_path / "results.sqlite"),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        errors = _lines_as_they_come(process.stderr)
+        wait_until_port_open(process.pid, link.path)
+        while not any("refusing the device's description" in line for line in errors):
+            assert process.poll() is None, "".join(errors)
+            link.send(encode_frame(Hello(1, boot_id, 500, 0, 0, absurd)))
+            time.sleep(0.2)
+        device.open()
+        device.start()
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        device.close()
+        link.close()
+    stderr = "".join(errors)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    refused = [line for line in errors if "refusing" in line]
+    assert refused == ["biomoe monitor: refusing the device's description: sampling rate of channel 'EDA' must be "
+                       "0.1 to 10000 Hz (a sample per window at least), got 1e+06; waiting for one windows can be "
+                       "cut from\n"]
+    assert [record["window_index"] for record in _lines(stdout)] == [0, 1, 2]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -263,6 +393,42 @@ def _bundle_needing_ecg(tmp_path):
     manifest = {k: v for k, v in source.manifest.items() if k != "files"}
     manifest["channels"] = [*manifest["channels"], "ECG"]
     return save_bundle(tmp_path / "ecg", manifest, {name: source.path / name for name in source.files}).path
+
+
+def _edited_bundle(tmp_path, name, edit):
+    """A copy of the default bundle whose manifest is the text ``edit(manifest dict, folder)`` returns."""
+    folder = Path(shutil.copytree(default_bundle_path(), tmp_path / name))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(edit(manifest, folder))
+    return folder
+
+
+def _more_labels_than_the_head_scores(manifest, folder):
+    manifest["labels"] = manifest["labels"] + ["Unbearable Pain"]
+    del manifest["graphs"]["head"]["outputs"][0]["shape"]
+    return json.dumps(manifest)
+
+
+def _fewer_images_than_the_head_takes(manifest, folder):
+    manifest["fusion"] = manifest["fusion"][:-1]
+    manifest["graphs"]["head"]["inputs"][0]["shape"][1] -= 1
+    return json.dumps(manifest)
+
+
+def _a_head_outside_the_bundle(manifest, folder):
+    outside = folder.parent / "elsewhere"
+    outside.mkdir()
+    shutil.move(folder / "head.onnx", outside / "head.onnx")
+    (folder / "head.onnx").symlink_to(outside / "head.onnx")
+    return json.dumps(manifest)
+
+
+def _bundle_case(name, edit, message):
+    """A bad-input case: a bundle the monitor must refuse before it reads the device or stores anything
+    (were it taken, one window at 20x would end the run with status 0)."""
+    def options(tmp_path, stack):
+        return ["--simulate", "--speed", "20", "--windows", "1", "--bundle", _edited_bundle(tmp_path, name, edit)]
+    return options, message
 
 
 def _config_file(tmp_path):
@@ -303,6 +469,21 @@ BAD_INPUTS = {
     "no source": (lambda tmp, stack: [], "no sensor port: pass --port PORT"),
     "bad schedule": (
         lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
+    "bundle labels vs head": _bundle_case(
+        "labels", _more_labels_than_the_head_scores, "head.onnx outputs 3 class scores but the manifest has 4 labels"),
+    "bundle images vs head": _bundle_case(
+        "images", _fewer_images_than_the_head_takes,
+        r"head.onnx has input shape \[n, 5, 192\] but the manifest says \[n, 4, 192\]"),
+    "bundle window 1e308": _bundle_case(
+        "window", lambda manifest, folder: json.dumps({**manifest, "window_seconds": 1e308}),
+        "'window_seconds' must be a number > 0 and at most 600, got 1e\\+308"),
+    "bundle nested 200000 deep": _bundle_case(
+        "deep", lambda manifest, folder: "[" * 200_000 + "]" * 200_000, "manifest.json is nested too deeply"),
+    "bundle manifest of 2 MiB": _bundle_case(
+        "huge", lambda manifest, folder: json.dumps({**manifest, "description": "x" * (2 << 20)}),
+        "manifest.json is larger than"),
+    "bundle file outside": _bundle_case(
+        "outside", _a_head_outside_the_bundle, "head.onnx leads outside the bundle .* through a symlink"),
 }
 
 

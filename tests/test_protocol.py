@@ -339,14 +339,33 @@ def test_device_restart_is_a_new_session_not_a_huge_gap():
     assert decoder.stats.samples_ok["EDA"] == 35 * 10
 
 
-def test_restart_without_a_new_boot_id_is_still_detected_by_the_hello():
-    first = make_stream(20, boot_id=5)
-    second = make_stream(3, boot_id=5, seed=3)
+def _index_of_block(frames, block_index):
+    return next(i for i, f in enumerate(frames) if isinstance(f, SampleBlock) and f.block_index == block_index)
+
+
+def test_a_repeated_first_hello_is_a_duplicate_not_a_restart(caplog):
+    frames = make_stream(20)
+    repeated = frames[: _index_of_block(frames, 3) + 1] + [frames[0]] + frames[_index_of_block(frames, 3) + 1 :]
     decoder = FrameDecoder()
-    out = decoder.feed(b"".join(encode_frame(f) for f in first + second))
-    assert sum(isinstance(item, SessionStarted) for item in out) == 2
-    assert decoder.stats.samples_lost == {}
-    assert decoder.stats.samples_ok["BVP"] == 23 * 10
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        out = decoder.feed(b"".join(encode_frame(f) for f in repeated + [frames[0]]))
+    assert [(s.boot_id, s.restarted) for s in out if isinstance(s, SessionStarted)] == [(0x2A17, False)]
+    assert frames_only(out) == frames
+    assert decoder.stats.duplicates == 2 and decoder.stats.sessions == 1
+    assert decoder.stats.samples_ok == {"EDA": 200, "BVP": 200, "SpO2": 20} and decoder.stats.samples_lost == {}
+    assert len([r for r in caplog.records if "repeated hello" in r.getMessage()]) == 1  # logged once
+
+
+def test_a_hello_overtaken_by_later_blocks_is_a_duplicate_not_a_restart():
+    frames = make_stream(30, hello_every=10)
+    hello = next(f for f in frames if isinstance(f, Hello) and f.next_block_index == 10)
+    late = [f for f in frames if f is not hello]
+    late.insert(_index_of_block(late, 12) + 1, hello)  # arrives after blocks 10-12
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in late))
+    assert sum(isinstance(item, SessionStarted) for item in out) == 1
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == list(range(30))
+    assert decoder.stats.duplicates == 1 and decoder.stats.samples_lost == {}
 
 
 def test_joining_mid_stream_counts_nothing_before_the_first_frame():
@@ -383,9 +402,74 @@ def test_a_hello_reveals_blocks_lost_at_the_end_of_a_stream():
 def test_gaps_longer_than_the_sequence_number_range_are_exact():
     frames = make_stream(2)
     far = SampleBlock(3, 0x2A17, 7, 9_000_000, 100_002, frames[1].samples)
+    closing = Hello(3, 0x2A17, 8, 9_000_100, 100_003, CONFIG)  # the device carries on from the jump
     decoder = FrameDecoder()
-    decoder.feed(b"".join(encode_frame(f) for f in frames[:-1]) + encode_frame(far))
+    decoder.feed(b"".join(encode_frame(f) for f in frames[:-1] + [far, closing]))
     assert decoder.stats.samples_lost["EDA"] == (100_002 - 2) * 10
+
+
+def test_one_stray_block_index_far_ahead_is_dropped_not_taken_as_a_jump(caplog):
+    """A single frame with block index 4294967000 (valid CRC) among blocks 0-9: the stream goes on."""
+    frames = make_stream(10)
+    at = _index_of_block(frames, 3) + 1
+    stray = SampleBlock(3, 0x2A17, 900, 350, 4_294_967_000, frames[at - 1].samples)
+    decoder = FrameDecoder()
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        out = decoder.feed(b"".join(encode_frame(f) for f in frames[:at] + [stray] + frames[at:]))
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == list(range(10))
+    assert decoder.stats.jumps_refused == 1 and decoder.stats.samples_lost == {}
+    assert decoder.stats.samples_ok["EDA"] == 100
+    assert any("block index 4294967000" in r.getMessage() for r in caplog.records)
+
+
+def test_a_block_index_jump_the_device_carries_on_from_is_counted_in_constant_memory():
+    jump = 2**32 - 300
+    frames = make_stream(10, hello_every=100)
+    jumped = [f if not isinstance(f, SampleBlock) or f.block_index < 5 else
+              SampleBlock(f.device_id, f.boot_id, f.seq, f.timestamp_ms, f.block_index + jump, f.samples)
+              for f in frames[:-1]]
+    closing = frames[-1]
+    jumped.append(Hello(closing.device_id, closing.boot_id, closing.seq, closing.timestamp_ms, 10 + jump, CONFIG))
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in jumped))
+    gaps = [(g.first_block_index, g.n_blocks) for g in out if isinstance(g, BlocksLost)]
+    assert gaps == [(5, jump)]
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [*range(5), *range(5 + jump, 10 + jump)]
+    for spec in CONFIG.channels:  # delivered + lost == what the indices say was sent
+        sent = (10 + jump) * spec.samples_per_block
+        assert decoder.stats.samples_ok[spec.name] + decoder.stats.samples_lost[spec.name] == sent
+    assert decoder.stats.jumps_refused == 0
+
+
+def _hello_payload(block_period_us, channels):
+    """A hello payload with arbitrary field values (DeviceConfig would refuse some of them)."""
+    payload = struct.pack("<IIHBB", block_period_us, 0, 1, len(channels), 0)
+    for name, per_block in channels:
+        payload += struct.pack("<8s8sHBBiiff", name, b"", per_block, 1, 0, -32768, 32767, 1.0, 0.0)
+    return payload
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (_hello_payload(0, [(b"EDA", 10)]), "block_period_us must be an integer in"),
+    (_hello_payload(100_000, [(b"EDA", 0)]), "samples_per_block of channel EDA"),
+    (_hello_payload(100_000, []), "a device has 1 to 16 channels, got 0"),
+    (_hello_payload(100_000, [(f"C{i}".encode(), 1) for i in range(40)]), "a device has 1 to 16 channels, got 40"),
+    (_hello_payload(100_000, [(b"EDA", 10)])[:-4], "has 48 bytes, got 44"),
+], ids=["period 0", "rate 0", "no channel", "40 channels", "short"])
+def test_a_refused_description_is_logged_once_and_a_valid_one_is_still_taken(payload, reason, caplog):
+    body = struct.pack("<BBHHHI", 1, 1, 3, 0x2A17, 0, 0) + payload
+    refused = cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+    decoder = FrameDecoder()
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        assert frames_only(decoder.feed(refused + refused)) == []
+        assert decoder.config is None
+        frames = make_stream(3)
+        out = decoder.feed(b"".join(encode_frame(f) for f in frames[1:]))
+    assert decoder.config == CONFIG  # the blocks waited for the next valid hello
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1, 2]
+    assert decoder.stats.malformed == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("refusing a device description: ") and reason in messages[0]
 
 
 def test_oversize_garbage_is_dropped_with_bounded_memory():

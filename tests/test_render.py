@@ -98,6 +98,8 @@ def test_short_columns_are_skipped_but_all_short_is_an_error(tmp_path, capsys):
         ("1.0,2.0\n3.0,4.0\n", "the first row must name the columns"),
         ("A,A\n1,2\n", "column names must be unique"),
         ("A\n1,2\n", "line 2 has 2 cells but the header names 1 columns"),
+        ("Eda\n1.0\n1e307\n", "line 3, column 'Eda': 1e307 is beyond +-1e+12, far outside any sensor's range"),
+        ("3.5\n-2e13\n", "line 2, column 's': -2e13 is beyond +-1e+12"),
     ],
 )
 def test_bad_csv_is_a_clear_error(tmp_path, capsys, content, message):
@@ -105,6 +107,44 @@ def test_bad_csv_is_a_clear_error(tmp_path, capsys, content, message):
     assert main(["render", str(tmp_path / "s.csv"), "--fs", "100", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("biomoe render: error: ") and message in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--hop-seconds", "inf"], "--hop-seconds must be a finite number of seconds, at least one sample"),
+        (["--hop-seconds", "nan"], "--hop-seconds must be a finite number of seconds"),
+        (["--hop-seconds", "0.001"], "at least one sample (1 / 100 s); got 0.001"),
+        (["--fs", "1e308"], "window_seconds x sampling_rate must be at most 100000 samples; got 10 s x 1e+308 Hz"),
+        (["--window-seconds", "1e308"], "window_seconds x sampling_rate must be at most 100000 samples"),
+        (["--fs", "nan"], "sampling_rate must be a finite number > 0; got nan"),
+    ],
+)
+def test_non_finite_or_absurd_settings_are_one_line_naming_the_parameter(tmp_path, options, message):
+    write_csv(tmp_path / "s.csv", {"Eda": signal(1000, 9)})
+    command = ["render", str(tmp_path / "s.csv"), "--out", str(tmp_path / "out"), "--fs", "100", *options]
+    result = subprocess.run([sys.executable, "-m", "edge.cli", *command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("biomoe render: error: ") and message in result.stderr
+
+
+def test_a_hop_past_the_end_renders_the_first_window(tmp_path):
+    write_csv(tmp_path / "s.csv", {"Eda": signal(2500, 10)})
+    assert main(["render", str(tmp_path / "s.csv"), "--fs", "100", "--out", str(tmp_path / "out"),
+                 "--hop-seconds", "1e300"]) == 0
+    assert sorted(path.name[:4] for path in (tmp_path / "out" / "Eda").iterdir()) == ["w000"] * len(REPRESENTATIONS)
+
+
+def test_a_headerless_single_column_is_one_signal_named_after_the_file(tmp_path, capsys):
+    values = 530 + 40 * signal(2000, 11)
+    (tmp_path / "gsr_dump.csv").write_text("".join(f"{value:.2f}\n" for value in values))
+    assert main(["render", str(tmp_path / "gsr_dump.csv"), "--fs", "100", "--out", str(tmp_path / "out")]) == 0
+    assert "2 windows" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "gsr_dump").glob("w001_*.png"))) == len(REPRESENTATIONS)
+    columns = read_signal_csv(tmp_path / "gsr_dump.csv")
+    assert list(columns) == ["gsr_dump"]
+    np.testing.assert_allclose(columns["gsr_dump"], np.round(values, 2))
 
 
 def test_unknown_column_lists_the_columns(tmp_path, capsys):

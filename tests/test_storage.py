@@ -10,7 +10,7 @@ import pytest
 
 import edge.storage
 from edge.errors import EdgeError
-from edge.storage import SCHEMA_VERSION, ResultStore, WindowResult
+from edge.storage import SCHEMA_VERSION, ResultStore, StoreUnavailable, WindowResult
 
 LABELS = ["No Pain", "Low Pain", "High Pain"]
 
@@ -159,6 +159,76 @@ def test_newer_schema_is_refused(tmp_path):
     connection.close()
     with pytest.raises(EdgeError, match="upgrade biomoe"):
         ResultStore(path)
+
+
+def _integrity(path):
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_locked_database_is_one_line_and_the_same_write_succeeds_later(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        store.append(_result(0))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        with pytest.raises(StoreUnavailable, match=f"^results database {path} is locked by another program$"):
+            store.append(_result(1))
+        other.execute("ROLLBACK")
+        other.close()
+        store.append(_result(1))
+        assert [r.window_index for r in store.windows()] == [0, 1]
+    with ResultStore(path) as reopened:  # opening needs no lock, so a held lock cannot stop the monitor's start
+        assert reopened.count() == 2
+
+
+def test_a_full_database_is_reported_as_no_space_and_stays_intact(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+        with pytest.raises(StoreUnavailable, match=f"^no space left on device at {path}$"):
+            for index in range(100):
+                store.append(_result(index))
+        stored = store.count()
+        store._conn.execute(f"PRAGMA max_page_count = {pages + 100}")
+        store.append(_result(stored))
+        assert [r.window_index for r in store.windows()] == list(range(stored + 1))
+    assert _integrity(path) == "ok"
+
+
+def test_a_commit_the_disk_refuses_is_reported_not_hidden_by_the_rollback(tmp_path):
+    """Writing past a file size limit fails inside COMMIT, after which SQLite has already rolled back."""
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from edge.storage import ResultStore, StoreUnavailable, WindowResult
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        store = ResultStore({str(path)!r})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+        try:
+            for index in range(1000):
+                store.append(WindowResult(index, 0.0, 10.0, 1.7e9, quality={{"EDA": {{"x": "x" * 2000}}}}))
+        except StoreUnavailable as exc:
+            print(exc)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        store.append(WindowResult(-1, 0.0, 10.0, 1.7e9))
+        store.close()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cannot write results database {path} (disk I/O error)\n"
+    assert _integrity(path) == "ok"
+    with ResultStore(path, readonly=True) as store:
+        indices = [r.window_index for r in store.windows()]
+    assert indices[-1] == -1 and indices[:-1] == list(range(len(indices) - 1))
 
 
 def test_docstring_examples_run():

@@ -1,4 +1,5 @@
 import doctest
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -171,6 +172,32 @@ def test_device_clock_reset_restarts_the_grid():
     assert second[0].index == 2 and windower.resyncs == 1
 
 
+@pytest.mark.parametrize("blocks", [100_000, 4_294_967_000])
+def test_a_gap_notice_of_any_length_costs_constant_memory_and_restarts_the_grid(blocks):
+    """The bridge reports a block-index jump at 20 s: ``blocks`` one-second blocks lost on every channel.
+    The window [10, 20) waited for SpO2's sample at 20 s: it is cut without it rather than dropped."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, resync_seconds=30.0)
+    before = _interleaved(windower, [("EDA", 100.0, 0.0, np.sin), ("SpO2", 1.0, 0.0, np.cos)], duration=20.0,
+                          block_seconds=1.0)
+    tracemalloc.start()
+    try:
+        gap = windower.mark_lost("EDA", blocks * 100, 20.0) + windower.mark_lost("SpO2", blocks, 20.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    assert [w.start_time for w in before] == [0.0] and [(w.index, w.start_time, w.forced) for w in gap] == [
+        (1, 10.0, True)]
+    assert not np.isnan(gap[0].data[0]).any()
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(gap[0].data[1])), np.arange(901, 1000))  # after 19 s
+    assert windower.resyncs == 1
+    assert windower.stats()["EDA"]["lost"] == blocks * 100 and windower.stats()["SpO2"]["lost"] == blocks + 1
+    after = _interleaved(windower, [("EDA", 100.0, 20.0, np.sin), ("SpO2", 1.0, 20.0, np.cos)], duration=12.0,
+                         block_seconds=1.0)
+    assert [(w.index, w.start_time) for w in after] == [(2, 20.0)]
+    assert not np.isnan(after[0].data).any()
+
+
 def test_memory_stays_bounded_over_a_long_feed():
     rates = {"EDA": 100.0, "BVP": 250.0, "RESP": 100.0, "SpO2": 1.0}
     windower = Windower(rates, 100.0, 10.0, hop_seconds=10.0)
@@ -192,6 +219,8 @@ def test_memory_stays_bounded_over_a_long_feed():
         ({"hop_seconds": -1.0}, "hop_seconds"),
         ({"resync_seconds": 5.0}, "resync_seconds"),
         ({"channel_rates": {"EDA": float("nan")}}, "EDA"),
+        ({"channel_rates": {"EDA": 1e6}}, "channel 'EDA' must be 0.1 to 10000 Hz .*got 1e\\+06"),
+        ({"channel_rates": {"SpO2": 1e6 / (2**32 - 1)}}, "channel 'SpO2' must be 0.1 to 10000 Hz"),
     ],
 )
 def test_bad_parameters_are_refused_with_their_name(kwargs, match):

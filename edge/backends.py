@@ -250,6 +250,8 @@ class OnnxRuntimeBackend(Backend):
             _check_shape(bundle, graph, "input", graph.input_shape, shapes[role][0])
             if graph.output_shape is not None:
                 _check_shape(bundle, graph, "output", graph.output_shape, shapes[role][1])
+            if role == "head":
+                _check_scalars_input(bundle, graph, {i.name: i.shape for i in inputs})
             self._sessions[role] = session
         _check_pipeline(bundle, shapes)
 
@@ -351,6 +353,18 @@ def _check_names(bundle: Bundle, graph: GraphSpec, inputs: list[str], outputs: l
             continue
         raise EdgeError(
             f"bundle {bundle.name}: {graph.file} has {kind}s {actual} but the manifest says {declared!r}; "
+            "re-export the bundle"
+        )
+
+
+def _check_scalars_input(bundle: Bundle, graph: GraphSpec, inputs: dict[str, list]) -> None:
+    """Refuse a head whose ``scalars`` input disagrees with the manifest's ``scalars`` list."""
+    shape = inputs.get(SCALARS_INPUT)
+    expected = len(bundle.scalars)
+    if (shape is None) != (expected == 0) or (shape is not None and shape[-1] != expected):
+        has = "no scalars input" if shape is None else f"a scalars input of shape {_shape_text(shape)}"
+        raise EdgeError(
+            f"bundle {bundle.name}: {graph.file} has {has} but the manifest lists {expected} scalars; "
             "re-export the bundle"
         )
 

@@ -381,3 +381,22 @@ def test_real_litert_runtime(tmp_path):
         assert isinstance(backend, LiteRTBackend)
         probabilities = backend.predict_batch(images)
     np.testing.assert_allclose(probabilities, _expected_e2e(images), rtol=1e-5, atol=1e-6)
+
+
+def test_a_head_whose_scalars_input_disagrees_with_the_manifest_is_refused(tmp_path):
+    """The shipped head reads 10 scalars: a manifest listing 9 (or none) does not load."""
+    import json
+    import shutil
+
+    from edge.bundle import default_bundle_path, load_bundle
+
+    for scalars in (["EDA.level"] * 0, ["EDA.level", "EDA.rise"]):
+        folder = tmp_path / f"b{len(scalars)}"
+        shutil.copytree(default_bundle_path(), folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["scalars"] = scalars
+        if not scalars:
+            del manifest["scalars"]
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(EdgeError, match="scalars"):
+            create_backend(load_bundle(folder))

@@ -14,7 +14,6 @@ from training.finetune import (
     FinetuneConfig,
     finetune,
     load_head,
-    normalise_per_subject,
     split_stop_subjects,
     subject_folds,
     train_head,
@@ -42,16 +41,6 @@ def test_folds_and_stop_split_are_subject_wise():
     fit, stop = split_stop_subjects(subjects, 0.4, seed=0)
     assert not set(subjects[fit]) & set(subjects[stop]) and len(set(subjects[stop])) == 2
     assert (fit | stop).all()
-
-
-def test_normalise_per_subject():
-    rng = np.random.default_rng(0)
-    subjects = np.repeat(np.array(["a", "b"]), 10)
-    features = rng.normal(size=(20, 2, 3)) + np.where(subjects == "a", 5.0, -5.0)[:, None, None]
-    normalised = normalise_per_subject(features, subjects)
-    for subject in ("a", "b"):
-        np.testing.assert_allclose(normalised[subjects == subject].mean(axis=0), 0, atol=1e-5)
-        np.testing.assert_allclose(normalised[subjects == subject].std(axis=0), 1, atol=1e-4)
 
 
 def test_train_head_learns_separable_classes():

@@ -39,6 +39,7 @@ import torch
 from training.ai4pain import LABELS, MODALITIES
 from training.cache import FeatureCache, open_backbone
 from training.errors import TrainingError
+from training.features import Features, calibrate
 from training.finetune import (
     FinetuneConfig,
     add_common_options,
@@ -47,7 +48,6 @@ from training.finetune import (
     head_features,
     load_head,
     load_windows,
-    normalise_per_subject,
     predict,
     split_stop_subjects,
     train_head,
@@ -197,11 +197,11 @@ def fusion_table(
     held_out = load_windows(data, eval_split, config)
     cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir())
     backbone = open_backbone(backbone_source, torch_device)
-    train_features = fused_embeddings(cache, train, config, backbone)
-    eval_features = fused_embeddings(cache, held_out, config, backbone)
-    if config.normalise == "subject":
-        train_features = normalise_per_subject(train_features, train.subjects)
-        eval_features = normalise_per_subject(eval_features, held_out.subjects)
+    train_features, eval_features = (
+        calibrate(Features(embeddings, embeddings[:, 0, :0]), windows, config.normalise, config.baseline_windows).embeddings
+        for embeddings, windows in ((fused_embeddings(cache, train, config, backbone), train),
+                                    (fused_embeddings(cache, held_out, config, backbone), held_out))
+    )
     fit, stop = split_stop_subjects(train.subjects, config.stop_fraction, config.seed)
 
     from tqdm import tqdm

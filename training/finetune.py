@@ -79,7 +79,6 @@ __all__ = [
     "fused_embeddings",
     "load_head",
     "load_windows",
-    "normalise_per_subject",
     "predict",
     "run",
     "split_stop_subjects",
@@ -276,21 +275,6 @@ def fused_embeddings(cache: FeatureCache, windows: WindowSet, config: FinetuneCo
     return np.stack(
         [np.asarray(cache.embeddings(windows, m, r, spec, backbone)) for m, r in config.pair_tuples], axis=1
     )
-
-
-def normalise_per_subject(features: np.ndarray, subjects: np.ndarray) -> np.ndarray:
-    """Z-score every feature within each subject (labels unused)."""
-    normalised = np.empty_like(features, dtype=np.float32)
-    for subject in np.unique(subjects):
-        rows = subjects == subject
-        mean = features[rows].mean(axis=0, keepdims=True)
-        std = features[rows].std(axis=0, keepdims=True)
-        normalised[rows] = (features[rows] - mean) / np.maximum(std, 1e-6)
-    return normalised
-
-
-def _prepare(features: np.ndarray, subjects: np.ndarray, normalise: str) -> np.ndarray:
-    return normalise_per_subject(features, subjects) if normalise == "subject" else features.astype(np.float32)
 
 
 def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:

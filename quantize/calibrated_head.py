@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.backends import SCALARS_INPUT, create_backend
+from edge.backends import SCALARS_INPUT, create_backend, onnx_session
 from edge.bundle import load_bundle, save_bundle
 from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, export_onnx
 from training.ai4pain import LABELS, load_split
@@ -83,7 +83,16 @@ def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = 
     predicted = classes[predict(head, validation_features).argmax(1)]
     metrics = classification_metrics(validation.labels, predicted, LABELS)
     metrics["training"] = info
-    return head, metrics, names, [LABELS[c] for c in classes], bundle
+    return head, metrics, names, [LABELS[c] for c in classes], bundle, validation_features
+
+
+def head_parity(head, head_path: Path, features: Features) -> dict:
+    """The exported head against PyTorch on the same calibrated validation features."""
+    session = onnx_session(head_path, threads=2)
+    exported = session.run(None, {HEAD_INPUT: features.embeddings, SCALARS_INPUT: features.scalars})[0]
+    reference = predict(head, features)
+    return {"windows": len(features), "max_abs_diff_probability": float(np.abs(exported - reference).max()),
+            "class_agreement": float(np.mean(exported.argmax(1) == reference.argmax(1)))}
 
 
 def main(argv=None) -> int:
@@ -99,7 +108,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(args.seed)
     config = dataclasses.replace(FinetuneConfig(), inputs=args.inputs, normalise=args.normalise, seed=args.seed)
-    head, metrics, names, labels, bundle = train_calibrated_head(args.bundle, args.data, config=config, cache=args.cache)
+    head, metrics, names, labels, bundle, validation = train_calibrated_head(args.bundle, args.data, config=config,
+                                                                             cache=args.cache)
     with tempfile.TemporaryDirectory() as workdir:
         head_path = Path(workdir) / "head.onnx"
         k, dim = head.num_embeddings, head.embedding_dim
@@ -114,6 +124,12 @@ def main(argv=None) -> int:
         manifest["name"] = f"{bundle.name}-calibrated"
         manifest["description"] = (f"{bundle.manifest.get('description', '')}; head retrained by quantize.calibrated_head "
                                    f"on {args.inputs}, calibration {args.normalise}")
+        parity = dict(manifest.get("parity") or {})
+        parity["head_onnx_vs_pytorch"] = head_parity(head, head_path, validation)
+        if "int8_vs_float" in parity:
+            parity["int8_vs_float"]["note"] = ("measured when the backbone was exported, with the head it was exported "
+                                               "with; the backbone graph is unchanged")
+        manifest["parity"] = parity
         manifest["head_training"] = {"data": args.data.name, "inputs": args.inputs, "normalise": args.normalise,
                                      "validation_macro_f1": round(metrics["macro_f1"], 4),
                                      "validation_accuracy": round(metrics["accuracy"], 4)}

@@ -186,3 +186,19 @@ def test_cli_writes_a_split_and_reports_misuse(tmp_path, capsys):
     assert "--subjects and --first-subject-id apply to one split" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path), "--split", "test", "--subjects", "1"]) == 1
     assert "already holds" in capsys.readouterr().err
+
+
+def test_sustained_protocol_writes_minutes_of_ongoing_pain_as_six_windows_each():
+    from training.synth import synthesize_subject
+
+    subject = synthesize_subject(4, seed=0, protocol="sustained")
+    pain = [i for i, name in enumerate(subject.names) if "LOW" in name.upper() or "HIGH" in name.upper()]
+    assert len(pain) == 36  # 3 low + 3 high minutes
+    runs = np.split(np.asarray(pain), np.flatnonzero(np.diff(pain) > 1) + 1)
+    assert [len(run) for run in runs] == [6] * 6
+    for run in runs:
+        assert all(subject.bounds[a][1] == subject.bounds[b][0] for a, b in zip(run[:-1], run[1:]))  # contiguous
+        assert all(subject.bounds[i][1] - subject.bounds[i][0] == 1000 for i in run)
+        for strengths in subject.strengths.values():
+            assert np.all(strengths[run] == strengths[run[0]]) and strengths[run[0]] > 0  # one episode
+    assert synthesize_subject(4, seed=0).names == synthesize_subject(4, seed=0, protocol="trials").names

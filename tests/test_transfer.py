@@ -32,6 +32,9 @@ def test_calibrated_head_writes_a_bundle_the_device_runs(tiny_cohort, tmp_path, 
     assert bundle.calibration == {"method": "baseline", "windows": 6} and len(bundle.scalars) == 10
     assert bundle.files["backbone.onnx"] == shipped.files["backbone.onnx"]  # the parity-checked backbone, unchanged
     assert 0.0 <= bundle.manifest["head_training"]["validation_macro_f1"] <= 1.0
+    head_parity = bundle.parity["head_onnx_vs_pytorch"]
+    assert head_parity["windows"] == 20 and head_parity["max_abs_diff_probability"] < 1e-4
+    assert head_parity["class_agreement"] == 1.0
     backend = create_backend(bundle, threads=1)
     images = np.random.default_rng(0).random((2, bundle.n_images, 3, 224, 224), dtype=np.float32)
     probabilities = backend.predict_batch(images, np.zeros((2, len(bundle.scalars)), np.float32))

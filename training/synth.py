@@ -148,6 +148,9 @@ SPLIT_SIZES: dict[str, int] = {"train": 41, "validation": 12, "test": 12}
 _FIRST_SUBJECT_ID = {"train": 1, "validation": 101, "test": 201}
 _ID_BLOCK = 100
 _TRIALS_PER_LEVEL = 12
+_EPISODES_PER_LEVEL = 3  # sustained protocol: 3 low and 3 high minutes of ongoing pain
+_EPISODE_WINDOWS = 6  # a 60 s episode, six 10 s columns
+PROTOCOLS = ("trials", "sustained")
 _NAME_STYLES = ("plain", "prefixed", "x_upper")
 _CHANNELS = {"Eda": "EDA", "Bvp": "BVP", "Resp": "RESP", "SpO2": "SpO2"}  # modality folder -> model channel
 _FS = SAMPLING_RATE
@@ -197,17 +200,30 @@ def _padding(subject_id: int) -> str:
     return ("", "NaN")[subject_id // len(_NAME_STYLES) % 2]
 
 
-def _session(rng: np.random.Generator, subject_id: int):
-    """Column names, kinds and sample bounds of one session, in order."""
-    levels = rng.permutation(np.repeat(["low", "high"], _TRIALS_PER_LEVEL))
+def _session(rng: np.random.Generator, subject_id: int, protocol: str = "trials"):
+    """Column names, kinds, sample bounds and pain episode (index, or -1) of each column of one session, in order.
+
+    ``trials``: AI4PAIN's 10 s stimuli, one column (one window) each.
+    ``sustained``: 60 s episodes of ongoing pain, each written as six 10 s columns
+    (six windows) while the physiology sees one episode.
+    """
+    levels = rng.permutation(np.repeat(["low", "high"], _TRIALS_PER_LEVEL if protocol == "trials" else _EPISODES_PER_LEVEL))
     kinds = ["baseline"]
     lengths = [int(rng.integers(5955, 6046))]
+    episode_of = [-1]
     for i, level in enumerate(levels):
-        kinds.append(str(level))
-        lengths.append(int(np.clip(np.round(rng.normal(1040, 45)), 985, 1130)))
+        if protocol == "trials":
+            kinds.append(str(level))
+            lengths.append(int(np.clip(np.round(rng.normal(1040, 45)), 985, 1130)))
+            episode_of.append(i)
+        else:
+            kinds += [str(level)] * _EPISODE_WINDOWS
+            lengths += [int(_FS * 10)] * _EPISODE_WINDOWS
+            episode_of += [i] * _EPISODE_WINDOWS
         if i < len(levels) - 1:
             kinds.append("rest")
             lengths.append(int(np.clip(np.round(rng.normal(4000, 250)), 3500, 4500)))
+            episode_of.append(-1)
     counters = {"baseline": 0, "low": 0, "high": 0, "rest": 0}
     names = []
     for kind in kinds:
@@ -215,7 +231,7 @@ def _session(rng: np.random.Generator, subject_id: int):
         names.append(_column_name(_NAME_STYLES[subject_id % len(_NAME_STYLES)], subject_id, kind, counters[kind]))
     stops = np.cumsum(lengths)
     bounds = [(int(stop - length), int(stop)) for stop, length in zip(stops, lengths)]
-    return names, kinds, bounds
+    return names, kinds, bounds, np.asarray(episode_of)
 
 
 def synthesize_subject(
@@ -225,6 +241,7 @@ def synthesize_subject(
     *,
     device: str | DeviceSettings = "finger-lab",
     effects: str | PainEffects = "default",
+    protocol: str = "trials",
 ) -> SyntheticSubject:
     """Simulate one subject's session (see the module docstring for the model).
 
@@ -240,6 +257,9 @@ def synthesize_subject(
         A name from :data:`firmware_bridge.physiology.DEVICE_PRESETS` or the settings.
     effects : str or PainEffects, default "default"
         A name from :data:`firmware_bridge.physiology.EFFECT_PRESETS` or the settings.
+    protocol : {"trials", "sustained"}, default "trials"
+        AI4PAIN's 10 s stimuli, or 60 s episodes of ongoing pain written as six
+        10 s columns each (what a bedside monitor sees).
 
     Returns
     -------
@@ -256,16 +276,21 @@ def synthesize_subject(
     scale = _resolve_difficulty(difficulty)
     rng = np.random.default_rng([seed, subject_id])
     profile = draw_profile(rng)
-    names, kinds, bounds = _session(rng, subject_id)
-    trial = np.isin(kinds, ("low", "high"))
-    episodes = [(start, stop, PAIN_LEVELS[kind]) for kind, (start, stop) in zip(kinds, bounds) if kind in ("low", "high")]
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    names, kinds, bounds, episode_of = _session(rng, subject_id, protocol)
+    trial = episode_of >= 0
+    episodes = []
+    for index in range(episode_of.max() + 1):
+        columns = np.flatnonzero(episode_of == index)
+        episodes.append((bounds[columns[0]][0], bounds[columns[-1]][1], PAIN_LEVELS[kinds[columns[0]]]))
     recording = simulate_recording(
         bounds[-1][1], rng, episodes, sampling_rate=_FS, profile=profile, effects=effects, device=device, scale=scale
     )
     strengths = {}
-    for response, per_trial in recording.strengths.items():
+    for response, per_episode in recording.strengths.items():
         strengths[response] = np.zeros(len(names))
-        strengths[response][trial] = per_trial
+        strengths[response][trial] = np.asarray(per_episode)[episode_of[trial]]
     return SyntheticSubject(
         subject_id=subject_id,
         profile=profile,
@@ -286,6 +311,7 @@ def synthesize_cohort(
     difficulty: str | float = "medium",
     device: str | DeviceSettings = "finger-lab",
     effects: str | PainEffects = "default",
+    protocol: str = "trials",
     overwrite: bool = False,
     progress: bool = False,
 ) -> list[int]:
@@ -312,6 +338,8 @@ def synthesize_cohort(
     effects : str or PainEffects, default "default"
         Pain-response sizes: a name from :data:`firmware_bridge.physiology.EFFECT_PRESETS`
         (``default``, ``cardiac-dominant``, ``eda-dominant``) or the settings.
+    protocol : {"trials", "sustained"}, default "trials"
+        See :func:`synthesize_subject`.
     overwrite : bool, default False
         Replace CSVs already in the split's modality folders (otherwise refuse).
     progress : bool, default False
@@ -366,7 +394,7 @@ def synthesize_cohort(
 
     subject_ids = [int(first_subject_id) + i for i in range(n_subjects)]
     for subject_id in _progress(subject_ids, f"synth {split}", progress):
-        subject = synthesize_subject(subject_id, seed, difficulty, device=device, effects=effects)
+        subject = synthesize_subject(subject_id, seed, difficulty, device=device, effects=effects, protocol=protocol)
         for modality in MODALITIES:
             _write_columns(
                 split_dir / modality / f"{subject_id}.csv",
@@ -443,6 +471,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="pain-response sizes: default, cardiac-dominant (heart strong, skin weak) or eda-dominant (the reverse) "
         "(default: default)",
     )
+    parser.add_argument(
+        "--protocol",
+        default="trials",
+        choices=PROTOCOLS,
+        help="trials: AI4PAIN's 10 s stimuli (default); sustained: 60 s episodes of ongoing pain, six windows each",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace CSV files already in the split folders")
 
 
@@ -461,6 +495,7 @@ def run(args: argparse.Namespace) -> int:
             difficulty=args.difficulty,
             device=args.device,
             effects=args.effects,
+            protocol=args.protocol,
             overwrite=args.overwrite,
             progress=True,
         )

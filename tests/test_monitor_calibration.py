@@ -16,13 +16,9 @@ def test_monitor_calibrates_then_labels_and_reports_agreement_with_the_script(tm
     config.write_text("[budgets]\nmax_pending_windows = 64\n")
     done = subprocess.run(
         [sys.executable, "-m", "edge.cli", "monitor", "--simulate", "--speed", "20", "--windows", "9",
-         "--conditions", "pain:high:60-90", "--db", str(database), "--config", str(config), "--format", "jsonl"]
-        if "--format" in subprocess.run([sys.executable, "-m", "edge.cli", "monitor", "--help"], cwd=ROOT,
-                                        capture_output=True, text=True).stdout
-        else [sys.executable, "-m", "edge.cli", "monitor", "--simulate", "--speed", "20", "--windows", "9",
-              "--conditions", "pain:high:60-90", "--db", str(database), "--config", str(config)],
+         "--conditions", "pain:high:60-90", "--db", str(database), "--config", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+    )  # stdout is a pipe: JSON lines
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert [r["skip_reason"] for r in records[:6]] == ["calibrating"] * 6

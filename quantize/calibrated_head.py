@@ -30,7 +30,7 @@ import torch
 
 from edge.backends import SCALARS_INPUT, create_backend, onnx_session
 from edge.bundle import load_bundle, save_bundle
-from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, export_onnx
+from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, ProbabilityHead, export_onnx
 from training.ai4pain import LABELS, load_split
 from training.features import DEVICE_CHANNELS, Features, bundle_embeddings, calibrate, window_scalar_features
 from training.finetune import FinetuneConfig, data_classes, predict, split_stop_subjects, train_head
@@ -39,15 +39,6 @@ from training.metrics import classification_metrics
 __all__ = ["train_calibrated_head", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-class _ProbabilityHead(torch.nn.Module):
-    def __init__(self, head):
-        super().__init__()
-        self.head = head.eval()
-
-    def forward(self, embeddings, scalars):
-        return torch.softmax(self.head(embeddings, scalars), dim=-1)
 
 
 def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = None, cache: Path | None = None):
@@ -114,7 +105,7 @@ def main(argv=None) -> int:
         head_path = Path(workdir) / "head.onnx"
         k, dim = head.num_embeddings, head.embedding_dim
         example = (torch.zeros(2, k, dim), torch.zeros(2, head.num_scalars))
-        export_onnx(_ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
+        export_onnx(ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
         manifest = json.loads(json.dumps(bundle.manifest))
         manifest.pop("files", None)
         manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]

@@ -42,14 +42,14 @@ ONNX_OPSET = 20
 
 
 class ProbabilityHead(nn.Module):
-    """A :class:`FusionHead` followed by a softmax: (B, k, D) embeddings -> (B, classes) probabilities."""
+    """A :class:`FusionHead` followed by a softmax: (B, k, D) embeddings [+ (B, d) scalars] -> (B, classes) probabilities."""
 
     def __init__(self, head: FusionHead):
         super().__init__()
         self.head = head.eval()
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.head(embeddings), dim=-1)
+    def forward(self, embeddings: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.softmax(self.head(embeddings, scalars), dim=-1)
 
 
 def export_form_backbone(model: TinyBioMoE) -> TinyBioMoE:

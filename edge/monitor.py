@@ -45,7 +45,10 @@ Pipeline
 
 Outputs
 -------
-One JSON line per window on stdout (:meth:`edge.storage.WindowResult.to_json`:
+One line per window on stdout: on a terminal a readable line (level, class
+probabilities as bars, flagged channels; :class:`edge.console.WindowLines`),
+into a pipe or a file (or with ``--format jsonl``) one JSON line
+(:meth:`edge.storage.WindowResult.to_json`:
 device time span, probabilities, raw and smoothed label, per-channel quality,
 ``latency_ms`` per stage: ``quality``, ``represent``, ``infer``, ``smooth``,
 ``total`` (their sum) and ``queue`` (time waiting for the processor)). The
@@ -116,8 +119,10 @@ from edge.calibration import Baseline
 from edge.budget import BudgetTracker, SkippingQueue, peak_memory_mb, process_memory_mb
 from edge.bundle import PLACEHOLDER_NOTICE, Bundle, FusionEntry, default_bundle_path, load_bundle
 from edge.config import MonitorConfig, add_config_arguments, config_from_args
+from edge.console import OUTPUT_FORMATS, WindowLines, output_format
 from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
+from edge.ports import claim_port, explain_port_error, port_problem
 from edge.quality import DeviceFlags
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
 from edge.service import GracefulShutdown
@@ -125,6 +130,7 @@ from edge.smoothing import create_smoother
 from edge.storage import ResultStore, StoreUnavailable, WindowResult
 from edge.windows import Window, Windower, check_channel_rate
 from firmware_bridge import (
+    BridgeError,
     BridgeParams,
     ChannelBlock,
     DeviceConfig,
@@ -322,17 +328,29 @@ class SensorSource:
 
         Raises
         ------
+        EdgeError
+            For a port that does not exist, that this user may not open, that
+            another program holds, or that sends no hello frame within
+            ``connect_timeout_s``: one line with the fix (:mod:`edge.ports`).
         BridgeError
-            ``port_open_failed`` for a port that cannot be opened, ``no_config``
-            when no hello frame arrives within ``connect_timeout_s``.
+            Other failures to open the port (``port_open_failed``).
         """
         if self.device is not None:
             self.device.open()
-        self.reader.open()
-        self.reader.start()
-        if self.device is not None:
-            self.device.start()
-        return self.reader.wait_for_config(timeout=self.connect_timeout_s)
+        else:
+            problem = port_problem(self.port)  # missing, or not this user's: one line with the fix
+            if problem is not None:
+                raise problem
+        try:
+            self.reader.open()
+            if self.device is None:
+                claim_port(self.port, self.reader.port)  # a second monitor on this port is refused
+            self.reader.start()
+            if self.device is not None:
+                self.device.start()
+            return self.reader.wait_for_config(timeout=self.connect_timeout_s)
+        except BridgeError as exc:
+            raise explain_port_error(exc, self.port, self.connect_timeout_s) from None
 
     def close(self) -> None:
         """Stop the reader, then the simulated device; remove the temporary link folder."""
@@ -392,6 +410,10 @@ class Monitor:
         When to stop on its own.
     out : text stream or None
         Where the JSON lines go (None: nowhere, ``--quiet``).
+    line_format : callable, optional
+        ``line_format(result) -> str``: the line written to ``out`` per window;
+        default :meth:`WindowResult.to_json` (``biomoe monitor`` on a terminal
+        passes :class:`edge.console.WindowLines`).
     status_every_s : float
         Seconds between status lines.
     session_info : dict
@@ -400,8 +422,10 @@ class Monitor:
 
     def __init__(self, bundle: Bundle, processor: WindowProcessor, reader: SensorReader, device: DeviceConfig,
                  store: ResultStore, config: MonitorConfig, limits: RunLimits = RunLimits(), out=sys.stdout,
-                 status_every_s: float = 60.0, session_info: dict | None = None, scripted_truth=None):
+                 status_every_s: float = 60.0, session_info: dict | None = None, scripted_truth=None,
+                 line_format=None):
         self.bundle = bundle
+        self.line_format = line_format or WindowResult.to_json
         self.scripted_truth = scripted_truth  # window -> true label, for a simulated hub with scripted pain
         self.scripted_agreement = [0, 0]  # labelled windows that agree, labelled windows
         self.processor = processor
@@ -733,7 +757,7 @@ class Monitor:
                 self._stage_ms.setdefault(stage, deque(maxlen=1000)).append(value)
         if self.out is not None and not self._output_closed:
             try:
-                self.out.write(result.to_json() + "\n")
+                self.out.write(self.line_format(result) + "\n")
                 self.out.flush()
             except BrokenPipeError:  # e.g. `biomoe monitor | head`: stop cleanly, keep what is stored
                 self._output_closed = True
@@ -837,9 +861,9 @@ def scripted_truth(conditions, labels: Sequence[str]):
     return truth
 
 
-def _store_baseline(store: ResultStore, baseline: Baseline) -> None:
-    """Keep the patient's baseline with the session (an event), so a session's results can be reproduced."""
-    store.append_event("calibration", baseline.to_dict())
+def _store_baseline(monitor: Monitor, baseline: Baseline) -> None:
+    """Keep the patient's baseline with the session (an event, written in order with the windows)."""
+    monitor._event("calibration", baseline.to_dict())
     logger.info("calibrated: the patient's rest baseline from %d windows is stored; pain levels follow", baseline.windows)
 
 
@@ -847,14 +871,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``biomoe monitor``."""
     parser.description = (
         "Monitor pain continuously: read the sensor hub (--port) or the built-in simulated hub (--simulate), "
-        "print one JSON line per window and store it in SQLite (--db)."
+        "print one line per window (readable on a terminal, JSON into a pipe or file) and store it in SQLite (--db)."
     )
     add_config_arguments(parser)
     parser.add_argument("--windows", type=int, default=0, metavar="N",
                         help="stop after N windows are written, processed or skipped "
                              "(default 0: run until SIGTERM/Ctrl-C)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many wall-clock seconds")
-    parser.add_argument("--quiet", action="store_true", help="no JSON lines on stdout (the database gets every window)")
+    parser.add_argument("--quiet", action="store_true", help="no lines on stdout (the database gets every window)")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS,
+                        help="lines on stdout: text (one readable line per window) or jsonl (one JSON object per "
+                             "window, as stored); default text on a terminal, jsonl into a pipe or file")
     parser.add_argument("--status-every", type=float, metavar="SECONDS",
                         help="seconds between status lines on stderr (default: budgets.status_interval_seconds, 60)")
     parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
@@ -935,8 +962,12 @@ def run(args: argparse.Namespace) -> int:
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
                                                   for c in device.channels}},
             )
+            if not args.quiet and output_format(args.format, sys.stdout) == "text":
+                monitor.line_format = WindowLines.for_stream(
+                    sys.stdout, bundle.labels, processor.baseline_windows,
+                    lost_samples=lambda: sum(monitor.counters()["samples_lost"].values()))
             if processor.baseline_windows:
-                processor.on_baseline = lambda baseline: _store_baseline(store, baseline)
+                processor.on_baseline = lambda baseline: _store_baseline(monitor, baseline)
                 signal.signal(signal.SIGUSR1, lambda *_: processor.recalibrate())
                 logger.info("calibrating to the patient: the first %d reliable windows (%g s) learn the rest "
                             "baseline and get no pain level; kill -USR1 %d calibrates again",

@@ -1,8 +1,10 @@
 """``biomoe history DB``: read back what the monitor stored.
 
-Prints the stored windows as a table, exports them to CSV (``--csv``), or
-draws a timeline PNG (``--plot``) of the smoothed pain level above a strip of
-per-channel signal quality. The plot needs matplotlib (``pip install
+Prints the stored windows as a table on a terminal and as JSON lines (one
+object per window, as ``biomoe monitor`` prints them) into a pipe or a file;
+``--format table|csv|jsonl`` chooses. Exports them to a CSV file (``--csv``),
+or draws a timeline PNG (``--plot``) of the smoothed pain level above a strip
+of per-channel signal quality. The plot needs matplotlib (``pip install
 "tiny-biomoe-edge[plot]"``); printing and CSV need nothing beyond the standard
 library. The database is opened read-only, so this is safe while the monitor
 runs, and works for a user who may not write to its folder.
@@ -17,10 +19,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.console import output_format
 from edge.errors import EdgeError
 from edge.storage import ResultStore, WindowResult
 
-__all__ = ["history_rows", "format_table", "write_csv", "plot_timeline", "configure_parser", "run"]
+__all__ = ["HISTORY_FORMATS", "history_rows", "format_table", "write_csv", "write_jsonl", "plot_timeline",
+           "configure_parser", "run"]
+
+#: Values of ``--format``: what goes to standard output.
+HISTORY_FORMATS = ("table", "csv", "jsonl")
 
 
 def _labels_of(results: Sequence[WindowResult]) -> list[str]:
@@ -115,6 +122,13 @@ def write_csv(results: Sequence[WindowResult], target) -> int:
     return len(rows)
 
 
+def write_jsonl(results: Sequence[WindowResult], handle) -> int:
+    """One JSON object per window (:meth:`WindowResult.to_json`, as the monitor prints); return the count."""
+    for result in results:
+        handle.write(result.to_json() + "\n")
+    return len(results)
+
+
 def _write_rows(rows: list[dict], handle) -> None:
     fields = list(rows[0]) if rows else ["session", "window"]
     writer = csv.DictWriter(handle, fieldnames=fields)
@@ -196,7 +210,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("database", type=Path, metavar="DB", help="results database written by biomoe monitor")
     parser.add_argument("--last", type=int, metavar="N", help="only the last N windows")
     parser.add_argument("--session", type=int, metavar="ID", help="only windows of this monitor session")
-    parser.add_argument("--csv", metavar="OUT.csv", help="export to CSV ('-' for standard output)")
+    parser.add_argument("--format", choices=HISTORY_FORMATS,
+                        help="what to print: table, csv or jsonl (one JSON object per window); default table on a "
+                             "terminal, jsonl into a pipe or file")
+    parser.add_argument("--csv", metavar="OUT.csv", help="export to a CSV file ('-' for standard output)")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw a timeline PNG")
 
 
@@ -210,12 +227,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"biomoe history: note: the latest windows, in {args.database.name}-wal, are not shown: SQLite "
                   f"needs its -shm index, which is gone, and cannot rebuild it in a folder you may not write; run "
                   "as a user who may write there (e.g. the monitor's service user) to see them", file=sys.stderr)
-    if args.csv is None and args.plot is None:
+    if args.format is not None or (args.csv is None and args.plot is None):
+        chosen = args.format or ("table" if output_format(None, sys.stdout) == "text" else "jsonl")
         if not results:
-            print(f"no windows stored in {args.database} yet")
-        else:
+            print(f"no windows stored in {args.database} yet", file=sys.stdout if chosen == "table" else sys.stderr)
+        elif chosen == "table":
             print(format_table(results))
-        return 0
+        elif chosen == "csv":
+            write_csv(results, sys.stdout)
+        else:
+            write_jsonl(results, sys.stdout)
     if args.csv == "-":
         write_csv(results, sys.stdout)
     elif args.csv is not None:

@@ -1,6 +1,8 @@
 import csv
 import ctypes
+import json
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -38,7 +40,7 @@ def _fill(path, n=6, placeholder=False):
 
 def test_prints_a_table(tmp_path, capsys):
     database = _fill(tmp_path / "r.sqlite")
-    assert main(["history", str(database)]) == 0
+    assert main(["history", str(database), "--format", "table"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["session", "window"]
     assert "p(High Pain)" in out[0]
@@ -49,14 +51,14 @@ def test_prints_a_table(tmp_path, capsys):
 
 def test_last_limits_the_rows(tmp_path, capsys):
     database = _fill(tmp_path / "r.sqlite")
-    assert main(["history", str(database), "--last", "2"]) == 0
+    assert main(["history", str(database), "--last", "2", "--format", "table"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and out[1].split()[1] == "4"
 
 
 def test_placeholder_results_are_marked(tmp_path, capsys):
     database = _fill(tmp_path / "r.sqlite", placeholder=True)
-    main(["history", str(database)])
+    main(["history", str(database), "--format", "table"])
     assert "PLACEHOLDER" in capsys.readouterr().out
 
 
@@ -80,6 +82,36 @@ def test_csv_to_standard_output(tmp_path, capsys):
     assert lines[0].startswith("session,window,start_time") and len(lines) == 3
 
 
+def test_into_a_pipe_json_lines_as_the_monitor_prints_them(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite")
+    assert main(["history", str(database)]) == 0  # standard output is not a terminal here
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    with ResultStore(database, readonly=True) as store:
+        assert records == [result.to_dict() for result in store.windows()]
+    assert records[3]["skipped"] and records[4]["quality"]["EDA"]["flags"] == ["lead_off"]
+
+
+def test_format_csv_on_standard_output(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite", n=2)
+    assert main(["history", str(database), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("session,window,start_time") and len(lines) == 3
+
+
+def test_a_terminal_gets_the_table(tmp_path):
+    database = _fill(tmp_path / "r.sqlite", n=2)
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(database)], cwd=ROOT,
+                              stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        shown = os.read(master, 65536).decode().splitlines()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.returncode == 0, done.stderr
+    assert shown[0].split()[:2] == ["session", "window"] and len(shown) == 3
+
+
 def test_timeline_png(tmp_path):
     pytest.importorskip("matplotlib")
     database = _fill(tmp_path / "r.sqlite", placeholder=True)
@@ -101,8 +133,11 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
 def test_empty_database(tmp_path, capsys):
     database = tmp_path / "r.sqlite"
     ResultStore(database).close()
-    assert main(["history", str(database)]) == 0
+    assert main(["history", str(database), "--format", "table"]) == 0
     assert "no windows stored" in capsys.readouterr().out
+    assert main(["history", str(database)]) == 0  # into a pipe: no lines, the note on stderr
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no windows stored" in captured.err
     assert main(["history", str(database), "--plot", str(tmp_path / "t.png")]) == 1
     assert "no stored windows" in capsys.readouterr().err
 
@@ -147,8 +182,8 @@ def test_history_reads_a_database_it_may_not_write_beside(checkpoint_after, tmp_
     folder.mkdir()
     path = _killed_writer(folder, checkpoint_after)
     try:
-        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60,
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "history", str(path), "--format", "table"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60,
                               preexec_fn=_as_a_user_who_cannot_write(folder))
     finally:
         folder.chmod(0o755)

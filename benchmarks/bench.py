@@ -78,7 +78,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: the bundle shipped with biomoe)")
     parser.add_argument("--target", default="dev-x86", help="device whose budget applies (default: dev-x86)")
     parser.add_argument("--budgets", type=Path, help=f"budgets TOML file (default: {DEFAULT_BUDGETS.name} of biomoe)")
-    parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write every measurement to this JSON file (its path is the last line printed)")
     parser.add_argument("--threads", type=int, default=2, help="inference threads, bundle and reference (default: 2)")
     parser.add_argument("--warmup", type=int, help="untimed calls per stage first (default: 3; --quick: 1)")
     parser.add_argument("--repeats", type=int, help="timed calls per stage (default: 20; --quick: 3)")
@@ -119,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
                             *(["--report", str(args.report)] if args.report else []),
                             *(["--plot", str(args.plot)] if args.plot else [])])
         write_report(record, targets, report=args.report, plot=args.plot, command=command)
+    for path in (args.report, args.plot, args.json):  # the JSON, the file a script reads, on the last line
+        if path:
+            print(f"wrote {path}")
     return 0 if evaluation["verdict"] == "pass" else 1
 
 

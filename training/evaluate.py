@@ -284,6 +284,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="fusion table: TOML/JSON FinetuneConfig settings for the heads")
     parser.add_argument("--head-seeds", type=int, default=3, help="fusion table: heads per row (default 3)")
     parser.add_argument("--train-split", default="train", help="fusion table: split the heads learn from")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the report (or the fusion table) to this JSON file; the last line printed "
+                             "is the path of what was written")
     add_common_options(parser)
 
 
@@ -301,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
                              device=args.device)
         print((args.out / "fusion_table.md").read_text(), end="")
         print(f"({table['wall_seconds']:.0f} s)")
+        written = _write_json_copy(args.json, table) or args.out / "fusion_table.json"
+        print(f"wrote {written}")
         return 0
     if not args.run:
         raise ValueError("pass --run RUN_DIR (a biomoe finetune --out) or --fusion-table")
@@ -308,4 +313,14 @@ def run(args: argparse.Namespace) -> int:
     recall = ", ".join(f"{name} {value:.2f}" for name, value in report["per_class_recall"].items())
     print(f"{args.run / 'evaluation' / args.split}: accuracy {report['accuracy']:.3f}, macro-F1 "
           f"{report['macro_f1']:.3f}, recall {recall}")
+    written = _write_json_copy(args.json, report) or args.run / "evaluation" / args.split / "report.json"
+    print(f"wrote {written}")
     return 0
+
+
+def _write_json_copy(path: Path | None, content: dict[str, Any]) -> Path | None:
+    """``--json FILE``: the report there as well (its folder made); None without the flag."""
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(path, content)

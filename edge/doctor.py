@@ -366,8 +366,7 @@ def check_port(config: MonitorConfig, timeout_s: float, bundle_path=None) -> Ite
     port = config.port
     problem = port_problem(port)
     if problem is not None:
-        detail, _, fix = str(problem).partition("; fix: ")
-        yield Check("port", "fail", detail, fix or "pass --port with the sensor board's device (above)")
+        yield Check("port", "fail", *_split_fix(str(problem)))
         return
     from edge.monitor import SensorSource
 
@@ -378,10 +377,8 @@ def check_port(config: MonitorConfig, timeout_s: float, bundle_path=None) -> Ite
         waited = time.monotonic() - began
     except EdgeError as exc:
         message = str(exc)
-        name = "hello" if "hello" in message else "port"
-        detail, _, fix = message.partition("; fix: ")
-        if not fix:
-            detail, fix = _split_fix(message)
+        name = "hello" if "(hello frame)" in message else "port"
+        detail, fix = _split_fix(message)
         if name == "hello":  # the port opened: only the device is silent
             yield Check("port", "ok", f"{port}: readable and writable, no other reader")
         yield Check(name, "fail", detail, fix)
@@ -405,12 +402,11 @@ def check_port(config: MonitorConfig, timeout_s: float, bundle_path=None) -> Ite
 
 
 def _split_fix(message: str) -> tuple[str, str]:
-    """Split 'what happened; what to do' at the first '; ' after which advice starts."""
-    for marker in ("; is a device", "; stop it", "; pass --port", "; check"):
-        at = message.find(marker)
-        if at > 0:
-            return message[:at], message[at + 2:]
-    return message, "see the message"
+    """(what happened, what to do) of an :mod:`edge.ports` message ``"...; fix: ..."`` (or ``"...? fix: ..."``)."""
+    found = re.search(r";? fix: ", message)
+    if found is None:
+        return message, "see the line above"
+    return message[:found.start()], message[found.end():]
 
 
 # --------------------------------------------------------------------------- the database and the clock

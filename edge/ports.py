@@ -62,6 +62,10 @@ def ports_hint() -> str:
     return "no serial ports found (dmesg | tail shows a board arrive when it is plugged in)"
 
 
+def _port_fix() -> str:
+    return f"pass --port with the sensor board's ({ports_hint()}), or --simulate to try without hardware"
+
+
 def user_name() -> str:
     try:
         return getpass.getuser()
@@ -149,7 +153,7 @@ def _command(pid: str) -> str:
 
 def _missing(port: str) -> EdgeError:
     return EdgeError(f"cannot open serial port {port}: it does not exist (is the sensor board plugged in?); "
-                     f"{ports_hint()}; pass --port with the sensor board's")
+                     f"fix: {_port_fix()}")
 
 
 def _denied(port: str) -> EdgeError:
@@ -161,8 +165,8 @@ def _busy(port: str) -> EdgeError:
     holders = port_holders(port)
     held = f" (open in: {', '.join(holders)})" if holders else ""
     return EdgeError(
-        f"cannot open serial port {port}: it is busy, another program holds it{held}; stop it first (a monitor running as a "
-        "service: sudo systemctl stop biomoe-monitor) or pass --port with another device"
+        f"cannot open serial port {port}: it is busy, another program holds it{held}; fix: stop that program (a "
+        "monitor running as a service: sudo systemctl stop biomoe-monitor), or pass --port with another device"
     )
 
 
@@ -193,11 +197,10 @@ def explain_port_error(exc: BaseException, port: str, timeout_s: float | None = 
     if code == "no_config":
         waited = f" within {timeout_s:g} s" if timeout_s is not None else ""
         holders = [] if _is_url(port) else port_holders(port)
-        also = f"; it is also open in {', '.join(holders)}, which may be taking the bytes" if holders else ""
+        also = f" It is also open in {', '.join(holders)}, which may be taking the bytes." if holders else ""
         return EdgeError(
-            f"no device description (hello frame) arrived from {port}{waited}; is a device streaming on this port? "
-            f"Wrong port or baud rate (115200)? {ports_hint()}{also}; pass --port with the sensor board's, "
-            "or --simulate to try without hardware"
+            f"no device description (hello frame) arrived from {port}{waited}; is a device streaming on this port, "
+            f"at 115200 baud?{also} fix: {_port_fix()}"
         )
     if code != "port_open_failed" or _is_url(port):
         return exc

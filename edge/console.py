@@ -10,14 +10,16 @@ A human line reads, for a three-class bundle::
     device time  level        No             Low            High           notes
         0:00:10  calibrating 1/6 (learning the patient's rest baseline)
         0:01:10  No Pain      ███████▊  97%  ▎          3%             0%
-        0:01:20  Low Pain     ██▌       31%  ████▎     53%  █▎        16%  EDA saturation
+        0:01:20  Low Pain     ██▌       31%  ████▎     53%  █▎        16%  EDA saturation, level held
         0:01:30  skipped      processing fell behind (2 so far)
 
-device time is the end of the window on the sensor board's clock
-(hours:minutes:seconds), the level is the smoothed label, each class has a
-bar of its probability (eighth-blocks; ``#`` when the terminal cannot show
-them), and the notes name the channels the quality gate flagged and the
-samples lost on the link since the previous line.
+Device time is the end of the window on the sensor board's clock
+(hours:minutes:seconds); the level is the smoothed label; each class has a
+bar of its smoothed probability (the level's own numbers; eighth-blocks,
+``#`` when the terminal cannot show them; the window's own probabilities
+are in the JSON lines and the database); the notes name the channels the
+quality gate flagged, with a window that has one not moving the level
+(``level held``), and the samples lost on the link since the previous line.
 """
 
 from __future__ import annotations
@@ -110,6 +112,17 @@ def probability_bar(p: float | None, cells: int = BAR_CELLS, blocks: bool = True
     return text.ljust(cells)
 
 
+def _flagged(quality: dict) -> list[str]:
+    """Channels the quality gate flagged, those with the same flags together: ``["EDA BVP missing"]``."""
+    groups: dict[str, list[str]] = {}
+    for channel, verdict in quality.items():
+        if not verdict.get("ok", False):
+            groups.setdefault(" ".join(verdict.get("flags", [])) or "flagged", []).append(channel)
+    if len(groups) == 1 and len(next(iter(groups.values()))) == len(quality) > 1:
+        return [f"all channels {next(iter(groups))}"]
+    return [f"{' '.join(channels)} {flags}" for flags, channels in groups.items()]
+
+
 def _short_names(labels: Sequence[str]) -> list[str]:
     """``No Pain`` -> ``No`` when the first words tell the classes apart; the labels otherwise."""
     first = [label.split()[0] if label.split() else label for label in labels]
@@ -192,7 +205,7 @@ class WindowLines:
         else:
             self._calibrating = False
             level = result.smoothed_label or result.label or "-"
-            probabilities = result.probabilities or {}
+            probabilities = result.smoothed_probabilities or result.probabilities or {}
             bars = "".join(self._cell_text(probabilities.get(label)) for label in self.labels)
             text = clock + f"{level:<{self._level_width}}{bars}"
         if notes:
@@ -218,9 +231,9 @@ class WindowLines:
     def _notes(self, result: WindowResult) -> str:
         notes = []
         if not result.skipped or result.skip_reason == "calibrating":
-            flagged = [f"{channel} {' '.join(verdict.get('flags', [])) or 'flagged'}"
-                       for channel, verdict in result.quality.items() if not verdict.get("ok", False)]
-            notes.extend(flagged)
+            notes.extend(_flagged(result.quality))
+            if not result.skipped and notes:  # the smoother ignores unreliable windows
+                notes.append("level held")
         if self.lost_samples is not None:
             lost = self.lost_samples()
             if lost > self._lost_before:

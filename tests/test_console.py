@@ -94,7 +94,7 @@ def test_lines_are_aligned_and_say_level_probabilities_flags_and_losses():
     labelled = lines(_result(3, {"No Pain": 0.1, "Low Pain": 0.25, "High Pain": 0.65}, quality=FLAT))
     assert labelled.split()[:3] == ["0:00:40", "High", "Pain"]
     assert " 10%" in labelled and " 25%" in labelled and " 65%" in labelled and "██████▊" not in labelled
-    assert labelled.endswith("RESP flat_line, 500 samples lost")
+    assert labelled.endswith("RESP flat_line, level held, 500 samples lost")
     quiet = lines(_result(4, {"No Pain": 1.0, "Low Pain": 0.0, "High Pain": 0.0}))
     assert "samples lost" not in quiet and "████████ 100%" in quiet  # losses only on the line after them
     skipped = lines(_result(5, skip_reason="behind"))
@@ -103,6 +103,15 @@ def test_lines_are_aligned_and_say_level_probabilities_flags_and_losses():
     column = header.index("Low")
     assert quiet[column - 1] == " " and quiet[column:column + 8].strip() == ""  # an empty Low bar at 0 %
     assert labelled.index(" 25%") < header.index("High") <= labelled.index(" 65%")
+
+
+def test_channels_with_the_same_flags_are_named_together():
+    missing = {name: {"ok": False, "flags": ["missing"]} for name in ("EDA", "BVP", "RESP")}
+    lines = WindowLines(LABELS)
+    assert lines.line(_result(0, {"No Pain": 1.0, "Low Pain": 0.0, "High Pain": 0.0}, quality=missing)).endswith(
+        "all channels missing, level held")
+    mixed = {**missing, "SpO2": {"ok": True, "flags": []}, "RESP": {"ok": False, "flags": ["flat_line"]}}
+    assert lines.line(_result(1, skip_reason="calibrating", quality=mixed)).endswith("EDA BVP missing, RESP flat_line")
 
 
 def test_a_new_baseline_counts_from_one_again():

@@ -219,7 +219,7 @@ def check_cpu(machine: str | None = None, flags: set[str] | None = None) -> Chec
     Examples
     --------
     >>> check_cpu("aarch64", {"fp", "asimd"}).detail
-    'aarch64: NEON; no dot-product instructions (asimddp; a Cortex-A72, as on a Raspberry Pi 4): int8 layers run slower than on a Pi 5'
+    'aarch64: NEON; no dot product (asimddp; a Cortex-A72, Raspberry Pi 4): int8 layers slower than on a Pi 5'
     """
     machine = (machine or platform.machine()).lower()
     flags = _cpu_flags() if flags is None else flags
@@ -238,8 +238,8 @@ def check_cpu(machine: str | None = None, flags: set[str] | None = None) -> Chec
         detail = f"{machine}: NEON"
         if "asimddp" in flags:
             return Check("cpu", "ok", detail + ", dot product (asimddp)" + (", i8mm" if "i8mm" in flags else ""))
-        return Check("cpu", "ok", detail + "; no dot-product instructions (asimddp; a Cortex-A72, as on a Raspberry "
-                                           "Pi 4): int8 layers run slower than on a Pi 5")
+        return Check("cpu", "ok", detail + "; no dot product (asimddp; a Cortex-A72, Raspberry Pi 4): int8 layers "
+                                           "slower than on a Pi 5")
     if machine.startswith("arm"):
         return Check("cpu", "warn", f"{machine}: a 32-bit system; onnxruntime ships no wheels for it",
                      "install the 64-bit Raspberry Pi OS (aarch64)")

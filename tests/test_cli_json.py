@@ -19,7 +19,8 @@ def test_evaluate_json_writes_the_report_and_names_it_last(tmp_path, monkeypatch
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {out}"
     # Without --json the last line names the report the run folder holds.
     assert main(["evaluate", "--data", str(tmp_path), "--run", str(tmp_path / "run")]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'run' / 'evaluation' / 'validation' / 'report.json'}"
+    report_path = tmp_path / "run" / "evaluation" / "validation" / "report.json"
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {report_path}"
 
 
 def test_fusion_table_json(tmp_path, monkeypatch, capsys):

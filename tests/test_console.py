@@ -83,7 +83,8 @@ def test_a_terminal_gets_text_a_pipe_gets_json_lines_unless_asked():
 def test_lines_are_aligned_and_say_level_probabilities_flags_and_losses():
     lost = [0]
     lines = WindowLines(LABELS, calibration_windows=2, lost_samples=lambda: lost[0])
-    calibrating = [lines(_result(0, skip_reason="calibrating")), lines(_result(1, quality=FLAT, skip_reason="calibrating")),
+    calibrating = [lines(_result(0, skip_reason="calibrating")),
+                   lines(_result(1, quality=FLAT, skip_reason="calibrating")),
                    lines(_result(2, skip_reason="calibrating"))]
     header, first = calibrating[0].split("\n")
     assert header.split()[:3] == ["device", "time", "level"] and "High" in header and header.endswith("notes")

@@ -165,7 +165,8 @@ def test_a_silent_port_fails_on_the_hello_and_lists_the_ports(tmp_path):
     assert verdicts["port"][0] == "ok"
     status, detail, fix = verdicts["hello"]
     assert status == "FAIL" and "no device description (hello frame) arrived" in detail and "within 0.5 s" in detail
-    assert re.search(r"; is a device streaming on this port, at 115200 baud\?( It is also open in pid \d+ .*)?$", detail)
+    assert re.search(r"; is a device streaming on this port, at 115200 baud\?( It is also open in pid \d+ .*)?$",
+                     detail)
     assert "serial ports present" in fix or "no serial ports found" in fix
 
 
@@ -268,7 +269,8 @@ def test_monitor_on_a_silent_port_lists_the_serial_ports(tmp_path):
         port, _ = _pty(stack)
         done = _cli("monitor", "--port", port, "--db", tmp_path / "r.sqlite", "--connect-timeout", 0.5)
     line = _one_error_line(done)
-    assert "no device description (hello frame) arrived" in line and re.search(r"at 115200 baud\?.* fix: pass --port", line)
+    assert "no device description (hello frame) arrived" in line
+    assert re.search(r"at 115200 baud\?.* fix: pass --port", line)
     assert "serial ports present: " in line or "no serial ports found" in line
 
 

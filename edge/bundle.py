@@ -558,6 +558,8 @@ def _parse_manifest(data, path: Path, bundle_id: str) -> Bundle:
         m.fail(f"'scalars' must name scalars of the bundle's channels for a backbone_head pipeline, got {list(scalars)}")
     calibration = m.get("calibration", dict, "an object {method, windows}") if "calibration" in data else {}
     calibration = {"method": calibration.get("method", "none"), "windows": calibration.get("windows", 0)}
+    if calibration["method"] == "baseline" and not scalars:
+        m.fail("'calibration' baseline calibrates the head's scalars; the manifest lists no 'scalars'")
     if calibration["method"] not in CALIBRATIONS or not (
         isinstance(calibration["windows"], int) and 0 <= calibration["windows"] <= 360
         and (calibration["windows"] > 0) == (calibration["method"] == "baseline")

@@ -12,8 +12,8 @@
    that reads physiological scalars (:mod:`edge.scalars`) gets them too, and
    a bundle calibrated to the patient (:mod:`edge.calibration`) first spends
    its ``calibration.windows`` reliable windows learning the patient's rest
-   baseline (those results carry ``skip_reason="calibrating"`` and no label),
-   then sees every window's features minus that baseline;
+   baseline of those scalars (those results carry ``skip_reason="calibrating"``
+   and no label), then sees every window's scalars minus that baseline;
 4. ``smooth``: the smoother, fed only reliable windows (every channel ok);
 
 each stage timed into the result's ``latency_ms``.
@@ -173,22 +173,23 @@ class WindowProcessor:
             placeholder=self.bundle.placeholder,
         )
 
-    def _calibrated(self, images: np.ndarray, scalars: np.ndarray | None, reliable: bool) -> np.ndarray | None:
-        """Probabilities of the features minus the patient's baseline; None while the baseline is being learnt."""
-        embeddings = self.backend.embed(images[np.newaxis])[0]
-        features = np.concatenate([embeddings.ravel(), [] if scalars is None else scalars])
+    def _calibrated(self, images: np.ndarray, scalars: np.ndarray, reliable: bool) -> np.ndarray | None:
+        """Probabilities with the scalars minus the patient's baseline; None while the baseline is being learnt.
+
+        Only the scalars are calibrated: the images are normalised window by
+        window already, and a one-minute mean of 192-wide embeddings adds
+        more noise than it removes (``training/README.md``, transfer table).
+        """
         if self.baseline is None:  # every window until the baseline is complete is part of calibration
             if reliable:
-                self._rest.append(features)
+                self._rest.append(scalars)
             if len(self._rest) == self.baseline_windows:
                 self.baseline = Baseline.fit(np.stack(self._rest))
                 self._rest = []
                 if self.on_baseline is not None:
                     self.on_baseline(self.baseline)
             return None
-        relative = self.baseline.apply(features)
-        calibrated_scalars = relative[embeddings.size:][np.newaxis] if scalars is not None else None
-        return self.backend.classify(relative[:embeddings.size].reshape((1,) + embeddings.shape), calibrated_scalars)[0]
+        return self.backend.predict(images, self.baseline.apply(scalars))
 
     def skipped(self, window: Window, reason: str = "behind", wall_time: float | None = None) -> WindowResult:
         """The record of a window that was not processed (e.g. dropped by :class:`~edge.budget.SkippingQueue`)."""

@@ -50,14 +50,7 @@ def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = 
     splits = {}
     for split in ("train", "validation"):
         windows = load_split(data, split, modalities)
-        stored = None if cache is None else cache / f"{split}_embeddings.npy"
-        if stored is not None and stored.is_file():
-            embeddings = np.load(stored)
-        else:
-            embeddings = bundle_embeddings(bundle, backend, windows)
-            if stored is not None:
-                stored.parent.mkdir(parents=True, exist_ok=True)
-                np.save(stored, embeddings)
+        embeddings = bundle_embeddings(bundle, backend, windows, None if cache is None else cache / f"{split}_embeddings.npy")
         scalars, names = window_scalar_features(windows)
         if config.inputs == "embeddings":
             scalars, names = scalars[:, :0], ()

@@ -22,6 +22,7 @@ here sees on the device what it saw in training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -83,14 +84,19 @@ def calibrate(features: Features, windows: WindowSet, normalise: str, baseline_w
     return Features(embeddings, out[:, width:].astype(np.float32))
 
 
-def bundle_embeddings(bundle, backend, windows, batch: int = 8) -> np.ndarray:
+def bundle_embeddings(bundle, backend, windows, stored=None, batch: int = 8) -> np.ndarray:
     """Embeddings ``(n, k, D)`` of every window through the bundle's fusion images and backbone.
 
     The device's own path (:class:`~edge.monitor.FusionImages`, the bundle's
     backbone graph). Fusion entries of signals the windows lack are left out,
-    so k is the number of entries whose channel the data has.
+    so k is the number of entries whose channel the data has. With
+    ``stored`` (a ``.npy`` path) they are read from there when it exists and
+    written there otherwise (minutes of CPU for a cohort).
     """
     from tqdm import tqdm
+
+    if stored is not None and Path(stored).is_file():
+        return np.load(stored)
 
     modality_of = {DEVICE_CHANNELS[m]: i for i, m in enumerate(windows.modalities)}
     entries = [entry for entry in bundle.fusion if entry.modality in modality_of]
@@ -102,4 +108,8 @@ def bundle_embeddings(bundle, backend, windows, batch: int = 8) -> np.ndarray:
         flat = images.reshape((-1,) + images.shape[2:])
         embedded = backend.embed(flat[:, np.newaxis])  # one image per "window": any k
         out.append(embedded.reshape(len(images), len(entries), -1))
-    return np.concatenate(out).astype(np.float32)
+    embeddings = np.concatenate(out).astype(np.float32)
+    if stored is not None:
+        Path(stored).parent.mkdir(parents=True, exist_ok=True)
+        np.save(stored, embeddings)
+    return embeddings

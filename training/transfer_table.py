@@ -93,15 +93,8 @@ class _Inputs:
 
 def _load(bundle, backend, root: Path, split: str, cache: Path | None, name: str) -> _Inputs:
     windows = load_split(root, split, available_modalities(root, split))
-    stored = None if cache is None else cache / f"{name}_{split}_embeddings.npy"
-    if stored is not None and stored.is_file():
-        embeddings = np.load(stored)
-    else:
-        embeddings = bundle_embeddings(bundle, backend, windows)
-        if stored is not None:
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            np.save(stored, embeddings)
-    return _Inputs(windows, embeddings)
+    return _Inputs(windows, bundle_embeddings(bundle, backend, windows,
+                                              None if cache is None else cache / f"{name}_{split}_embeddings.npy"))
 
 
 def _score(train: _Inputs, test: _Inputs, inputs: str, normalise: str, config: FinetuneConfig,

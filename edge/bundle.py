@@ -169,9 +169,10 @@ class Bundle:
         ``edge.scalars`` names the head also reads, in order (its second
         input, ``scalars``); empty for a head on embeddings alone.
     calibration : dict
-        ``{"method": "none"|"baseline", "windows": N}``: the features the head
-        expects are relative to the patient's rest baseline of N windows
-        (:mod:`edge.calibration`); the monitor learns it after attaching.
+        ``{"method": "none"|"baseline", "windows": N, "embeddings": bool}``:
+        the scalars the head expects (and its embeddings too, when
+        ``embeddings``) are relative to the patient's rest baseline of N
+        windows (:mod:`edge.calibration`); the monitor learns it after attaching.
     """
 
     path: Path
@@ -191,7 +192,7 @@ class Bundle:
     parity: dict | None
     files: dict
     scalars: tuple = ()
-    calibration: dict = field(default_factory=lambda: {"method": "none", "windows": 0})
+    calibration: dict = field(default_factory=lambda: {"method": "none", "windows": 0, "embeddings": False})
 
     @property
     def name(self) -> str:
@@ -557,14 +558,17 @@ def _parse_manifest(data, path: Path, bundle_id: str) -> Bundle:
     if scalars and (pipeline != "backbone_head" or unknown):
         m.fail(f"'scalars' must name scalars of the bundle's channels for a backbone_head pipeline, got {list(scalars)}")
     calibration = m.get("calibration", dict, "an object {method, windows}") if "calibration" in data else {}
-    calibration = {"method": calibration.get("method", "none"), "windows": calibration.get("windows", 0)}
+    calibration = {"method": calibration.get("method", "none"), "windows": calibration.get("windows", 0),
+                   "embeddings": calibration.get("embeddings", False)}
     if calibration["method"] == "baseline" and not scalars:
         m.fail("'calibration' baseline calibrates the head's scalars; the manifest lists no 'scalars'")
     if calibration["method"] not in CALIBRATIONS or not (
         isinstance(calibration["windows"], int) and 0 <= calibration["windows"] <= 360
         and (calibration["windows"] > 0) == (calibration["method"] == "baseline")
+        and isinstance(calibration["embeddings"], bool)
     ):
-        m.fail(f"'calibration' must be {{method: none}} or {{method: baseline, windows: 1-360}}, got {calibration}")
+        m.fail(f"'calibration' must be {{method: none}} or {{method: baseline, windows: 1-360, embeddings: "
+               f"true|false}}, got {calibration}")
 
     return Bundle(
         path=path, bundle_id=bundle_id, manifest=data, placeholder=placeholder, backend=backend,

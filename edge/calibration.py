@@ -5,8 +5,8 @@ resting heart rate of 55 or 95, skin conductance of 0.5 or 20 uS), and
 sensors differ in gain and offset. A bedside device can see the patient at
 rest when it is attached, so it learns a baseline from the first windows
 (default six: one minute) and subtracts it from every later window's
-physiological scalars (:mod:`edge.scalars`; the images are normalised window
-by window already). Training does the same
+physiological scalars (:mod:`edge.scalars`) and, where the bundle says so,
+embeddings. Training does the same
 with each subject's first No Pain windows (``biomoe finetune --normalise
 baseline``), never with pain windows, so the head learns *changes from rest*.
 

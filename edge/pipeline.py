@@ -12,8 +12,9 @@
    that reads physiological scalars (:mod:`edge.scalars`) gets them too, and
    a bundle calibrated to the patient (:mod:`edge.calibration`) first spends
    its ``calibration.windows`` reliable windows learning the patient's rest
-   baseline of those scalars (those results carry ``skip_reason="calibrating"``
-   and no label), then sees every window's scalars minus that baseline;
+   baseline of those scalars, and of the embeddings when the bundle says so
+   (those results carry ``skip_reason="calibrating"`` and no label), then sees
+   every window's features minus that baseline;
 4. ``smooth``: the smoother, fed only reliable windows (every channel ok);
 
 each stage timed into the result's ``latency_ms``.
@@ -174,22 +175,28 @@ class WindowProcessor:
         )
 
     def _calibrated(self, images: np.ndarray, scalars: np.ndarray, reliable: bool) -> np.ndarray | None:
-        """Probabilities with the scalars minus the patient's baseline; None while the baseline is being learnt.
+        """Probabilities of the features minus the patient's baseline; None while the baseline is being learnt.
 
-        Only the scalars are calibrated: the images are normalised window by
-        window already, and a one-minute mean of 192-wide embeddings adds
-        more noise than it removes (``training/README.md``, transfer table).
+        The baseline covers the scalars, and the embeddings too when the
+        bundle's ``calibration.embeddings`` says so.
         """
+        embeddings = self.backend.embed(images[np.newaxis])[0] if self.bundle.calibration["embeddings"] else None
+        features = scalars if embeddings is None else np.concatenate([embeddings.ravel(), scalars])
         if self.baseline is None:  # every window until the baseline is complete is part of calibration
             if reliable:
-                self._rest.append(scalars)
+                self._rest.append(features)
             if len(self._rest) == self.baseline_windows:
                 self.baseline = Baseline.fit(np.stack(self._rest))
                 self._rest = []
                 if self.on_baseline is not None:
                     self.on_baseline(self.baseline)
             return None
-        return self.backend.predict(images, self.baseline.apply(scalars))
+        relative = self.baseline.apply(features)
+        if embeddings is None:
+            return self.backend.predict(images, relative)
+        width = embeddings.size
+        return self.backend.classify(relative[np.newaxis, :width].reshape((1,) + embeddings.shape),
+                                     relative[np.newaxis, width:])[0]
 
     def skipped(self, window: Window, reason: str = "behind", wall_time: float | None = None) -> WindowResult:
         """The record of a window that was not processed (e.g. dropped by :class:`~edge.budget.SkippingQueue`)."""

@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="AI4PAIN-layout data set with train/ and validation/")
     parser.add_argument("--out", required=True, type=Path, help="folder of the new bundle")
     parser.add_argument("--inputs", default="both", choices=("embeddings", "scalars", "both"))
-    parser.add_argument("--normalise", default="baseline", choices=("none", "baseline"))
+    parser.add_argument("--normalise", default="baseline", choices=("none", "baseline", "baseline-scalars"),
+                        help="baseline (default): scalars and embeddings minus the patient's first rest minute; "
+                             "baseline-scalars: the scalars only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="folder to keep the computed embeddings in (reused when present)")
     args = parser.parse_args(argv)
@@ -104,7 +106,10 @@ def main(argv=None) -> int:
         manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]
         manifest["labels"] = labels
         manifest["scalars"] = list(names)
-        manifest["calibration"] = {"method": args.normalise, "windows": config.baseline_windows if args.normalise == "baseline" else 0}
+        calibrated = args.normalise.startswith("baseline")
+        manifest["calibration"] = {"method": "baseline" if calibrated else "none",
+                                   "windows": config.baseline_windows if calibrated else 0,
+                                   "embeddings": args.normalise == "baseline"}
         manifest["name"] = f"{bundle.name}-calibrated"
         manifest["description"] = (f"{bundle.manifest.get('description', '')}; head retrained by quantize.calibrated_head "
                                    f"on {args.inputs}, calibration {args.normalise}")

@@ -149,7 +149,7 @@ def test_calibrated_bundle_learns_the_patients_baseline_first_and_again_on_reque
     from edge.monitor import FusionImages, bundle_representation_spec
 
     bundle = load_bundle(default_bundle_path())
-    assert bundle.calibration == {"method": "baseline", "windows": 6} and "BVP.rate" in bundle.scalars
+    assert bundle.calibration["method"] == "baseline" and bundle.calibration["windows"] == 6 and "BVP.rate" in bundle.scalars
     learnt = []
     processor = WindowProcessor(bundle, create_backend(bundle, threads=1), create_smoother("none"),
                                 FusionImages(bundle.fusion, bundle_representation_spec(bundle)),

@@ -29,7 +29,7 @@ def test_calibrated_head_writes_a_bundle_the_device_runs(tiny_cohort, tmp_path, 
     assert "validation macro-F1" in capsys.readouterr().out
     bundle = load_bundle(out)
     shipped = load_bundle(default_bundle_path())
-    assert bundle.calibration == {"method": "baseline", "windows": 6} and len(bundle.scalars) == 10
+    assert bundle.calibration == {"method": "baseline", "windows": 6, "embeddings": True} and len(bundle.scalars) == 10
     assert bundle.files["backbone.onnx"] == shipped.files["backbone.onnx"]  # the parity-checked backbone, unchanged
     assert 0.0 <= bundle.manifest["head_training"]["validation_macro_f1"] <= 1.0
     head_parity = bundle.parity["head_onnx_vs_pytorch"]

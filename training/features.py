@@ -8,13 +8,13 @@ here sees on the device what it saw in training.
 ``normalise``:
 
 - ``none``: features as they are;
-- ``baseline``: the scalars minus the subject's baseline, the mean of its
-  first ``baseline_windows`` No Pain windows (what the monitor learns in the
-  first minute after it is attached; deployable). Embeddings stay as they
-  are: their images are normalised window by window already, and subtracting
-  a one-minute mean of 192-wide embeddings cost 0.05 macro-F1 on the
-  synthetic cohort and 0.03-0.08 on a held-out generator setting
-  (``python -m training.transfer_table``, rows "embeddings" none/baseline);
+- ``baseline``: embeddings and scalars minus the subject's baseline, the
+  mean of its first ``baseline_windows`` No Pain windows (what the monitor
+  learns in the first minute after it is attached; deployable);
+- ``baseline-scalars``: only the scalars minus that baseline, embeddings as
+  they are (their images are normalised window by window already). Better on
+  AI4PAIN-layout data, where every No Pain window is a baseline window, worse
+  at telling rest from pain after the calibration minute (training/README.md);
 - ``subject``: z-scores over all of the subject's windows, pain included:
   an upper bound that no device can reproduce (it needs the future).
 """
@@ -66,19 +66,19 @@ def calibrate(features: Features, windows: WindowSet, normalise: str, baseline_w
     """Features relative to each subject's baseline (or z-scored per subject); see the module docstring."""
     if normalise == "none":
         return Features(features.embeddings.astype(np.float32), features.scalars.astype(np.float32))
-    if normalise == "baseline":
-        rest = baseline_rows(windows.labels, windows.subjects, windows=baseline_windows)
-        scalars = np.empty(features.scalars.shape, dtype=np.float32)
-        for subject in np.unique(windows.subjects):
-            rows = windows.subjects == subject
-            scalars[rows] = Baseline.fit(features.scalars[rows & rest]).apply(features.scalars[rows])
-        return Features(features.embeddings.astype(np.float32), scalars)
     n = len(features)
-    flat = np.concatenate([features.embeddings.reshape(n, -1), features.scalars], axis=1).astype(np.float64)
-    out = np.empty_like(flat)
+    embeddings = features.embeddings.reshape(n, -1)
+    calibrated = features.scalars if normalise == "baseline-scalars" else np.concatenate([embeddings, features.scalars], 1)
+    out = np.empty(calibrated.shape, dtype=np.float64)
+    rest = baseline_rows(windows.labels, windows.subjects, windows=baseline_windows) if normalise != "subject" else None
     for subject in np.unique(windows.subjects):
         rows = windows.subjects == subject
-        out[rows] = (flat[rows] - flat[rows].mean(0)) / np.maximum(flat[rows].std(0), 1e-6)
+        if rest is None:
+            out[rows] = (calibrated[rows] - calibrated[rows].mean(0)) / np.maximum(calibrated[rows].std(0), 1e-6)
+        else:
+            out[rows] = Baseline.fit(calibrated[rows & rest]).apply(calibrated[rows])
+    if normalise == "baseline-scalars":
+        return Features(features.embeddings.astype(np.float32), out.astype(np.float32))
     width = features.embeddings[0].size if n else 0
     embeddings = out[:, :width].reshape(features.embeddings.shape).astype(np.float32)
     return Features(embeddings, out[:, width:].astype(np.float32))

@@ -89,7 +89,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MODES = ("frozen", "full")
-_NORMALISATIONS = ("none", "baseline", "subject")
+_NORMALISATIONS = ("none", "baseline", "baseline-scalars", "subject")
 _INPUTS = ("embeddings", "scalars", "both")
 _CV = (None, "loso", "k-fold")
 
@@ -115,10 +115,10 @@ class FinetuneConfig:
         What the head reads: the pairs' backbone embeddings, the windows'
         physiological scalars (:mod:`edge.scalars`, of the data's channels),
         or both.
-    normalise : {"none", "baseline", "subject"}
+    normalise : {"none", "baseline", "baseline-scalars", "subject"}
         Calibration (:mod:`training.features`): "baseline" subtracts each
         subject's first ``baseline_windows`` No Pain windows, as the monitor
-        does after attaching; "subject" z-scores over all of a subject's
+        does after attaching ("baseline-scalars": from the scalars only); "subject" z-scores over all of a subject's
         windows (an upper bound, not deployable); "none" uses features as they are.
     baseline_windows : int
         Rest windows a baseline averages (0: all of a subject's No Pain windows).
@@ -398,7 +398,9 @@ def load_head(run_dir: str | os.PathLike) -> tuple[FusionHead, dict[str, Any]]:
 
 
 def _save_head(head: FusionHead, config: FinetuneConfig, path: Path, labels, scalars) -> None:
-    calibration = {"method": config.normalise, "windows": config.baseline_windows if config.normalise == "baseline" else 0}
+    calibration = {"method": "baseline" if config.normalise.startswith("baseline") else config.normalise,
+                   "windows": config.baseline_windows if config.normalise.startswith("baseline") else 0,
+                   "embeddings": config.normalise == "baseline"}
     partial = path.with_name(path.name + ".partial")
     torch.save({"state_dict": head.state_dict(), "num_embeddings": head.num_embeddings,
                 "embedding_dim": head.embedding_dim, "hidden": config.hidden, "dropout": config.dropout,
@@ -631,6 +633,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", choices=_INPUTS, help="what the head reads: embeddings, scalars or both (default both)")
     parser.add_argument("--normalise", choices=_NORMALISATIONS,
                         help="calibration: baseline (each subject's first rest minute; default, deployable), "
+                             "baseline-scalars (the same, for the scalars only), "
                              "subject (all windows z-scored; an upper bound, not deployable) or none")
     parser.add_argument("--cv", nargs="+", metavar=("SCHEME", "N"),
                         help="cross-validation on the training subjects: 'loso' or 'k-fold N'")

@@ -3,10 +3,8 @@
 One table, validation macro-F1 (mean +- std over head seeds): rows are the
 hand-feature logistic regression (:mod:`training.hand_features`) and the
 pipeline's head on embeddings / scalars / both, each without calibration
-and with the patient's baseline (:mod:`training.features`: the scalars
-relative to the first rest minute; one row subtracts it from the
-embeddings too, the alternative the default does not take); columns are
-data sets:
+and with the patient's baseline (:mod:`training.features`: relative to the
+first rest minute); columns are data sets:
 
 - ``--synth DIR``: train on its train split, score its validation split;
 - ``--held-out DIR``: train on ``--synth``'s train split, score this cohort's
@@ -56,10 +54,11 @@ ROWS = (
     ("hand features, logistic regression", "hand", "none"),
     ("hand features, logistic regression", "hand", "baseline"),
     ("pipeline: embeddings", "embeddings", "none"),
-    ("pipeline: embeddings, baseline subtracted from the embeddings too (not used)", "embeddings", "baseline-embeddings"),
+    ("pipeline: embeddings", "embeddings", "baseline"),
     ("pipeline: scalars", "scalars", "none"),
     ("pipeline: scalars", "scalars", "baseline"),
     ("pipeline: embeddings + scalars", "both", "none"),
+    ("pipeline: embeddings + scalars, scalars calibrated only", "both", "baseline-scalars"),
     ("pipeline: embeddings + scalars (default)", "both", "baseline"),
     ("pipeline: embeddings + scalars, per-subject z (upper bound, not deployable)", "both", "subject"),
 )
@@ -84,10 +83,6 @@ class _Inputs:
             "scalars": Features(empty, self.scalars),
             "both": Features(self.embeddings, self.scalars),
         }[inputs]
-        if normalise == "baseline-embeddings":  # the alternative the default does not take: embeddings minus their baseline
-            n, k, d = raw.embeddings.shape
-            flat = calibrate(Features(empty, raw.embeddings.reshape(n, k * d)), self.windows, "baseline", baseline_windows)
-            return Features(flat.scalars.reshape(n, k, d), raw.scalars)
         return calibrate(raw, self.windows, normalise, baseline_windows)
 
 

@@ -28,7 +28,10 @@ def test_baseline_calibration_reads_only_the_first_rest_windows_of_each_subject(
     # subject a: baseline mean(1, 3) = 2 (the third rest window and the pain windows are not in it)
     np.testing.assert_allclose(out.scalars[:5, 0], [-1, 1, 48, 7, 5])
     np.testing.assert_allclose(out.scalars[5:, 0], [-5, 5, 25])
-    np.testing.assert_array_equal(out.embeddings, embeddings)  # images are normalised per window already
+    np.testing.assert_allclose(out.embeddings[:, 0, 1], out.scalars[:, 0])  # embeddings: the same baseline
+    only_scalars = calibrate(Features(embeddings, scalars), windows, "baseline-scalars", baseline_windows=2)
+    np.testing.assert_array_equal(only_scalars.embeddings, embeddings)
+    np.testing.assert_allclose(only_scalars.scalars, out.scalars)
     changed = scalars.copy()
     changed[3] = 1e6  # a pain window cannot move the baseline
     np.testing.assert_allclose(calibrate(Features(embeddings, changed), windows, "baseline", 2).scalars[[0, 1, 2, 4]],

@@ -28,4 +28,4 @@ def test_monitor_calibrates_then_labels_and_reports_agreement_with_the_script(tm
     with ResultStore(database, readonly=True) as store:
         baselines = store.events("calibration")
     assert len(baselines) == 1 and baselines[0]["detail"]["windows"] == 6
-    assert baselines[0]["detail"]["shape"] == [10]  # the ten scalars
+    assert baselines[0]["detail"]["shape"] == [5 * 192 + 10]  # the five embeddings and ten scalars

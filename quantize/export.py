@@ -153,6 +153,12 @@ def export_bundle(
     _check_output_folder(out)
     model = load_backbone(checkpoint)
     loaded = load_head(head)
+    if loaded.head.num_scalars or loaded.calibration["method"] != "none":
+        raise ExportError(
+            f"{head} reads physiological scalars or calibrated features, which biomoe export does not write into a "
+            "bundle; export a head trained with --inputs embeddings --normalise none, then put a calibrated head on "
+            "that bundle's backbone: python -m quantize.calibrated_head --bundle BUNDLE --data DATA --out OUT"
+        )
     spec, fusion, labels = _input_description(loaded, run_config)
     fusion_channels = [device_channel(entry["modality"]) for entry in fusion]
     k = len(fusion)

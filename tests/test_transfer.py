@@ -1,10 +1,12 @@
 """The transfer table and a calibrated head on the shipped backbone, on a tiny cohort."""
 
 import numpy as np
+import pytest
 
 from edge.backends import create_backend
 from edge.bundle import default_bundle_path, load_bundle
 from quantize.calibrated_head import main as calibrated_head
+from tests.conftest import shared_path
 from training.transfer_table import ROWS, markdown, transfer_table
 
 
@@ -39,3 +41,19 @@ def test_calibrated_head_writes_a_bundle_the_device_runs(tiny_cohort, tmp_path, 
     images = np.random.default_rng(0).random((2, bundle.n_images, 3, 224, 224), dtype=np.float32)
     probabilities = backend.predict_batch(images, np.zeros((2, len(bundle.scalars)), np.float32))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_export_refuses_a_calibrated_head_and_names_the_way_that_works(tmp_path):
+    import torch
+
+    from quantize.errors import ExportError
+    from quantize.export import export_bundle
+    from training.models import FusionHead, save_head
+
+    head = FusionHead(1, num_scalars=2)
+    path = save_head(head, tmp_path / "head.pt", fusion=[("Eda", "scalogram")], scalars=["EDA.level", "EDA.rise"],
+                     calibration={"method": "baseline", "windows": 6, "embeddings": True})
+    torch.manual_seed(0)
+    with pytest.raises(ExportError, match="python -m quantize.calibrated_head"):
+        export_bundle(shared_path("reference/tiny_biomoe/golden_checkpoint.pth"), path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

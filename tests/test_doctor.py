@@ -1,6 +1,5 @@
 """biomoe doctor (edge.doctor) and the serial-port errors a newcomer meets (edge.ports)."""
 
-import ctypes
 import doctest
 import fcntl
 import json
@@ -12,14 +11,13 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import pytest
-
 import edge.doctor
 import edge.ports
 from edge.bundle import default_bundle_path, load_bundle, save_bundle
 from edge.cli import main
 from edge.config import MonitorConfig
 from edge.doctor import check_clock, check_cpu, check_packages
+from tests.privileges import without_privileges
 from firmware_bridge import SimulatedDevice, SimulatorParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +30,7 @@ def _cli(*options, preexec_fn=None, timeout=120):
 
 def _without_privileges():
     """For the child: no capabilities, so root is refused what its file modes refuse (as any user is)."""
-    if os.geteuid() != 0:
-        return None
-
-    def drop_capabilities():
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in range(64):
-            libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP: the command execs without any
-
-    return drop_capabilities
+    return without_privileges()
 
 
 def _verdicts(stdout):

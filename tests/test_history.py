@@ -1,5 +1,4 @@
 import csv
-import ctypes
 import json
 import os
 import pty
@@ -14,6 +13,7 @@ from edge import history
 from edge.cli import main
 from edge.errors import EdgeError
 from edge.storage import ResultStore, WindowResult
+from tests.privileges import without_privileges
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["No Pain", "Low Pain", "High Pain"]
@@ -165,15 +165,7 @@ def _killed_writer(folder, checkpoint_after=None):
 def _as_a_user_who_cannot_write(folder):
     """Make ``folder`` read-only; for root, who writes anywhere through its capabilities, drop them."""
     folder.chmod(0o555)
-    if os.geteuid() != 0:
-        return None
-
-    def drop_capabilities():
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in range(64):
-            libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP: the command execs without any
-
-    return drop_capabilities
+    return without_privileges()
 
 
 @pytest.mark.parametrize("checkpoint_after", [None, 4], ids=["all in -wal", "last two in -wal"])

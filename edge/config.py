@@ -101,6 +101,9 @@ class MonitorConfig:
         Inference threads.
     log_level : str
         One of :data:`LOG_LEVELS`.
+    calibration_windows : int or None
+        Reliable rest windows the patient's baseline averages (a calibrated
+        bundle); None: the bundle's own number.
     smoothing : SmoothingConfig
     budgets : BudgetConfig
     """
@@ -113,6 +116,7 @@ class MonitorConfig:
     hop_seconds: float | None = None
     threads: int = 2
     log_level: str = "info"
+    calibration_windows: int | None = None
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
@@ -193,6 +197,7 @@ _CHECKS: dict[str, Callable] = {
     "hop_seconds": _number(0, 3600),
     "threads": _integer(1, 64),
     "log_level": _choice(LOG_LEVELS),
+    "calibration_windows": _integer(1, 360),
     "smoothing.method": _choice(SMOOTHING_METHODS),
     "smoothing.alpha": _number(0, 1),
     "smoothing.windows": _integer(1, 1000),
@@ -312,6 +317,9 @@ _FLAGS = {
     "--smoothing": ("smoothing.method", {"choices": SMOOTHING_METHODS, "help": "temporal smoothing of the labels"}),
     "--threads": ("threads", {"type": int, "metavar": "N", "help": "inference threads"}),
     "--log-level": ("log_level", {"choices": LOG_LEVELS, "help": "logging detail"}),
+    "--calibration-windows": ("calibration_windows", {"type": int, "metavar": "N",
+                                                      "help": "rest windows the patient's baseline averages "
+                                                              "(default: the bundle's, 6 = one minute)"}),
 }
 
 

@@ -946,7 +946,8 @@ def run(args: argparse.Namespace) -> int:
     backend = create_backend(bundle, threads=config.threads)
     smoothing = config.smoothing
     smoother = create_smoother(smoothing.method, alpha=smoothing.alpha, windows=smoothing.windows)
-    processor = WindowProcessor(bundle, backend, smoother, FusionImages(bundle.fusion, spec))
+    processor = WindowProcessor(bundle, backend, smoother, FusionImages(bundle.fusion, spec),
+                                baseline_windows=config.calibration_windows)
 
     source = SensorSource(config.port, simulator, args.connect_timeout)
     try:

@@ -64,6 +64,8 @@ class WindowProcessor:
         learn it from the first reliable windows when the bundle asks for one.
     on_baseline : callable, optional
         ``on_baseline(baseline)`` once a baseline is learnt (the monitor stores it).
+    baseline_windows : int, optional
+        Reliable windows the baseline averages; default the bundle's ``calibration.windows``.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class WindowProcessor:
         quality_thresholds: dict | None = None,
         baseline: Baseline | None = None,
         on_baseline: Callable[[Baseline], None] | None = None,
+        baseline_windows: int | None = None,
     ):
         self.bundle = bundle
         self.backend = backend
@@ -88,7 +91,8 @@ class WindowProcessor:
         self._scalar_rows = [bundle.channel_names.index(channel) for channel in self._scalar_channels]
         computed = scalar_names(self._scalar_channels)
         self._scalar_pick = [computed.index(name) for name in bundle.scalars]
-        self.baseline_windows = bundle.calibration["windows"] if bundle.calibration["method"] == "baseline" else 0
+        calibrated = bundle.calibration["method"] == "baseline"
+        self.baseline_windows = (baseline_windows or bundle.calibration["windows"]) if calibrated else 0
         self.baseline = baseline
         self.on_baseline = on_baseline
         self._rest: list[np.ndarray] = []

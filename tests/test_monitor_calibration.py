@@ -29,3 +29,21 @@ def test_monitor_calibrates_then_labels_and_reports_agreement_with_the_script(tm
         baselines = store.events("calibration")
     assert len(baselines) == 1 and baselines[0]["detail"]["windows"] == 6
     assert baselines[0]["detail"]["shape"] == [5 * 192 + 10]  # the five embeddings and ten scalars
+
+
+def test_calibration_length_is_a_setting(tmp_path):
+    """--calibration-windows (calibration_windows in the config file) overrides the bundle's minute."""
+    database = tmp_path / "r.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "monitor", "--simulate", "--speed", "20", "--windows", "5",
+         "--calibration-windows", "3", "--db", str(database)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert [r["skip_reason"] for r in records] == ["calibrating"] * 3 + [None] * 2
+    with ResultStore(database, readonly=True) as store:
+        assert store.events("calibration")[0]["detail"]["windows"] == 3
+    refused = subprocess.run([sys.executable, "-m", "edge.cli", "monitor", "--simulate", "--calibration-windows", "0"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "calibration" in refused.stderr and "Traceback" not in refused.stderr

@@ -341,22 +341,23 @@ DEVICE_PRESETS: dict[str, DeviceSettings] = {
 }
 
 
+def _preset(value, presets: dict, kind: type, what: str):
+    """``value`` itself when it is a ``kind``, else the preset of that name."""
+    if isinstance(value, kind):
+        return value
+    if value not in presets:
+        raise ValueError(f"{what} must be one of {tuple(presets)} or a {kind.__name__}, got {value!r}")
+    return presets[value]
+
+
 def pain_effects(effects: str | PainEffects) -> PainEffects:
     """The :class:`PainEffects` named ``effects`` in :data:`EFFECT_PRESETS` (or ``effects`` itself)."""
-    if isinstance(effects, PainEffects):
-        return effects
-    if effects not in EFFECT_PRESETS:
-        raise ValueError(f"effects must be one of {tuple(EFFECT_PRESETS)} or a PainEffects, got {effects!r}")
-    return EFFECT_PRESETS[effects]
+    return _preset(effects, EFFECT_PRESETS, PainEffects, "effects")
 
 
 def device_settings(device: str | DeviceSettings) -> DeviceSettings:
     """The :class:`DeviceSettings` named ``device`` in :data:`DEVICE_PRESETS` (or ``device`` itself)."""
-    if isinstance(device, DeviceSettings):
-        return device
-    if device not in DEVICE_PRESETS:
-        raise ValueError(f"device must be one of {tuple(DEVICE_PRESETS)} or a DeviceSettings, got {device!r}")
-    return DEVICE_PRESETS[device]
+    return _preset(device, DEVICE_PRESETS, DeviceSettings, "device")
 
 
 # --------------------------------------------------------------------------- the subject

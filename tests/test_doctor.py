@@ -17,8 +17,9 @@ from edge.bundle import default_bundle_path, load_bundle, save_bundle
 from edge.cli import main
 from edge.config import MonitorConfig
 from edge.doctor import check_clock, check_cpu, check_packages
-from tests.privileges import without_privileges
 from firmware_bridge import SimulatedDevice, SimulatorParams
+from tests.bundle_copies import corrupt_bundle
+from tests.privileges import without_privileges
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,15 +68,6 @@ def _pty(stack, mode=None):
     return path, slave
 
 
-def _corrupt_bundle(tmp_path):
-    copy = Path(shutil.copytree(default_bundle_path(), tmp_path / "corrupt"))
-    graph = copy / sorted(load_bundle(copy).files)[0]
-    data = bytearray(graph.read_bytes())
-    data[-1] ^= 0xFF
-    graph.write_bytes(bytes(data))
-    return copy
-
-
 # --------------------------------------------------------------------------- biomoe doctor
 
 
@@ -122,7 +114,7 @@ def test_a_port_in_a_group_the_user_is_not_in_fixes_by_joining_it(tmp_path, monk
 
 
 def test_a_corrupt_bundle_fails(tmp_path):
-    done = _cli("doctor", "--only", "bundle", "--bundle", _corrupt_bundle(tmp_path))
+    done = _cli("doctor", "--only", "bundle", "--bundle", corrupt_bundle(tmp_path))
     assert done.returncode == 1
     verdicts = _verdicts(done.stdout)
     status, detail, fix = verdicts["bundle"]

@@ -28,6 +28,7 @@ from edge.representations import RepresentationSpec, represent, to_model_input
 from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, encode_frame
+from tests.bundle_copies import corrupt_bundle
 from tests.hostile_link import HostileLink, wait_until_port_open
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -379,15 +380,6 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
 # --------------------------------------------------------------------------- bad input
 
 
-def _corrupt_bundle(tmp_path):
-    copy = Path(shutil.copytree(default_bundle_path(), tmp_path / "corrupt"))
-    graph = copy / sorted(load_bundle(copy).files)[0]
-    data = bytearray(graph.read_bytes())
-    data[-1] ^= 0xFF
-    graph.write_bytes(bytes(data))
-    return copy
-
-
 def _bundle_needing_ecg(tmp_path):
     source = load_bundle(default_bundle_path())
     manifest = {k: v for k, v in source.manifest.items() if k != "files"}
@@ -450,7 +442,7 @@ BAD_INPUTS = {
     "missing bundle": (
         lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
     "corrupt bundle": (
-        lambda tmp, stack: ["--simulate", "--bundle", _corrupt_bundle(tmp)],
+        lambda tmp, stack: ["--simulate", "--bundle", corrupt_bundle(tmp)],
         "checksum mismatch for \\S+\\.onnx.*re-export the bundle or copy it again"),
     "channel not sent": (
         lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],

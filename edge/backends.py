@@ -97,9 +97,11 @@ class Backend:
     def embed(self, images) -> np.ndarray:
         """Backbone embeddings ``(n, k, D)`` of ``(n, k, 3, S, S)`` images (``backbone_head`` bundles).
 
-        A backbone with a dynamic batch dimension sees all ``n * k`` images in
-        one call; a batch-1 backbone runs once per image. Any k is accepted
-        (the backbone embeds images one by one).
+        A backbone with a dynamic batch dimension sees one image per call (a
+        fixed-batch one, its batch): then the activations of one image, not
+        of a window, set the peak memory (the monitor's peak RSS fell from 244
+        to 157 MB), and on this machine a call per image was no slower than
+        one call per window. Any k is accepted.
         """
         images = self._check_images(images, any_count=True)
         if self.bundle.pipeline != "backbone_head":
@@ -107,7 +109,7 @@ class Backend:
         n_windows, k = images.shape[:2]
         backbone = self.bundle.graphs["backbone"]
         flat = images.reshape((n_windows * k,) + images.shape[2:])
-        step = len(flat) if backbone.batch_is_dynamic else int(backbone.input_shape[0])
+        step = 1 if backbone.batch_is_dynamic else int(backbone.input_shape[0])
         embeddings = np.concatenate([self._run(backbone, flat[i:i + step]) for i in range(0, len(flat), step)])
         return embeddings.reshape(n_windows, k, -1)
 

@@ -33,7 +33,7 @@ from edge.bundle import default_bundle_path
 from edge.representations import RepresentationSpec
 
 from .errors import ParityError
-from .export import INT8_SCHEMES, ExportResult, export_bundle
+from .export import INT8_SCHEMES, ExportOptions, ExportResult, export_bundle
 from .images import load_window_images
 from .placeholder import LABELS, PLACEHOLDER_FUSION
 
@@ -110,19 +110,20 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_co
             checkpoint = checkpoint or _GOLDEN
             log(f"fitting a demonstration head on {Path(checkpoint).name} embeddings")
             head = fit_demo_head(checkpoint, data, workdir / "head.pt")
-            return export_bundle(checkpoint, head, out, int8=True, calibration=data, run_config=run_config,
-                                 name="demo-golden-int8", description=DEMO_DESCRIPTION, allow_parity_miss=True,
-                                 log=log, progress=True)
+            options = ExportOptions(int8=True, calibration=data, run_config=run_config, name="demo-golden-int8",
+                                    description=DEMO_DESCRIPTION, allow_parity_miss=True)
+            return export_bundle(checkpoint, head, out, options, log=log, progress=True)
         for scheme in schemes:
             try:
-                return export_bundle(checkpoint, head, out, int8=True, int8_scheme=scheme, calibration=data,
-                                     run_config=run_config, validation_windows=VALIDATION_WINDOWS,
-                                     name=f"tiny-biomoe-int8-{scheme}", log=log, progress=True)
+                options = ExportOptions(int8=True, int8_scheme=scheme, calibration=data, run_config=run_config,
+                                        validation_windows=VALIDATION_WINDOWS, name=f"tiny-biomoe-int8-{scheme}")
+                return export_bundle(checkpoint, head, out, options, log=log, progress=True)
             except ParityError as error:
                 log(f"{error}\n{scheme} int8 misses the thresholds")
         log("falling back to float32: an int8 model that changes the answers is worse than none")
-        return export_bundle(checkpoint, head, out, calibration=data, run_config=run_config,
-                             validation_windows=VALIDATION_WINDOWS, name="tiny-biomoe-float32", log=log)
+        options = ExportOptions(calibration=data, run_config=run_config, validation_windows=VALIDATION_WINDOWS,
+                                name="tiny-biomoe-float32")
+        return export_bundle(checkpoint, head, out, options, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:

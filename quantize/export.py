@@ -37,9 +37,10 @@ from edge.bundle import MANIFEST_NAME, Bundle, file_sha256, save_bundle
 from edge.representations import RepresentationSpec
 
 from .errors import ExportError, ParityError
-from .images import DEVICE_CHANNELS, WindowImages, device_channel, load_window_images
+from .images import WindowImages, device_channel, load_window_images
+from .manifest import build_manifest, graph_entry
 
-__all__ = ["FORMATS", "INT8_SCHEMES", "ExportResult", "export_bundle", "configure_parser", "run"]
+__all__ = ["FORMATS", "INT8_SCHEMES", "ExportOptions", "ExportResult", "export_bundle", "configure_parser", "run"]
 
 FORMATS = ("onnx", "tflite")
 INT8_SCHEMES = ("static", "weight-only")
@@ -55,39 +56,12 @@ class ExportResult:
     parity: dict
 
 
-def export_bundle(
-    checkpoint,
-    head,
-    out,
-    *,
-    fmt: str = "onnx",
-    int8: bool = False,
-    int8_scheme: str = "static",
-    calibration=None,
-    validation=None,
-    run_config=None,
-    calibration_images: int = 128,
-    validation_windows: int = 64,
-    sensitivity: bool = True,
-    size_budget_bytes: int = 8_000_000,
-    activation_bits: int = 8,
-    name: str | None = None,
-    description: str | None = None,
-    allow_parity_miss: bool = False,
-    threads: int = 2,
-    log=None,
-    progress: bool = False,
-) -> ExportResult:
-    """Export a backbone checkpoint and a head file to a bundle folder.
+@dataclass(frozen=True)
+class ExportOptions:
+    """How :func:`export_bundle` exports: format, int8 scheme, data, parity and naming.
 
-    Parameters
+    Attributes
     ----------
-    checkpoint : str or Path
-        Backbone in the release format (:func:`training.models.load_backbone`).
-    head : str or Path
-        Head file (:func:`training.models.save_head`).
-    out : str or Path
-        Bundle folder: new, empty, or an existing bundle (replaced).
     fmt : {"onnx", "tflite"}
     int8 : bool
         Quantize the backbone (the head stays float: 3 x 960 weights).
@@ -97,7 +71,8 @@ def export_bundle(
     calibration : str or Path, optional
         Images of real windows for the int8 ranges (required with the static scheme).
     validation : str or Path, optional
-        Labelled windows for the parity report.
+        Labelled windows for the parity report (default: an AI4PAIN
+        calibration folder's validation split).
     run_config : str or Path, optional
         JSON with ``representation_spec`` (or ``spec``, as ``biomoe finetune``'s
         ``finetune_config.json`` names it) for a head file that lacks it (the
@@ -122,6 +97,38 @@ def export_bundle(
         (its manifest says ``"passed": false``); by default that is an error.
     threads : int
         Runtime threads for the parity runs.
+    """
+
+    fmt: str = "onnx"
+    int8: bool = False
+    int8_scheme: str = "static"
+    calibration: str | Path | None = None
+    validation: str | Path | None = None
+    run_config: str | Path | None = None
+    calibration_images: int = 128
+    validation_windows: int = 64
+    sensitivity: bool = True
+    size_budget_bytes: int = 8_000_000
+    activation_bits: int = 8
+    name: str | None = None
+    description: str | None = None
+    allow_parity_miss: bool = False
+    threads: int = 2
+
+
+def export_bundle(checkpoint, head, out, options: ExportOptions = ExportOptions(), *, log=None,
+                  progress: bool = False) -> ExportResult:
+    """Export a backbone checkpoint and a head file to a bundle folder.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        Backbone in the release format (:func:`training.models.load_backbone`).
+    head : str or Path
+        Head file (:func:`training.models.save_head`).
+    out : str or Path
+        Bundle folder: new, empty, or an existing bundle (replaced).
+    options : ExportOptions
     log : callable, optional
         ``log(message)`` for progress lines (default: silent).
     progress : bool
@@ -139,14 +146,14 @@ def export_bundle(
     from training.models import load_backbone, load_head
 
     log = log or (lambda message: None)
-    if fmt not in FORMATS:
-        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if int8_scheme not in INT8_SCHEMES:
-        raise ExportError(f"int8 scheme must be one of {', '.join(INT8_SCHEMES)}, got {int8_scheme!r}")
-    scheme = int8_scheme if int8 else None
-    if scheme not in (None, "static") and fmt != "onnx":
+    if options.fmt not in FORMATS:
+        raise ExportError(f"format must be one of {', '.join(FORMATS)}, got {options.fmt!r}")
+    if options.int8_scheme not in INT8_SCHEMES:
+        raise ExportError(f"int8 scheme must be one of {', '.join(INT8_SCHEMES)}, got {options.int8_scheme!r}")
+    scheme = options.int8_scheme if options.int8 else None
+    if scheme not in (None, "static") and options.fmt != "onnx":
         raise ExportError(f"--int8-scheme {scheme} exists for --format onnx only; TFLite int8 is static")
-    if scheme == "static" and calibration is None:
+    if scheme == "static" and options.calibration is None:
         raise ExportError("--int8 needs --calibration DATA (an AI4PAIN-layout folder or a .npz of images); "
                           "--int8-scheme weight-only needs none")
     out = Path(out)
@@ -159,39 +166,40 @@ def export_bundle(
             "bundle; export a head trained with --inputs embeddings --normalise none, then put a calibrated head on "
             "that bundle's backbone: python -m quantize.calibrated_head --bundle BUNDLE --data DATA --out OUT"
         )
-    spec, fusion, labels = _input_description(loaded, run_config)
-    fusion_channels = [device_channel(entry["modality"]) for entry in fusion]
+    spec, fusion, labels = _input_description(loaded, options.run_config)
     k = len(fusion)
 
     calibration_set = validation_set = None
-    if calibration is not None:
-        calibration_set = load_window_images(calibration, fusion, spec, split="train", what="calibration",
-                                             max_windows=calibration_images)
+    if options.calibration is not None:
+        calibration_set = load_window_images(options.calibration, fusion, spec, split="train", what="calibration",
+                                             max_windows=options.calibration_images)
         log(f"calibration: {len(calibration_set)} windows from {calibration_set.source}")
-    if validation is None and calibration is not None and Path(calibration).is_dir():
-        validation = calibration
+    validation = options.validation
+    if validation is None and options.calibration is not None and Path(options.calibration).is_dir():
+        validation = options.calibration
     if validation is not None:
         validation_set = load_window_images(validation, fusion, spec, split="validation", what="validation",
-                                            max_windows=validation_windows, seed=1)
+                                            max_windows=options.validation_windows, seed=1)
         log(f"validation: {len(validation_set)} windows from {validation_set.source}")
-    elif int8:
+    elif options.int8:
         raise ExportError("an int8 export needs labelled windows for its parity report: pass --validation DATA")
 
     with tempfile.TemporaryDirectory(prefix="biomoe-export-") as workdir:
         workdir = Path(workdir)
         parity_windows = _parity_windows(validation_set, calibration_set, k, spec.image_size)
-        if fmt == "onnx":
+        if options.fmt == "onnx":
             files, graphs, parity, quantization = _export_onnx(
-                model, loaded.head, workdir, scheme, calibration_set, validation_set, parity_windows,
-                calibration_images, sensitivity, size_budget_bytes, activation_bits, threads, log, progress,
+                model, loaded.head, workdir, scheme, calibration_set, validation_set, parity_windows, options, log,
+                progress,
             )
         else:
             files, graphs, parity, quantization = _export_tflite(
-                model, loaded.head, workdir, int8, calibration_set, validation_set, parity_windows, threads, log,
+                model, loaded.head, workdir, options.int8, calibration_set, validation_set, parity_windows,
+                options.threads, log,
             )
-        parity["format"] = fmt
-        missed = int8 and not parity["int8_vs_float"]["passed"]
-        if missed and not allow_parity_miss:
+        parity["format"] = options.fmt
+        missed = options.int8 and not parity["int8_vs_float"]["passed"]
+        if missed and not options.allow_parity_miss:
             from .parity import format_parity
 
             raise ParityError(
@@ -199,27 +207,22 @@ def export_bundle(
                 + "\nexport float32 or --int8-scheme weight-only instead, or pass --allow-parity-miss to write it "
                 "anyway (marked in the manifest)"
             )
-        manifest = {
-            "name": name or out.name,
-            "description": description or (
-                f"Tiny-BioMoE backbone + fusion head, {fmt} {_precision(scheme, fmt)}; "
+        manifest = build_manifest(
+            name=options.name or out.name,
+            description=options.description or (
+                f"Tiny-BioMoE backbone + fusion head, {options.fmt} {_precision(scheme, options.fmt)}; "
                 f"exported by biomoe export from {Path(checkpoint).name} and {Path(head).name}"
             ),
-            "placeholder": False,
-            "backend": "onnxruntime" if fmt == "onnx" else "litert",
-            "pipeline": "backbone_head",
-            "graphs": graphs,
-            "representation_spec": spec.to_dict(),
-            "fusion": [{"modality": channel, "representation": entry["representation"]}
-                       for channel, entry in zip(fusion_channels, fusion)],
-            "labels": list(labels),
-            "sampling_rate": spec.sampling_rate,
-            "window_seconds": spec.window_seconds,
-            "channels": [name for name in DEVICE_CHANNELS.values() if name in fusion_channels],
-            "quantization": quantization,
-            "parity": parity,
-            "source": {"checkpoint_sha256": file_sha256(Path(checkpoint)), "head_sha256": file_sha256(Path(head))},
-        }
+            backend="onnxruntime" if options.fmt == "onnx" else "litert",
+            pipeline="backbone_head",
+            graphs=graphs,
+            spec=spec,
+            fusion=[(device_channel(entry["modality"]), entry["representation"]) for entry in fusion],
+            labels=labels,
+            quantization=quantization,
+            parity=parity,
+            source={"checkpoint_sha256": file_sha256(Path(checkpoint)), "head_sha256": file_sha256(Path(head))},
+        )
         bundle = save_bundle(out, manifest, files)
     from .parity import format_parity
 
@@ -279,20 +282,8 @@ def _precision(scheme: str | None, fmt: str) -> str:
     return "int8 weight-only" if scheme == "weight-only" and fmt == "onnx" else "int8"
 
 
-def _graph(file, input_name, input_shape, output_name, output_shape, produces, onnxruntime_config=None) -> dict:
-    graph = {
-        "file": file,
-        "inputs": [{"name": input_name, "shape": list(input_shape), "dtype": "float32"}],
-        "outputs": [{"name": output_name, "shape": list(output_shape)}],
-        "produces": produces,
-    }
-    if onnxruntime_config:
-        graph["onnxruntime_config"] = dict(onnxruntime_config)
-    return graph
-
-
-def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_windows, calibration_images,
-                 sensitivity, size_budget_bytes, activation_bits, threads, log, progress):
+def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_windows, options: ExportOptions,
+                 log, progress):
     """Float graphs, and with an int8 ``scheme`` ("static" or "weight-only") the quantized backbone and its parity."""
     from .graphs import BACKBONE_INPUT, BACKBONE_OUTPUT, HEAD_INPUT, HEAD_OUTPUT, export_backbone_onnx, export_head_onnx
     from .onnx_int8 import quantize_backbone_int8, quantize_backbone_weight_only
@@ -301,21 +292,23 @@ def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_w
     log("exporting the float32 ONNX backbone and head")
     backbone_path = export_backbone_onnx(model, workdir / "backbone.onnx", keep_metadata=scheme == "static")
     head_path = export_head_onnx(head, workdir / "head.onnx")
+    threads = options.threads
     float_graphs = onnx_runner(backbone_path, head_path, threads)
     parity = {"float_vs_pytorch": float_parity(torch_runner(model, head), float_graphs, parity_windows)}
     quantization = None
     if scheme == "static":
-        log(f"quantizing the backbone to int8 ({calibration_images} calibration images"
-            + (", sensitivity pass" if sensitivity else "") + ")")
+        log(f"quantizing the backbone to int8 ({options.calibration_images} calibration images"
+            + (", sensitivity pass" if options.sensitivity else "") + ")")
         bar = _progress_bar if progress else None
         result = quantize_backbone_int8(
-            backbone_path, workdir / "backbone.int8.onnx", calibration.flat(calibration_images),
-            sensitivity=sensitivity, size_budget_bytes=size_budget_bytes, activation_bits=activation_bits,
+            backbone_path, workdir / "backbone.int8.onnx", calibration.flat(options.calibration_images),
+            sensitivity=options.sensitivity, size_budget_bytes=options.size_budget_bytes,
+            activation_bits=options.activation_bits,
             progress=bar,
         )
     elif scheme == "weight-only":
         log("storing the backbone's weights as int8 (weight-only)")
-        result = quantize_backbone_weight_only(backbone_path, workdir / "backbone.int8.onnx", size_budget_bytes)
+        result = quantize_backbone_weight_only(backbone_path, workdir / "backbone.int8.onnx", options.size_budget_bytes)
     backbone_config = {}
     if scheme is not None:
         quantization = result.settings
@@ -327,9 +320,9 @@ def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_w
     k, dim = head.num_embeddings, head.embedding_dim
     size = model.img_size
     graphs = {
-        "backbone": _graph("backbone.onnx", BACKBONE_INPUT, ["n", 3, size, size], BACKBONE_OUTPUT, ["n", dim],
+        "backbone": graph_entry("backbone.onnx", BACKBONE_INPUT, ["n", 3, size, size], BACKBONE_OUTPUT, ["n", dim],
                            "embeddings", backbone_config),
-        "head": _graph("head.onnx", HEAD_INPUT, ["n", k, dim], HEAD_OUTPUT, ["n", head.num_classes], "probabilities"),
+        "head": graph_entry("head.onnx", HEAD_INPUT, ["n", k, dim], HEAD_OUTPUT, ["n", head.num_classes], "probabilities"),
     }
     return {"backbone.onnx": backbone_path, "head.onnx": head_path}, graphs, parity, quantization
 
@@ -361,9 +354,9 @@ def _export_tflite(model, head, workdir, int8, calibration, validation, parity_w
         parity["int8_vs_float"] = int8_parity(float_graphs, tflite_runner(backbone_path, head_path, threads),
                                               validation, head.num_classes)
     graphs = {
-        "backbone": _graph("backbone.tflite", backbone["input"], backbone["input_shape"], backbone["output"],
+        "backbone": graph_entry("backbone.tflite", backbone["input"], backbone["input_shape"], backbone["output"],
                            backbone["output_shape"], "embeddings"),
-        "head": _graph("head.tflite", head_graph["input"], head_graph["input_shape"], head_graph["output"],
+        "head": graph_entry("head.tflite", head_graph["input"], head_graph["input_shape"], head_graph["output"],
                        head_graph["output_shape"], "probabilities"),
     }
     return {"backbone.tflite": backbone_path, "head.tflite": head_path}, graphs, parity, quantization
@@ -408,14 +401,13 @@ def run(args: argparse.Namespace) -> int:
     for option in ("calibration_images", "validation_windows", "threads"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
-    result = export_bundle(
-        args.checkpoint, args.head, args.out, fmt=args.format, int8=args.int8, int8_scheme=args.int8_scheme,
-        calibration=args.calibration,
+    options = ExportOptions(
+        fmt=args.format, int8=args.int8, int8_scheme=args.int8_scheme, calibration=args.calibration,
         validation=args.validation, run_config=args.run_config, calibration_images=args.calibration_images,
         validation_windows=args.validation_windows, sensitivity=not args.no_sensitivity,
         size_budget_bytes=int(args.size_budget_mb * 1e6), activation_bits=args.activation_bits, name=args.name,
         allow_parity_miss=args.allow_parity_miss, threads=args.threads,
-        log=print, progress=sys.stderr.isatty(),
     )
+    result = export_bundle(args.checkpoint, args.head, args.out, options, log=print, progress=sys.stderr.isatty())
     print(f"wrote {result.bundle.path}: {result.bundle.describe()}")
     return 0

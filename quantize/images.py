@@ -46,7 +46,7 @@ class WindowImages:
     labels : ndarray of int64, shape (n_windows,), or None
         Class indices when known.
     source : str
-        Where they came from (for the parity report).
+        Where they came from, as the last two parts of the path (for the parity report).
     """
 
     images: np.ndarray
@@ -141,7 +141,8 @@ def load_window_images(
         images, labels = images[chosen], None if labels is None else labels[chosen]
     if len(images) == 0:
         raise ExportError(f"{what} data {path} holds no windows")
-    return WindowImages(images, labels, str(path))
+    # The folder and file name only: a manifest must not carry the build machine's absolute paths.
+    return WindowImages(images, labels, "/".join(path.parts[-2:]))
 
 
 def _read_npz(path: Path, k: int, size: int, what: str):

@@ -31,6 +31,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edge.bundle import Bundle, default_bundle_path, save_bundle
 from edge.representations import RepresentationSpec
 
+from .manifest import build_manifest, graph_entry
+
 __all__ = [
     "PLACEHOLDER_FUSION", "LABELS", "REPRESENTATION_SPEC",
     "build_placeholder_model", "build_placeholder_bundle", "main",
@@ -44,7 +46,6 @@ PLACEHOLDER_FUSION = (
     ("SpO2", "waveform"),
 )
 LABELS = ("No Pain", "Low Pain", "High Pain")
-CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 IMAGE_SIZE = 224
 SAMPLING_RATE = 100.0
 WINDOW_SECONDS = 10.0
@@ -62,7 +63,7 @@ REPRESENTATION_SPEC = RepresentationSpec(
     stft_noverlap=240,
     stft_nfft=512,
     stft_fmax_hz=10.0,
-).to_dict()
+)
 _OPSET = 17
 _IR_VERSION = 8  # readable by onnxruntime >= 1.14, as found on Raspberry Pi OS wheels
 
@@ -120,32 +121,21 @@ def build_placeholder_bundle(directory) -> Bundle:
     """Write the placeholder bundle to ``directory`` (atomically) and return it."""
     n_images = len(PLACEHOLDER_FUSION)
     model = build_placeholder_model(n_images, len(LABELS))
-    manifest = {
-        "name": "placeholder-default",
-        "description": (
+    manifest = build_manifest(
+        name="placeholder-default",
+        description=(
             "PLACEHOLDER: fixed random weights, predictions are meaningless. Built by "
             "python -m quantize.placeholder so the monitor runs before a trained bundle exists."
         ),
-        "placeholder": True,
-        "backend": "onnxruntime",
-        "pipeline": "end_to_end",
-        "graphs": {
-            "model": {
-                "file": "model.onnx",
-                "inputs": [{"name": "images", "shape": [n_images, 3, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32"}],
-                "outputs": [{"name": "probabilities", "shape": [len(LABELS)]}],
-                "produces": "probabilities",
-            }
-        },
-        "representation_spec": dict(REPRESENTATION_SPEC),
-        "fusion": [{"modality": m, "representation": r} for m, r in PLACEHOLDER_FUSION],
-        "labels": list(LABELS),
-        "sampling_rate": SAMPLING_RATE,
-        "window_seconds": WINDOW_SECONDS,
-        "channels": list(CHANNELS),
-        "quantization": None,
-        "parity": None,
-    }
+        placeholder=True,
+        backend="onnxruntime",
+        pipeline="end_to_end",
+        graphs={"model": graph_entry("model.onnx", "images", [n_images, 3, IMAGE_SIZE, IMAGE_SIZE],
+                                     "probabilities", [len(LABELS)], "probabilities")},
+        spec=REPRESENTATION_SPEC,
+        fusion=PLACEHOLDER_FUSION,
+        labels=LABELS,
+    )
     return save_bundle(directory, manifest, {"model.onnx": model.SerializeToString()})
 
 

@@ -15,7 +15,7 @@ from edge.cli import main as biomoe
 from edge.errors import EdgeError
 from quantize.build_default_bundle import fit_head
 from quantize.errors import ExportError
-from quantize.export import export_bundle
+from quantize.export import ExportOptions, export_bundle
 from quantize_data import FUSION, rhythm_windows
 from training.errors import CheckpointError
 from training.models import load_backbone, save_head
@@ -49,7 +49,7 @@ def int8_bundle(inputs, tmp_path_factory):
     return out
 
 
-def test_int8_bundle_manifest(int8_bundle):
+def test_int8_bundle_manifest(int8_bundle, inputs):
     bundle = load_bundle(int8_bundle)
     manifest = bundle.manifest
     assert not bundle.placeholder and bundle.backend == "onnxruntime" and bundle.pipeline == "backbone_head"
@@ -64,6 +64,8 @@ def test_int8_bundle_manifest(int8_bundle):
     int8 = manifest["parity"]["int8_vs_float"]
     assert int8["passed"] and int8["mean_cosine"] >= 0.99 and int8["class_agreement"] >= 0.98
     assert (int8_bundle / "backbone.onnx").stat().st_size <= 8_000_000
+    assert int8["validation"] == f"{inputs['folder'].name}/validation.npz"  # no path of the build machine
+    assert str(inputs["folder"]) not in (int8_bundle / "manifest.json").read_text()
 
 
 def test_int8_bundle_runs_in_the_device_runtime(int8_bundle, inputs):
@@ -99,8 +101,9 @@ def test_weight_only_int8_bundle_keeps_the_float_answers(inputs, tmp_path):
 
 def test_weight_only_is_refused_for_tflite(inputs, tmp_path):
     with pytest.raises(ExportError, match="onnx only"):
-        export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "out", fmt="tflite", int8=True,
-                      int8_scheme="weight-only", validation=inputs["validation"])
+        export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "out",
+                      ExportOptions(fmt="tflite", int8=True, int8_scheme="weight-only",
+                                    validation=inputs["validation"]))
     assert _no_bundle_left(tmp_path / "out")
 
 
@@ -150,8 +153,8 @@ def test_checkpoint_of_another_architecture_is_refused(inputs, tmp_path):
 def test_calibration_data_of_the_wrong_shape_is_refused(inputs, tmp_path, images, problem):
     np.savez(tmp_path / "bad.npz", images=images)
     with pytest.raises(ExportError, match=problem):
-        export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "out", int8=True,
-                      calibration=tmp_path / "bad.npz", validation=inputs["validation"])
+        export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "out",
+                      ExportOptions(int8=True, calibration=tmp_path / "bad.npz", validation=inputs["validation"]))
     assert _no_bundle_left(tmp_path / "out")
 
 
@@ -184,8 +187,9 @@ def test_unwritable_or_foreign_output_folder_is_refused(inputs, tmp_path):
 
 @pytest.mark.slow
 def test_tflite_int8_bundle_end_to_end(inputs, tmp_path):
-    result = export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "tflite", fmt="tflite", int8=True,
-                           calibration=inputs["calibration"], validation=inputs["validation"])
+    result = export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "tflite",
+                           ExportOptions(fmt="tflite", int8=True, calibration=inputs["calibration"],
+                                         validation=inputs["validation"]))
     bundle = load_bundle(tmp_path / "tflite")
     assert bundle.backend == "litert" and result.parity["int8_vs_float"]["passed"]
     probabilities = create_backend(bundle).predict_batch(inputs["windows"].images[:3])

@@ -52,15 +52,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_bridge import encode_hour
-from benchmarks.budgets import DEFAULT_BUDGETS, Target, get_target, load_targets
+from benchmarks.budgets import DEFAULT_BUDGETS, evaluate, get_target, load_targets
 from edge.bundle import Bundle, default_bundle_path, load_bundle
 from edge.errors import EdgeError
 from edge.quality import signal_fill, window_quality
 from edge.representations import REPRESENTATIONS, represent
 from firmware_bridge.simulator import generator_config
 
-__all__ = ["configure_parser", "run", "measure", "evaluate", "format_table", "machine_info", "time_calls",
-           "time_interleaved", "run_child", "monitor_available"]
+__all__ = ["configure_parser", "run", "measure", "format_table", "machine_info", "time_calls",
+           "time_interleaved", "run_child"]
 
 #: ``biomoe monitor`` run for its peak memory: the simulated hub at high speed,
 #: a fixed number of windows, no per-window output. {bundle}, {database},
@@ -368,11 +368,6 @@ def _load_times(bundle: Bundle, threads: int, processes: int) -> tuple[list[floa
     return walls, breakdown
 
 
-def monitor_available() -> bool:
-    """Whether ``biomoe monitor`` (``edge.monitor``) is part of this build."""
-    return util.find_spec("edge.monitor") is not None
-
-
 def _memory_rows(bundle: Bundle, threads: int, hop_seconds: float, stream: bytes, rates: dict,
                  windows: int) -> list[dict]:
     rows = []
@@ -384,19 +379,15 @@ def _memory_rows(bundle: Bundle, threads: int, hop_seconds: float, stream: bytes
         result = run_child("benchmarks.monitor_path", arguments)
         if result["returncode"] != 0:
             raise _child_failure("the pipeline memory process", result)
-        has_monitor = monitor_available()
         rows.append(_row("peak_rss_pipeline", f"process running the path on {windows} windows",
-                         result["peak_rss_mb"], unit="MB", scaled=False,
-                         budget=None if has_monitor else "peak_rss_mb",
-                         note="" if has_monitor else "budgeted in place of biomoe monitor, not in this build"))
-        if has_monitor:
-            arguments = [part.format(bundle=bundle.path, database=Path(folder) / "results.sqlite", threads=threads,
-                                     windows=windows, speed=50) for part in MONITOR_ARGS]
-            result = run_child("edge.cli", arguments)
-            if result["returncode"] != 0:
-                raise _child_failure("biomoe monitor (peak memory run)", result)
-            rows.append(_row("peak_rss_monitor", f"biomoe monitor --simulate, {windows} windows",
-                             result["peak_rss_mb"], unit="MB", scaled=False, budget="peak_rss_mb"))
+                         result["peak_rss_mb"], unit="MB", scaled=False))
+        arguments = [part.format(bundle=bundle.path, database=Path(folder) / "results.sqlite", threads=threads,
+                                 windows=windows, speed=50) for part in MONITOR_ARGS]
+        result = run_child("edge.cli", arguments)
+        if result["returncode"] != 0:
+            raise _child_failure("biomoe monitor (peak memory run)", result)
+        rows.append(_row("peak_rss_monitor", f"biomoe monitor --simulate, {windows} windows",
+                         result["peak_rss_mb"], unit="MB", scaled=False, budget="peak_rss_mb"))
     return rows
 
 
@@ -427,34 +418,6 @@ def machine_info() -> dict:
 
 
 # --------------------------------------------------------------------------- judging
-
-
-def evaluate(results: dict, target: Target) -> dict:
-    """Each row on ``target``: the figure there (scaled when estimated), its budget and pass/fail.
-
-    Returns
-    -------
-    dict
-        ``target``, ``estimated`` (bool), ``factor``, ``rows`` (stage ->
-        ``{"on_target", "budget", "status", "share"}``), ``failures`` and
-        ``verdict`` (``"pass"``/``"fail"``).
-    """
-    factor = target.latency_factor()
-    window_budget = target.window_ms
-    judged, failures = {}, []
-    for row in results["rows"]:
-        on_target = row["median"] * (factor if row["scaled"] else 1.0)
-        entry = {"on_target": on_target, "budget": None, "status": "", "share": None}
-        if row["budget"]:
-            budget = getattr(target, row["budget"])
-            entry.update(budget=budget, status="pass" if on_target <= budget else "FAIL")
-            if on_target > budget:
-                failures.append(f"{row['stage']}: {on_target:.0f} {row['unit']} > {budget:g} {row['unit']}")
-        elif row["unit"] == "ms" and row["stage"] not in ("reference", "load"):
-            entry["share"] = on_target / window_budget
-        judged[row["stage"]] = entry
-    return {"target": target.name, "description": target.description, "estimated": factor != 1.0,
-            "factor": factor, "rows": judged, "failures": failures, "verdict": "fail" if failures else "pass"}
 
 
 def format_table(results: dict, evaluation: dict) -> str:
@@ -494,8 +457,6 @@ def format_table(results: dict, evaluation: dict) -> str:
                      + (" (placeholder bundle: not the real model's speed-up)" if bundle["placeholder"] else ""))
     else:
         lines.append(f"reference: {reference['status']}")
-    if not monitor_available():
-        lines.append("peak RSS: biomoe monitor is not in this build; the pipeline process stands in for it")
     lines.append(f"verdict for {evaluation['target']}: " + (
         "PASS" if evaluation["verdict"] == "pass" else "FAIL (" + "; ".join(evaluation["failures"]) + ")"))
     return "\n".join(lines)

@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["DEFAULT_BUDGETS", "BUDGET_KEYS", "Target", "load_targets", "get_target"]
+__all__ = ["DEFAULT_BUDGETS", "BUDGET_KEYS", "Target", "load_targets", "get_target", "evaluate"]
 
 DEFAULT_BUDGETS = Path(__file__).with_name("budgets.toml")
 #: The budget of each target, in the units their names end with.
@@ -132,3 +132,31 @@ def _parse_target(path: Path, name: str, table) -> Target:
     if not isinstance(machine, str) or not machine:
         raise EdgeError(f"{where}: 'machine' must name a CPU architecture such as \"aarch64\", got {machine!r}")
     return Target(name=name, description=str(table.get("description", "")), machine=machine, **numbers)
+
+
+def evaluate(results: dict, target: Target) -> dict:
+    """Each row on ``target``: the figure there (scaled when estimated), its budget and pass/fail.
+
+    Returns
+    -------
+    dict
+        ``target``, ``estimated`` (bool), ``factor``, ``rows`` (stage ->
+        ``{"on_target", "budget", "status", "share"}``), ``failures`` and
+        ``verdict`` (``"pass"``/``"fail"``).
+    """
+    factor = target.latency_factor()
+    window_budget = target.window_ms
+    judged, failures = {}, []
+    for row in results["rows"]:
+        on_target = row["median"] * (factor if row["scaled"] else 1.0)
+        entry = {"on_target": on_target, "budget": None, "status": "", "share": None}
+        if row["budget"]:
+            budget = getattr(target, row["budget"])
+            entry.update(budget=budget, status="pass" if on_target <= budget else "FAIL")
+            if on_target > budget:
+                failures.append(f"{row['stage']}: {on_target:.0f} {row['unit']} > {budget:g} {row['unit']}")
+        elif row["unit"] == "ms" and row["stage"] not in ("reference", "load"):
+            entry["share"] = on_target / window_budget
+        judged[row["stage"]] = entry
+    return {"target": target.name, "description": target.description, "estimated": factor != 1.0,
+            "factor": factor, "rows": judged, "failures": failures, "verdict": "fail" if failures else "pass"}

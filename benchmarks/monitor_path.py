@@ -30,9 +30,10 @@ import numpy as np  # noqa: E402
 
 from edge.backends import Backend, create_backend  # noqa: E402
 from edge.bundle import Bundle, load_bundle  # noqa: E402
+from edge.bundle_images import FusionImages, bundle_representation_spec  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.pipeline import WindowProcessor  # noqa: E402
-from edge.representations import RepresentationSpec, represent, to_model_input  # noqa: E402
+from edge.representations import RepresentationSpec  # noqa: E402
 from edge.smoothing import create_smoother  # noqa: E402
 from edge.windows import Window, Windower  # noqa: E402
 from firmware_bridge.protocol import FrameDecoder  # noqa: E402
@@ -44,58 +45,14 @@ __all__ = ["CHUNK_BYTES", "representation_spec", "bundle_images_for", "decode_st
 CHUNK_BYTES = 4096
 
 
-def _monitor():
-    """``edge.monitor`` when this build has it (its image builder is then the one timed), else None."""
-    try:
-        import edge.monitor as monitor
-    except ModuleNotFoundError as exc:
-        if exc.name != "edge.monitor":
-            raise
-        return None
-    return monitor
-
-
 def representation_spec(bundle: Bundle) -> RepresentationSpec:
-    """The bundle's :class:`~edge.representations.RepresentationSpec` (rate, window and size from the bundle).
-
-    ``edge.monitor.bundle_representation_spec`` when the monitor is in this build.
-    """
-    monitor = _monitor()
-    if monitor is not None:
-        return monitor.bundle_representation_spec(bundle)
-    settings = {
-        "sampling_rate": bundle.sampling_rate,
-        "window_seconds": bundle.window_seconds,
-        "image_size": bundle.image_size,
-        **bundle.representation_spec,
-    }
-    try:
-        return RepresentationSpec.from_dict(settings)
-    except (TypeError, ValueError) as exc:
-        raise EdgeError(f"bundle {bundle.name}: bad representation_spec ({exc}); re-export the bundle") from None
+    """The bundle's :class:`~edge.representations.RepresentationSpec`, as the monitor builds it."""
+    return bundle_representation_spec(bundle)
 
 
 def bundle_images_for(bundle: Bundle) -> Callable[[np.ndarray], np.ndarray]:
-    """``images_for(signals)`` for :class:`~edge.pipeline.WindowProcessor`: the bundle's fusion images.
-
-    The monitor's own ``edge.monitor.FusionImages`` when it is in this build;
-    otherwise rows sharing a representation are drawn in one
-    :func:`~edge.representations.represent` call.
-    """
-    spec = representation_spec(bundle)
-    monitor = _monitor()
-    if monitor is not None:
-        return monitor.FusionImages(bundle.fusion, spec)
-    kinds = [entry.representation for entry in bundle.fusion]
-    rows_of = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in dict.fromkeys(kinds)}
-
-    def images_for(signals: np.ndarray) -> np.ndarray:
-        images = np.empty((len(kinds), spec.image_size, spec.image_size, 3), dtype=np.uint8)
-        for kind, rows in rows_of.items():
-            images[rows] = represent(signals[rows], spec, (kind,), sampling_rate=spec.sampling_rate)[:, 0]
-        return to_model_input(images)
-
-    return images_for
+    """``images_for(signals)`` for :class:`~edge.pipeline.WindowProcessor`: the monitor's own fusion images."""
+    return FusionImages(bundle.fusion, representation_spec(bundle))
 
 
 def decode_stream(data: bytes) -> list:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from benchmarks.budgets import evaluate
 from edge.errors import EdgeError
 
 __all__ = ["text_table", "markdown_table", "render_report", "write_report", "plot_latency"]
@@ -96,7 +97,7 @@ def _targets_table(record: dict, evaluations: dict) -> str:
     return markdown_table(columns, rows, text_columns=2)
 
 
-def _record_section(record: dict, targets: dict, evaluate) -> list[str]:
+def _record_section(record: dict, targets: dict) -> list[str]:
     bundle = record["bundle"]
     settings = record["settings"]
     title = f"## Bundle `{bundle['name']}` ({bundle['id']})"
@@ -183,8 +184,6 @@ ESTIMATE_TEXT = [
 def render_report(records: Sequence[dict], targets: dict, sections: Sequence[dict] = (), plot_name: str | None = None,
                   command: str = REGENERATE) -> str:
     """The markdown report of ``records`` (one per bundle) and the per-area ``sections``."""
-    from benchmarks.bench import evaluate
-
     machine = records[0]["machine"]
     load, cores = machine["load_average"][0], machine["cores"] or 1
     lines = ["# Benchmark results", "",
@@ -202,7 +201,7 @@ def render_report(records: Sequence[dict], targets: dict, sections: Sequence[dic
                   "in this build. Run the report again with the int8 bundle (`--bundle DIR`, or once it is the "
                   "default) to get int8 vs PyTorch eager side by side.", ""]
     for record in records:
-        lines += _record_section(record, targets, evaluate)
+        lines += _record_section(record, targets)
     for section in sections:
         lines += [f"## {section['title']}", "", f"`{section['command']}`", ""]
         if "text" in section:

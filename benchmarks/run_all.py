@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import sys
 import tempfile
-from importlib import util
 from pathlib import Path
 
 from benchmarks.bench import measure, run_child
@@ -98,17 +96,12 @@ def collect_sections(quick: bool, threads: int, progress=lambda line: None) -> l
     progress("run_all: model forms")
     sections += bench_model.collect(batch_sizes=(1, 5), threads=threads, warmup=1 if quick else 3,
                                     repeats=2 if quick else 15, onnx=not quick)
-    if util.find_spec("benchmarks.bench_quantize") is not None:
-        progress("run_all: quantization")
-        module = importlib.import_module("benchmarks.bench_quantize")
-        if hasattr(module, "collect"):
-            sections += module.collect()
-        else:
-            result = run_child("benchmarks.bench_quantize", [], timeout_s=3600)
-            if result["returncode"] != 0:
-                raise EdgeError(f"benchmarks.bench_quantize failed: {result['stderr'].strip()[-300:]}")
-            sections.append({"title": "Quantization: int8 vs float", "command": "python -m benchmarks.bench_quantize",
-                             "text": result["stdout"], "notes": []})
+    progress("run_all: quantization")
+    result = run_child("benchmarks.bench_quantize", [], timeout_s=3600)
+    if result["returncode"] != 0:
+        raise EdgeError(f"benchmarks.bench_quantize failed: {result['stderr'].strip()[-300:]}")
+    sections.append({"title": "Quantization: int8 vs float", "command": "python -m benchmarks.bench_quantize",
+                     "text": result["stdout"], "notes": []})
     return sections
 
 

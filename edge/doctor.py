@@ -289,7 +289,7 @@ def check_bundle(config: MonitorConfig, target: str | None = None) -> Iterator[C
     from edge.backends import create_backend
     from edge.budget import peak_memory_mb
     from edge.bundle import default_bundle_path, load_bundle
-    from edge.monitor import FusionImages, bundle_representation_spec
+    from edge.bundle_images import FusionImages, bundle_representation_spec
     from edge.pipeline import WindowProcessor
     from edge.representations import REPRESENTATIONS
     from edge.smoothing import create_smoother

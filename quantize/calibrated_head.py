@@ -5,7 +5,7 @@ physiological scalars (:mod:`edge.scalars`), both relative to each subject's
 rest baseline (:mod:`edge.calibration`), and writes a new bundle with the
 same (already quantized, already parity-checked) backbone graph and the new
 head graph. The embeddings come from the bundle's own backbone through
-:mod:`edge.backends`, the images from the monitor's :class:`~edge.monitor.FusionImages`,
+:mod:`edge.backends`, the images from the monitor's :class:`~edge.bundle_images.FusionImages`,
 so the head is trained on exactly what the device computes::
 
     python -m quantize.calibrated_head --bundle edge/bundles/default --data COHORT --out bundles/calibrated

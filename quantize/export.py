@@ -74,9 +74,8 @@ class ExportOptions:
         Labelled windows for the parity report (default: an AI4PAIN
         calibration folder's validation split).
     run_config : str or Path, optional
-        JSON with ``representation_spec`` (or ``spec``, as ``biomoe finetune``'s
-        ``finetune_config.json`` names it) for a head file that lacks it (the
-        head file's own value wins).
+        JSON with ``representation_spec`` (``biomoe finetune``'s ``config.json``)
+        for a head file that lacks it (the head file's own value wins).
     calibration_images : int
         Images drawn from the calibration windows.
     validation_windows : int
@@ -255,7 +254,7 @@ def _input_description(loaded, run_config) -> tuple[RepresentationSpec, tuple, t
             raise ExportError(f"run config {run_config} is not a readable JSON file ({error})") from None
         if not isinstance(config, dict):
             raise ExportError(f"run config {run_config} must hold a JSON object")
-    settings = loaded.representation_spec or config.get("representation_spec") or config.get("spec") or {}
+    settings = loaded.representation_spec or config.get("representation_spec") or {}
     try:
         spec = RepresentationSpec.from_dict(dict(settings))
     except ValueError as error:

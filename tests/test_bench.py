@@ -7,8 +7,7 @@ import platform
 
 import pytest
 
-from benchmarks.bench import evaluate, monitor_available
-from benchmarks.budgets import BUDGET_KEYS, get_target
+from benchmarks.budgets import BUDGET_KEYS, evaluate, get_target
 from edge.bundle import default_bundle_path, load_bundle
 from edge.cli import main
 
@@ -56,8 +55,7 @@ def test_impossible_budget_fails_each_budgeted_stage(tmp_path, capsys):
     assert main(["bench", *FAST, "--no-reference", "--budgets", budgets, "--target", "here"]) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert verdict.startswith("verdict for here: FAIL")
-    memory = "peak_rss_monitor" if monitor_available() else "peak_rss_pipeline"
-    for stage in ("end_to_end", "load", memory, "bundle_size"):
+    for stage in ("end_to_end", "load", "peak_rss_monitor", "bundle_size"):
         assert f"{stage}:" in verdict
 
 
@@ -96,7 +94,6 @@ def test_bad_setting_is_a_one_line_error(capsys):
     assert capsys.readouterr().err.strip() == "biomoe bench: error: --repeats must be >= 1, got 0"
 
 
-@pytest.mark.skipif(not monitor_available(), reason="edge.monitor (biomoe monitor) is not on this branch yet")
 def test_monitor_peak_memory_is_measured(tmp_path):
     budgets = _budgets(tmp_path, window_ms=1e9, load_ms=1e9, peak_rss_mb=1e9, bundle_mb=1e9)
     out = tmp_path / "bench.json"

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.backends import create_backend
 from edge.bundle import default_bundle_path, load_bundle
-from edge.monitor import FusionImages, bundle_representation_spec
+from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.scalars import window_scalars
 from firmware_bridge.physiology import simulate_recording
 from training.ai4pain import load_split

@@ -74,7 +74,7 @@ def test_frozen_run_with_cross_validation_and_resume(tiny_cohort, feature_cache_
     assert "loso CV macro-F1" in capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     assert config["pairs"] == ["Eda:waveform"] and config["cv"] == "loso"
-    assert config["backbone"] == "random:0" and "spec" in config and config["data"] == str(tiny_cohort)
+    assert config["backbone"] == "random:0" and "representation_spec" in config and config["data"] == str(tiny_cohort)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_windows"] == 30 and metrics["n_subjects"] == 3
     assert metrics["cross_validation"]["pooled"]["n_windows"] == 30

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import edge.monitor
+import edge.bundle_images
 from edge.bundle import FusionEntry, default_bundle_path, load_bundle, save_bundle
 from edge.cli import main
 from edge.errors import EdgeError
-from edge.monitor import FusionImages, bundle_representation_spec
+from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.representations import RepresentationSpec, represent, to_model_input
 from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
@@ -505,5 +505,5 @@ def test_bad_input_from_the_command_has_no_traceback(case, tmp_path):
 
 
 def test_docstring_examples_run():
-    results = doctest.testmod(edge.monitor)
+    results = doctest.testmod(edge.bundle_images)
     assert results.attempted > 0 and results.failed == 0

@@ -146,7 +146,7 @@ def test_device_flags_looked_up_elsewhere_are_used_for_the_window(bundle):
 def test_calibrated_bundle_learns_the_patients_baseline_first_and_again_on_request():
     """The shipped bundle reads scalars relative to the patient's first minute of reliable rest windows."""
     from edge.bundle import default_bundle_path, load_bundle
-    from edge.monitor import FusionImages, bundle_representation_spec
+    from edge.bundle_images import FusionImages, bundle_representation_spec
 
     bundle = load_bundle(default_bundle_path())
     assert bundle.calibration["method"] == "baseline" and bundle.calibration["windows"] == 6 and "BVP.rate" in bundle.scalars

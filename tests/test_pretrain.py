@@ -94,7 +94,7 @@ def test_pretrain_writes_a_release_format_backbone_and_resumes(tmp_path):
     assert set(metrics["holdout"]) >= {"signal_type_accuracy", "representation_accuracy", "parameter_mae"}
     load_backbone(tmp_path / "backbone.pth")  # strict load into a fresh Tiny-BioMoE
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["steps"] == 2 and saved["spec"] == DEFAULT_SPEC.to_dict()
+    assert saved["steps"] == 2 and saved["representation_spec"] == DEFAULT_SPEC.to_dict()
     for name in ("heads.pt", "state.pt", "metrics.json", "corpus/images.npy", "corpus/targets.npz"):
         assert (tmp_path / name).is_file()
 
@@ -117,4 +117,4 @@ def test_config_validation():
     with pytest.raises(ValueError, match="trainable"):
         PretrainConfig(trainable="some")
     with pytest.raises(ValueError, match="unknown representation settings"):
-        PretrainConfig(spec={"image_sise": 224})
+        PretrainConfig(representation_spec={"image_sise": 224})

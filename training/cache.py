@@ -165,7 +165,7 @@ class FeatureCache:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}; got {representation!r}")
         signals = np.ascontiguousarray(windows.signals[:, self._modality_index(windows, modality)])
         return {
-            "spec": spec.to_dict(),
+            "representation_spec": spec.to_dict(),
             "modality": modality,
             "representation": representation,
             "data_sha256": hashlib.sha256(signals.tobytes()).hexdigest(),

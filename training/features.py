@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.calibration import Baseline, baseline_rows
-from edge.monitor import FusionImages, bundle_representation_spec
+from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.scalars import scalar_names, window_scalars
 from training.ai4pain import WindowSet
 
@@ -87,7 +87,7 @@ def calibrate(features: Features, windows: WindowSet, normalise: str, baseline_w
 def bundle_embeddings(bundle, backend, windows, stored=None, batch: int = 8) -> np.ndarray:
     """Embeddings ``(n, k, D)`` of every window through the bundle's fusion images and backbone.
 
-    The device's own path (:class:`~edge.monitor.FusionImages`, the bundle's
+    The device's own path (:class:`~edge.bundle_images.FusionImages`, the bundle's
     backbone graph). Fusion entries of signals the windows lack are left out,
     so k is the number of entries whose channel the data has. With
     ``stored`` (a ``.npy`` path) they are read from there when it exists and

@@ -145,8 +145,9 @@ class FinetuneConfig:
     seed : int
     window_seconds, trial_offset_seconds : float
         Loader settings (:func:`training.ai4pain.load_split`).
-    spec : dict
-        :class:`~edge.representations.RepresentationSpec` settings.
+    representation_spec : dict
+        :class:`~edge.representations.RepresentationSpec` settings (the key
+        bundle manifests and head files use too).
     """
 
     pairs: tuple[str, ...] = DEFAULT_PAIRS
@@ -173,7 +174,7 @@ class FinetuneConfig:
     seed: int = 0
     window_seconds: float = 10.0
     trial_offset_seconds: float = 0.0
-    spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
+    representation_spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
         choices = (("mode", _MODES), ("normalise", _NORMALISATIONS), ("inputs", _INPUTS), ("cv", _CV),
@@ -196,15 +197,17 @@ class FinetuneConfig:
         else:
             pairs = parse_pairs(list(self.pairs), MODALITIES)
             object.__setattr__(self, "pairs", tuple(f"{m}:{r}" for m, r in pairs))
-        object.__setattr__(self, "spec", RepresentationSpec.from_dict(dict(self.spec)).to_dict())
+        object.__setattr__(self, "representation_spec",
+                           RepresentationSpec.from_dict(dict(self.representation_spec)).to_dict())
 
     @property
     def pair_tuples(self) -> tuple[tuple[str, str], ...]:
         return tuple(tuple(pair.split(":")) for pair in self.pairs)
 
     @property
-    def representation_spec(self) -> RepresentationSpec:
-        return RepresentationSpec.from_dict(self.spec)
+    def spec(self) -> RepresentationSpec:
+        """The image settings as a :class:`~edge.representations.RepresentationSpec`."""
+        return RepresentationSpec.from_dict(self.representation_spec)
 
 
 def default_cache_dir() -> Path:
@@ -241,7 +244,7 @@ def load_windows(root: str | os.PathLike, split: str, config: FinetuneConfig) ->
     """The modalities of one split that it has, windowed with the config's loader settings."""
     return load_split(
         root, split, available_modalities(root, split), window_seconds=config.window_seconds,
-        sampling_rate=config.representation_spec.sampling_rate, trial_offset_seconds=config.trial_offset_seconds,
+        sampling_rate=config.spec.sampling_rate, trial_offset_seconds=config.trial_offset_seconds,
     )
 
 
@@ -271,7 +274,7 @@ def split_stop_subjects(subjects: np.ndarray, fraction: float, seed: int) -> tup
 
 def fused_embeddings(cache: FeatureCache, windows: WindowSet, config: FinetuneConfig, backbone: Backbone) -> np.ndarray:
     """float32 (n, k, D): the embedding of each of the k pairs, from the cache."""
-    spec = config.representation_spec
+    spec = config.spec
     return np.stack(
         [np.asarray(cache.embeddings(windows, m, r, spec, backbone)) for m, r in config.pair_tuples], axis=1
     )
@@ -504,7 +507,7 @@ class _EndToEnd(torch.nn.Module):
 
 
 def _pair_images(cache: FeatureCache, windows: WindowSet, config: FinetuneConfig) -> list[np.ndarray]:
-    return [cache.images(windows, m, r, config.representation_spec) for m, r in config.pair_tuples]
+    return [cache.images(windows, m, r, config.spec) for m, r in config.pair_tuples]
 
 
 def _image_batch(images: list[np.ndarray], rows: np.ndarray, device) -> torch.Tensor:

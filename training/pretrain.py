@@ -95,8 +95,9 @@ class PretrainConfig:
         backward pass through the high-resolution early stages costs most of
         a CPU step, so this is the default that fits a 20 min CPU budget.
         "all" trains every layer (use it on a GPU).
-    spec : dict
-        :class:`~edge.representations.RepresentationSpec` settings.
+    representation_spec : dict
+        :class:`~edge.representations.RepresentationSpec` settings (the key
+        bundle manifests and head files use too).
     """
 
     representations: tuple[str, ...] = DEFAULT_REPRESENTATIONS
@@ -112,7 +113,7 @@ class PretrainConfig:
     seed: int = 0
     init: str | None = None
     trainable: str = "late"
-    spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
+    representation_spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
         for name in ("n_per_type", "steps", "batch_size", "checkpoint_every"):
@@ -125,11 +126,13 @@ class PretrainConfig:
             raise ValueError(f"trainable must be one of {tuple(TRAINABLE_PREFIXES)}; got {self.trainable!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate!r}")
-        object.__setattr__(self, "spec", RepresentationSpec.from_dict(dict(self.spec)).to_dict())
+        object.__setattr__(self, "representation_spec",
+                           RepresentationSpec.from_dict(dict(self.representation_spec)).to_dict())
 
     @property
-    def representation_spec(self) -> RepresentationSpec:
-        return RepresentationSpec.from_dict(self.spec)
+    def spec(self) -> RepresentationSpec:
+        """The image settings as a :class:`~edge.representations.RepresentationSpec`."""
+        return RepresentationSpec.from_dict(self.representation_spec)
 
 
 class PretrainHeads(nn.Module):
@@ -172,7 +175,7 @@ def _load_corpus(folder: Path, config: PretrainConfig) -> Corpus:
     if not (images_path.is_file() and targets_path.is_file()):
         folder.mkdir(parents=True, exist_ok=True)
         corpus = generate_corpus(
-            config.n_per_type, config.representations, config.representation_spec, config.seed,
+            config.n_per_type, config.representations, config.spec, config.seed,
             path=images_path, progress=True,
         )
         np.savez(targets_path, signal_types=corpus.signal_types, representations=corpus.representations,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edge.dashboard.alerts import HighPainAlerts
+from edge.dashboard.alerts import ALERT_LEVEL, HighPainAlerts
 from edge.storage import WindowResult
 
 __all__ = ["TRACE_POINTS", "MAX_TIMELINE_WINDOWS", "Subscriber", "DashboardFeed", "sse_message"]
@@ -176,7 +176,7 @@ class DashboardFeed:
         with self._lock:
             return sse_message("snapshot", {
                 "live": self.live, "labels": self.labels, "channels": self.channels,
-                "alert_level": "High Pain", "alert_after_seconds": self.alerts.after_seconds,
+                "alert_level": ALERT_LEVEL, "alert_after_seconds": self.alerts.after_seconds,
                 "can_acknowledge": self.alerts.can_acknowledge,
                 "timeline": list(self._timeline), "last": self._last, "traces": self._traces, "link": self._link,
                 **self._alert_state(),

@@ -75,6 +75,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._reply(HTTPStatus.FORBIDDEN, b"unknown host\n")
         if path == "/":
             return self._file("index.html")
+        if path == "/favicon.ico":  # browsers ask; the page has none
+            return self._reply(HTTPStatus.NO_CONTENT, b"")
         if path.startswith("/static/"):
             return self._file(path[len("/static/"):])
         if path == "/api/events":

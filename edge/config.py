@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from edge.dashboard.access import parse_bind_address
+from edge.dashboard.access import parse_bind_address, require_token
 from edge.errors import EdgeError
 from edge.smoothing import SMOOTHING_METHODS
 
@@ -139,6 +139,11 @@ class MonitorConfig:
                 "no sensor port: pass --port PORT (e.g. /dev/ttyACM0), set port in the config file, "
                 "or use --simulate to run with the built-in simulated hub"
             )
+
+    def require_dashboard_access(self) -> None:
+        """Refuse a dashboard reachable from other machines without an access token file."""
+        if self.dashboard is not None:
+            require_token(parse_bind_address(self.dashboard), self.dashboard_token)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (paths as strings), e.g. to store with a session."""

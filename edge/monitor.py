@@ -945,6 +945,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _setup_logging(config.log_level)
     config.require_source()
+    config.require_dashboard_access()
     if args.windows < 0:
         raise EdgeError(f"--windows must be 0 (no limit) or a positive number of windows, got {args.windows}")
     if args.duration is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 
-__all__ = ["DEFAULT_HOST", "BindAddress", "parse_bind_address", "AccessToken", "dashboard_token"]
+__all__ = ["DEFAULT_HOST", "BindAddress", "parse_bind_address", "require_token", "AccessToken", "dashboard_token"]
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -61,6 +61,15 @@ def parse_bind_address(text: str, where: str = "--dashboard") -> BindAddress:
     return BindAddress(host, int(port))
 
 
+def require_token(address: BindAddress, token_path, flag: str = "--dashboard-token") -> None:
+    """Refuse an address reachable from other machines when no token file is given."""
+    if token_path is None and not address.loopback:
+        raise EdgeError(
+            f"the dashboard on {address.host} would be reachable from other machines without an access token; "
+            f"add {flag} FILE (created with a new token, mode 0600, if missing) or bind 127.0.0.1"
+        )
+
+
 @dataclass(frozen=True)
 class AccessToken:
     """The dashboard's token and whether it was just made (then it is shown once)."""
@@ -74,7 +83,7 @@ class AccessToken:
         return offered is not None and secrets.compare_digest(offered.encode(), self.value.encode())
 
 
-def dashboard_token(path: Path | None, address: BindAddress) -> AccessToken:
+def dashboard_token(path: Path | None, address: BindAddress, flag: str = "--dashboard-token") -> AccessToken:
     """The token of a dashboard at ``address``: read from (or created in) ``path``, or made for this run.
 
     Raises
@@ -83,12 +92,8 @@ def dashboard_token(path: Path | None, address: BindAddress) -> AccessToken:
         For a non-loopback address without a token file, or a token file that
         others may read or that holds no token.
     """
+    require_token(address, path, flag)
     if path is None:
-        if not address.loopback:
-            raise EdgeError(
-                f"the dashboard on {address.host} would be reachable from other machines without an access token; "
-                f"add --dashboard-token FILE (created with a new token, mode 0600, if missing) or bind 127.0.0.1"
-            )
         return AccessToken(secrets.token_urlsafe(24), new=True)
     path = Path(path)
     if not path.exists():

@@ -8,7 +8,6 @@ and the monitor pays one JSON encoding per window (measured in
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from edge.dashboard.access import dashboard_token, parse_bind_address
@@ -17,8 +16,6 @@ from edge.dashboard.feed import DashboardFeed
 from edge.dashboard.server import DashboardServer
 
 __all__ = ["serve_monitor", "announce"]
-
-logger = logging.getLogger(__name__)
 
 
 def serve_monitor(monitor, config) -> DashboardServer:
@@ -38,16 +35,19 @@ def serve_monitor(monitor, config) -> DashboardServer:
     feed = DashboardFeed(monitor.bundle.labels, monitor.channels, alerts, live=True, link_status=link_status)
     server = DashboardServer(feed, address, token)
     monitor.observers.append(feed)
-    announce(server, "biomoe monitor")
+    announce(server, "biomoe monitor", "lets the page acknowledge alerts" if address.loopback
+             else "lets the page show the monitor and acknowledge alerts")
     return server
 
 
-def announce(server: DashboardServer, program: str) -> None:
-    """Say where the page is; the token once, when it was just made (its file keeps it)."""
-    if server.token.new:
-        where = f" (kept in {server.token.path}, mode 0600)" if server.token.path else " (for this run)"
-        print(f"{program}: dashboard at {server.link()}  <- open this link once; the token{where} lets the page "
-              "acknowledge alerts", file=sys.stderr, flush=True)
+def announce(server: DashboardServer, program: str, token_use: str | None) -> None:
+    """Say where the page is; with the token once, when it was just made, if the page needs it (``token_use``: for what)."""
+    if token_use is None:
+        print(f"{program}: dashboard at {server.url}", file=sys.stderr, flush=True)
+    elif server.token.new:
+        kept = f"kept in {server.token.path}, mode 0600" if server.token.path else "for this run"
+        print(f"{program}: dashboard at {server.link()}  <- open this link: its token ({kept}) {token_use}",
+              file=sys.stderr, flush=True)
     else:
-        print(f"{program}: dashboard at {server.url} (access token in {server.token.path}: open "
-              f"{server.url}#token=TOKEN once)", file=sys.stderr, flush=True)
+        print(f"{program}: dashboard at {server.url}; open {server.url}#token=TOKEN with the token in "
+              f"{server.token.path}: it {token_use}", file=sys.stderr, flush=True)

@@ -93,13 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.alert_after > 0:
         raise EdgeError(f"--alert-after must be a number of seconds > 0, got {args.alert_after!r}")
     address = parse_bind_address(args.listen, "--listen")
-    token: AccessToken = dashboard_token(args.token, address)
+    token: AccessToken = dashboard_token(args.token, address, "--token")
     with ResultStore(args.db, readonly=True) as store:
         follower = DatabaseFollower(store, args.session)
         feed = DashboardFeed(follower.labels, follower.channels, HighPainAlerts(args.alert_after), live=False)
         follower.start(feed)
         with DashboardServer(feed, address, token) as server, GracefulShutdown() as shutdown:
-            announce(server, "biomoe dashboard")
+            announce(server, "biomoe dashboard", None if address.loopback else "lets the page show the database")
             while not shutdown.wait(POLL_SECONDS):
                 follower.poll(feed)
     return 0

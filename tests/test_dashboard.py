@@ -267,3 +267,20 @@ def test_the_database_view_refuses_an_empty_database_or_unknown_session(tmp_path
         writer.start_session("b", False, LABELS, CHANNELS)
         with ResultStore(path, readonly=True) as reader, pytest.raises(EdgeError, match="sessions: 1"):
             DatabaseFollower(reader, session=7)
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["monitor", "--simulate", "--dashboard", "0.0.0.0:0", "--windows", "1"], "--dashboard-token"),
+    (["dashboard", "--db", "results.sqlite", "--listen", "0.0.0.0:0"], "--token"),
+])
+def test_a_page_for_other_machines_without_a_token_refuses_to_start(argv, flag, tmp_path, monkeypatch, capsys):
+    from edge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"add {flag} FILE" in error and "Traceback" not in error
+    assert not (tmp_path / "results.sqlite").exists()  # refused before anything was opened

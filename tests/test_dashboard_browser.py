@@ -63,9 +63,11 @@ def browser():
 
 
 def _wait(driver, condition, what: str, timeout: float = 90.0):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(lambda d: condition(d), f"waited for {what}")
+    return WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(lambda d: condition(d), f"waited for {what}")
 
 
 def _text(driver, element_id: str) -> str:
@@ -77,8 +79,8 @@ def _windows(driver) -> int:
 
 
 def _quality(driver) -> dict[str, str]:
-    rows = driver.find_elements("css selector", "#quality tr")
-    return {row.get_attribute("data-channel"): row.text.split(maxsplit=1)[-1] for row in rows}
+    return driver.execute_script("return Object.fromEntries([...document.querySelectorAll('#quality tr')]"
+                                 ".map((row) => [row.dataset.channel, row.cells[1].textContent]))")
 
 
 def _start_monitor(folder: Path, port: int, name: str) -> tuple[subprocess.Popen, str, int]:

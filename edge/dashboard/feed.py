@@ -61,16 +61,13 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
 
 def _traces(data: np.ndarray, points: int) -> list[list[float | None]]:
     """Each row averaged down to ``points`` values (NaN, missing samples, as None)."""
-    rows, samples = data.shape
-    edges = np.linspace(0, samples, min(points, samples) + 1).astype(int)
-    means = np.full((rows, len(edges) - 1), np.nan)
-    for column, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-        block = data[:, low:high]
-        present = ~np.isnan(block)
-        counts = present.sum(axis=1)
-        sums = np.where(present, block, 0.0).sum(axis=1)
-        means[:, column] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return [[_rounded(value) for value in row] for row in means]
+    starts = np.linspace(0, data.shape[1], min(points, data.shape[1]) + 1).astype(int)[:-1]
+    present = ~np.isnan(data)
+    sums = np.add.reduceat(np.where(present, data, 0.0), starts, axis=1)
+    counts = np.add.reduceat(present, starts, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / counts, np.nan)
+    return [[_rounded(value) for value in row] for row in means.tolist()]
 
 
 class DashboardFeed:

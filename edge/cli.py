@@ -43,7 +43,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "biomoe monitor --simulate --windows 12 --speed 10           # no hardware: the simulated hub",
         "biomoe monitor --port /dev/ttyACM0 --db results.sqlite      # a sensor board on USB",
         "biomoe monitor --config /etc/biomoe/monitor.toml --format jsonl | jq .smoothed_label",
-        "biomoe monitor --simulate --dashboard 8080                  # the live bedside page on http://127.0.0.1:8080/",
     ),
     "doctor": (
         "biomoe doctor                                               # this machine, the bundle, the database",

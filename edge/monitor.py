@@ -74,6 +74,10 @@ restarts the window grid, with a warning and a ``resync`` event; a device
 description whose channel rates windows cannot be cut from is refused with
 one warning and the monitor waits for a usable one.
 
+``--dashboard [HOST:]PORT`` serves the live bedside page from this process
+(:mod:`edge.dashboard`): :attr:`Monitor.observers` are told of each stored
+window and event.
+
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
 lost on the link (per channel), link state, latency against the time budget

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import os
 import stat
 import threading
@@ -284,3 +285,28 @@ def test_a_page_for_other_machines_without_a_token_refuses_to_start(argv, flag, 
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"add {flag} FILE" in error and "Traceback" not in error
     assert not (tmp_path / "results.sqlite").exists()  # refused before anything was opened
+
+
+# --------------------------------------------------------------------------- the page's colours
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(first: str, second: str) -> float:
+    high, low = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_page_text_meets_wcag_aa_contrast():
+    from edge.dashboard.server import STATIC_FOLDER
+
+    colours = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-f]{6})", (STATIC_FOLDER / "app.css").read_text()))
+    pairs = [("#ffffff", colours[level]) for level in ("no", "low", "high", "none")]  # the level label
+    pairs += [(colours[text], colours[background]) for text in ("text", "muted", "warn")
+              for background in ("bg", "panel")]
+    for text, background in pairs:
+        assert _contrast(text, background) >= 4.5, (text, background)

@@ -131,6 +131,7 @@ def test_the_page_follows_a_pain_episode_and_recovers_after_a_restart(browser, t
         assert browser.find_element("id", "level").get_attribute("class").split()[-1] in (
             "level-no", "level-low", "level-high")
         assert re.fullmatch(r"probability \d+% \(smoothed\)", _text(browser, "level-probability"))
+        assert re.fullmatch(r"\d+ s ago", _text(browser, "age"))
         assert set(_quality(browser)) == set(CHANNELS)
         _wait(browser, lambda d: "flat" in _quality(d)["RESP"], "the flat RESP sensor in the quality panel")
         assert int(browser.find_element("id", "timeline").get_attribute("data-flagged")) >= 1
@@ -179,7 +180,8 @@ def _served_page(tmp_path) -> DashboardServer:
         quality = {name: {"ok": not (i == 4 and name == "EDA"), "flags": ["saturation"] if i == 4 and name == "EDA"
                           else []} for name in CHANNELS}
         skipped = i == 8
-        result = WindowResult(i, 5.0 * i, 5.0 * i + 10, now - 60 + 5 * i, None if skipped else probabilities, level,
+        wall_time = now - 7200 + 5 * i if i < 6 else now - 60 + 5 * i  # the session began two hours ago
+        result = WindowResult(i, 5.0 * i, 5.0 * i + 10, wall_time, None if skipped else probabilities, level,
                               None if skipped else probabilities, None if skipped else level,
                               {} if skipped else quality, skipped=skipped, skip_reason="behind" if skipped else None)
         window = None if skipped else Window(i, 5.0 * i, 5.0 * i + 10, tuple(CHANNELS), rng.normal(size=(4, 1000)), 100.0)
@@ -194,6 +196,12 @@ def test_the_page_fetches_nothing_from_outside_and_acknowledging_needs_the_token
         assert _text(browser, "level-text") == "High Pain"
         assert browser.find_element("id", "timeline").get_attribute("data-skipped") == "1"
         assert browser.find_element("id", "alert").is_displayed()
+        x_range = "return [timelineChart.scales.x.min, timelineChart.scales.x.max]"
+        hour = browser.execute_script(x_range)
+        browser.find_element("id", "zoom-session").click()
+        session = browser.execute_script(x_range)
+        assert 3590 <= hour[1] - hour[0] <= 3610 and session[1] - session[0] >= 7100 and session[1] == hour[1]
+        assert browser.find_element("id", "zoom-session").get_attribute("aria-pressed") == "true"
         browser.find_element("id", "ack").click()
         _wait(browser, lambda d: "open the link" in _text(d, "ack-note"), "the page asking for the token", 10)
 

@@ -310,3 +310,35 @@ def test_the_page_text_meets_wcag_aa_contrast():
               for background in ("bg", "panel")]
     for text, background in pairs:
         assert _contrast(text, background) >= 4.5, (text, background)
+
+
+def test_biomoe_dashboard_serves_a_database_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "results.sqlite"
+    with ResultStore(path) as writer:
+        writer.start_session("b", False, LABELS, CHANNELS)
+        for i in range(4):
+            writer.append(_result(i, "Low Pain", session=None))
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "dashboard", "--db", str(path), "--listen",
+                                "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stderr.readline()
+        url = re.search(r"dashboard at (http://127\.0\.0\.1:\d+/)$", line.strip()).group(1)
+        assert "token" not in line  # a read-only page on loopback needs none
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/api/events")
+        response = connection.getresponse()
+        stream = response.fp
+        while not stream.readline().startswith(b"event: snapshot"):
+            pass
+        snapshot = json.loads(stream.readline().removeprefix(b"data: "))
+        assert not snapshot["live"] and not snapshot["can_acknowledge"]
+        assert [p["level"] for p in snapshot["timeline"]] == ["Low Pain"] * 4
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0

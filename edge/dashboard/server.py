@@ -63,6 +63,7 @@ _RETRY_MS = 2000
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: "_Server"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds an idle kept-alive connection holds its thread (event streams write every 15 s)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         logger.debug("dashboard %s: " + format, self.client_address[0], *args)

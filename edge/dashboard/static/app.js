@@ -91,14 +91,23 @@ function renderAge() {
 // ---------------------------------------------------------------- the timeline
 
 function timelineData() {
+  // A pause in the windows (the monitor stopped, the link was down) longer than three hops breaks the lines.
+  const steps = state.timeline.slice(1).map((point, i) => point.t - state.timeline[i].t).sort((a, b) => a - b);
+  const longest = 3 * (steps.length ? steps[Math.floor(steps.length / 2)] : Infinity);
   const xs = [], series = state.labels.map(() => []), flagged = [], skipped = [], calibrating = [];
-  for (const point of state.timeline) {
-    xs.push(point.t);
-    state.labels.forEach((_, k) => series[k].push(point.p ? point.p[k] : null));
-    flagged.push(point.flagged.length ? 1.1 : null);
-    skipped.push(point.skip && point.skip !== "calibrating" ? -0.1 : null);
-    calibrating.push(point.skip === "calibrating" ? 0.5 : null);
-  }
+  const add = (t, p, flag, skip, calibration) => {
+    xs.push(t);
+    state.labels.forEach((_, k) => series[k].push(p ? p[k] : null));
+    flagged.push(flag);
+    skipped.push(skip);
+    calibrating.push(calibration);
+  };
+  state.timeline.forEach((point, i) => {
+    const before = state.timeline[i - 1];
+    if (before && point.t - before.t > longest) add((point.t + before.t) / 2, null, null, null, null);
+    add(point.t, point.p, point.flagged.length ? 1.1 : null,
+        point.skip && point.skip !== "calibrating" ? -0.1 : null, point.skip === "calibrating" ? 0.5 : null);
+  });
   return [xs, ...series, flagged, skipped, calibrating];
 }
 

@@ -250,7 +250,9 @@ def test_the_database_view_follows_new_windows_and_sessions(tmp_path):
             feed = DashboardFeed(follower.labels, follower.channels, HighPainAlerts(25), live=False)
             follower.start(feed)
             assert len(_events(feed.snapshot())[1]["timeline"]) == 3 and feed.alerts.current is not None
-            assert follower.poll(feed) == 0
+            assert follower.poll(feed) == 0 and feed.alerts.current.acknowledged_wall_time is None
+            writer.append_event("alert_ack", {"id": feed.alerts.current.id, "acknowledged_wall_time": 1.7e9 + 5})
+            assert follower.poll(feed) == 0 and feed.alerts.current.acknowledged_wall_time == 1.7e9 + 5
             writer.append(_result(3, "No Pain", session=None))
             assert follower.poll(feed) == 1 and feed.alerts.current is None
             writer.start_session("b", False, LABELS, CHANNELS)

@@ -95,13 +95,13 @@ class HighPainAlerts:
             self._store("alert_end", ended)
         return ended
 
-    def acknowledge(self, alert_id: int) -> Alert | None:
-        """Acknowledge the current alert if it has this id; return it (None: no such alert)."""
+    def acknowledge(self, alert_id: int, wall_time: float | None = None) -> Alert | None:
+        """Acknowledge the current alert if it has this id (at ``wall_time``, default now); return it, or None."""
         with self._lock:
             if self.current is None or self.current.id != alert_id:
                 return None
             if self.current.acknowledged_wall_time is None:
-                self.current.acknowledged_wall_time = time.time()
+                self.current.acknowledged_wall_time = time.time() if wall_time is None else wall_time
                 self._store("alert_ack", self.current)
             return self.current
 

@@ -154,9 +154,9 @@ class DashboardFeed:
 
     # -- the alert
 
-    def acknowledge(self, alert_id: int) -> bool:
-        """Acknowledge the current alert (from the page); False when it is not the current one."""
-        if self.alerts.acknowledge(alert_id) is None:
+    def acknowledge(self, alert_id: int, wall_time: float | None = None) -> bool:
+        """Acknowledge the current alert (from a page, or as stored); False when it is not the current one."""
+        if self.alerts.acknowledge(alert_id, wall_time) is None:
             return False
         with self._lock:
             self._publish(sse_message("alert", self._alert_state()))

@@ -5,7 +5,8 @@ it: every second it asks SQLite whether rows were added, so a monitor
 writing the file elsewhere (another process, the systemd service) shows up
 within a second, and a new session replaces the old one. The database is
 opened read-only: alerts are computed from the stored levels as the monitor
-does, but cannot be acknowledged here, and the last window's signals (never
+does (the same ids) and show as acknowledged once the monitor's page stored
+the acknowledgement; they cannot be acknowledged here, and the last window's signals (never
 stored) and the link state are only shown beside a running monitor
 (``biomoe monitor --dashboard``).
 """
@@ -70,7 +71,17 @@ class DatabaseFollower:
         self._seen = total
         for result in new:
             feed.window_stored(result)
+        self._acknowledgements(feed)
         return len(new)
+
+    def _acknowledgements(self, feed: DashboardFeed) -> None:
+        """Mark the current alert acknowledged once the monitor stored that (looked up only while it is not)."""
+        current = feed.alerts.current
+        if current is None or current.acknowledged_wall_time is not None:
+            return
+        for event in self.store.events("alert_ack"):
+            if event["detail"].get("id") == current.id:
+                feed.acknowledge(current.id, event["detail"]["acknowledged_wall_time"])
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

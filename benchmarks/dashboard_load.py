@@ -93,7 +93,7 @@ def monitor_run(dashboard: bool, windows: int, speed: float, hop: float, clients
 
 
 def publish_cost_ms(clients: int, repeats: int = 200) -> float:
-    """Median ms of one ``window_stored`` (timeline, quality, 4 traces, one encoded event) with ``clients`` subscribed."""
+    """Median ms of one ``window_stored`` (timeline, quality, 4 traces, one event) with ``clients`` subscribed."""
     from edge.dashboard.alerts import HighPainAlerts
     from edge.dashboard.feed import DashboardFeed
     from edge.storage import WindowResult
@@ -159,7 +159,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.dashboard_load``; exit 1 when a run with the dashboard skipped more windows than without."""
+    """``python -m benchmarks.dashboard_load``; exit 1 when the runs with the dashboard skipped more windows."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dashboard_load", description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=20, help="windows per run (default %(default)d)")
     parser.add_argument("--speed", type=float, default=5.0, help="simulator speed (default %(default)g)")

@@ -184,7 +184,8 @@ def _served_page(tmp_path) -> DashboardServer:
         result = WindowResult(i, 5.0 * i, 5.0 * i + 10, wall_time, None if skipped else probabilities, level,
                               None if skipped else probabilities, None if skipped else level,
                               {} if skipped else quality, skipped=skipped, skip_reason="behind" if skipped else None)
-        window = None if skipped else Window(i, 5.0 * i, 5.0 * i + 10, tuple(CHANNELS), rng.normal(size=(4, 1000)), 100.0)
+        samples = rng.normal(size=(4, 1000))
+        window = None if skipped else Window(i, 5.0 * i, 5.0 * i + 10, tuple(CHANNELS), samples, 100.0)
         feed.window_stored(result, window)
     return DashboardServer(feed, BindAddress("127.0.0.1", 0), dashboard_token(None, BindAddress("127.0.0.1", 0)))
 

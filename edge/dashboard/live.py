@@ -41,7 +41,7 @@ def serve_monitor(monitor, config) -> DashboardServer:
 
 
 def announce(server: DashboardServer, program: str, token_use: str | None) -> None:
-    """Say where the page is; with the token once, when it was just made, if the page needs it (``token_use``: for what)."""
+    """Say where the page is; with the token once, when it was just made, if the page needs it (``token_use``)."""
     if token_use is None:
         print(f"{program}: dashboard at {server.url}", file=sys.stderr, flush=True)
     elif server.token.new:

@@ -202,14 +202,16 @@ function renderQuality() {
 function renderTraces() {
   const host = $("traces"), traces = state.traces;
   $("traces-note").textContent = !state.live ? "Signals are shown beside a running monitor only (not stored)."
-    : traces && state.last && traces.index !== state.last.index ? `From window ${traces.index}; the last one was skipped.` : "";
+    : traces && state.last && traces.index !== state.last.index
+      ? `From window ${traces.index}; the last one was skipped.` : "";
   if (!traces) return;
   for (const channel of state.channels) {
     const values = traces.channels[channel];
     if (!values) continue;
     const xs = values.map((_, i) => (i * traces.seconds) / values.length);
     if (!traceCharts[channel]) {
-      const box = document.createElement("div"), title = document.createElement("h3"), plot = document.createElement("div");
+      const box = document.createElement("div"), title = document.createElement("h3");
+      const plot = document.createElement("div");
       box.className = "trace";
       box.dataset.channel = channel;
       title.textContent = channel;

@@ -35,8 +35,9 @@ LINK = re.compile(r"dashboard at (http://127\.0\.0\.1:(\d+)/#token=\S+)")
 
 
 @pytest.fixture
-def browser():
+def browser(monkeypatch):
     """Headless Chromium that can reach loopback only; fails in CI when it is not installed."""
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager: never download a browser or a driver
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
     if not os.environ.get("CI"):
         pytest.importorskip("selenium")
@@ -50,7 +51,8 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,720",
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,720",
                      "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
                      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(argument)

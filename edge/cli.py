@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("edge.monitor", "monitor pain continuously from a serial port or the simulated hub"),
     "doctor": ("edge.doctor", "check this machine, the bundle, the serial port and the database before monitoring"),
     "history": ("edge.history", "print, export (CSV) or plot the results stored by the monitor"),
+    "dashboard": ("edge.dashboard.viewer", "serve the bedside page of a results database (read-only, followed)"),
     "install-service": ("edge.service", "write a systemd unit that runs the monitor"),
     "simulate-device": ("firmware_bridge.simulator", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
@@ -52,6 +53,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "biomoe history results.sqlite --last 20                     # a table on a terminal",
         "biomoe history results.sqlite --format jsonl | jq .smoothed_label",
         "biomoe history results.sqlite --csv results.csv --plot timeline.png",
+    ),
+    "dashboard": (
+        "biomoe dashboard --db results.sqlite                        # the page on http://127.0.0.1:8080/",
+        "biomoe dashboard --db /var/lib/biomoe/results.sqlite --listen 0.0.0.0:8080 --token ~/.biomoe-token",
     ),
     "install-service": (
         "sudo biomoe install-service --config /etc/biomoe/monitor.toml",

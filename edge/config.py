@@ -7,7 +7,8 @@ checked once, here: a bad one is an :class:`~edge.errors.EdgeError` naming
 where it came from, the key, the value and what is allowed.
 
 Top-level keys: ``port``, ``simulate``, ``bundle``, ``database``,
-``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``. Tables
+``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``,
+``calibration_windows``, ``dashboard``, ``dashboard_token``, ``alert_after_seconds``. Tables
 ``[smoothing]`` (``method``, ``alpha``, ``windows``) and ``[budgets]``
 (``window_ms``, ``memory_mb``, ``max_pending_windows``,
 ``status_interval_seconds``). Relative paths in a file are relative to the
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from edge.dashboard.access import parse_bind_address, require_token
 from edge.errors import EdgeError
 from edge.smoothing import SMOOTHING_METHODS
 
@@ -104,6 +106,13 @@ class MonitorConfig:
     calibration_windows : int or None
         Reliable rest windows the patient's baseline averages (a calibrated
         bundle); None: the bundle's own number.
+    dashboard : str or None
+        ``[HOST:]PORT`` of the live bedside page (:mod:`edge.dashboard`); None: no page.
+    dashboard_token : Path or None
+        File holding the page's access token (created, mode 0600, if missing);
+        needed to bind the page to anything but loopback.
+    alert_after_seconds : float
+        Seconds of persisting High Pain before the page raises its alert.
     smoothing : SmoothingConfig
     budgets : BudgetConfig
     """
@@ -117,6 +126,9 @@ class MonitorConfig:
     threads: int = 2
     log_level: str = "info"
     calibration_windows: int | None = None
+    dashboard: str | None = None
+    dashboard_token: Path | None = None
+    alert_after_seconds: float = 60.0
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
@@ -128,10 +140,15 @@ class MonitorConfig:
                 "or use --simulate to run with the built-in simulated hub"
             )
 
+    def require_dashboard_access(self) -> None:
+        """Refuse a dashboard reachable from other machines without an access token file."""
+        if self.dashboard is not None:
+            require_token(parse_bind_address(self.dashboard), self.dashboard_token)
+
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (paths as strings), e.g. to store with a session."""
         data = asdict(self)
-        for key in ("bundle", "database"):
+        for key in _PATH_KEYS:
             data[key] = None if data[key] is None else str(data[key])
         return data
 
@@ -178,6 +195,14 @@ def _integer(low: int, high: int) -> Callable:
     return check
 
 
+def _bind_address(value):
+    try:
+        parse_bind_address(_text(value))
+    except EdgeError:
+        raise _Invalid("[HOST:]PORT, e.g. 8080 or 0.0.0.0:8080") from None
+    return value
+
+
 def _choice(options) -> Callable:
     def check(value):
         if value not in options:
@@ -198,6 +223,9 @@ _CHECKS: dict[str, Callable] = {
     "threads": _integer(1, 64),
     "log_level": _choice(LOG_LEVELS),
     "calibration_windows": _integer(1, 360),
+    "dashboard": _bind_address,
+    "dashboard_token": _path,
+    "alert_after_seconds": _number(0, 86_400),
     "smoothing.method": _choice(SMOOTHING_METHODS),
     "smoothing.alpha": _number(0, 1),
     "smoothing.windows": _integer(1, 1000),
@@ -207,7 +235,7 @@ _CHECKS: dict[str, Callable] = {
     "budgets.status_interval_seconds": _number(0, 86_400),
 }
 _TABLES = ("smoothing", "budgets")
-_PATH_KEYS = ("bundle", "database")
+_PATH_KEYS = ("bundle", "database", "dashboard_token")
 
 
 def _checked(key: str, value, where: str):
@@ -320,6 +348,13 @@ _FLAGS = {
     "--calibration-windows": ("calibration_windows", {"type": int, "metavar": "N",
                                                       "help": "rest windows the patient's baseline averages "
                                                               "(default: the bundle's, 6 = one minute)"}),
+    "--dashboard": ("dashboard", {"metavar": "[HOST:]PORT",
+                                  "help": "serve the live bedside page, e.g. 8080 (127.0.0.1) or 0.0.0.0:8080 "
+                                          "(needs --dashboard-token)"}),
+    "--dashboard-token": ("dashboard_token", {"metavar": "FILE",
+                                              "help": "the page's access token, created (mode 0600) if missing"}),
+    "--alert-after": ("alert_after_seconds", {"type": float, "metavar": "SECONDS",
+                                              "help": "persisting High Pain before the page's alert (default 60)"}),
 }
 
 

@@ -74,6 +74,10 @@ restarts the window grid, with a warning and a ``resync`` event; a device
 description whose channel rates windows cannot be cut from is refused with
 one warning and the monitor waits for a usable one.
 
+``--dashboard [HOST:]PORT`` serves the live bedside page from this process
+(:mod:`edge.dashboard`): :attr:`Monitor.observers` are told of each stored
+window and event.
+
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
 lost on the link (per channel), link state, latency against the time budget
@@ -361,6 +365,10 @@ class Monitor:
         self._store_retry_at = 0.0
         self._store_delay_s = _STORE_RETRY_S[0]
         self._output_closed = False
+        # Told of each stored window (``window_stored(result, window)``, window None when not processed) and
+        # event (``event_stored(kind, detail, wall_time)``), on this thread: the dashboard (edge.dashboard).
+        self.observers: list = []
+        self._processed: dict[int, Window] = {}  # window index -> its samples, until the result is stored
         self._use_device(device)
         self.memory_start_mb = process_memory_mb()
 
@@ -561,6 +569,7 @@ class Monitor:
         waited_ms = (time.perf_counter() - item.queued_at) * 1000.0
         result = self.processor.process(item.window, device_flags=item.device_flags)
         result.latency_ms["queue"] = round(waited_ms, 3)
+        self._processed[result.window_index] = item.window
         return result
 
     def _write_skipped(self) -> None:
@@ -593,7 +602,7 @@ class Monitor:
                 self._unstored.popleft()
             while self._events:
                 self.store.append_event(*self._events[0])
-                self._events.popleft()
+                self._tell("event_stored", *self._events.popleft())
         except StoreUnavailable as exc:
             self._store_refused(str(exc))
             return False
@@ -635,6 +644,7 @@ class Monitor:
         self.store.append(result)
         store_ms = (time.perf_counter() - began) * 1000.0
         self.rows_written += 1
+        self._tell("window_stored", result, self._processed.pop(result.window_index, None))
         if self.scripted_truth is not None and result.label is not None:
             truth = self.scripted_truth(result.start_time, result.end_time)
             self.scripted_agreement[0] += result.label == truth
@@ -655,6 +665,14 @@ class Monitor:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self.out.fileno())
                 os.close(devnull)
+
+    def _tell(self, method: str, *details) -> None:
+        """Pass a stored window or event to the observers; one that fails is named, monitoring goes on."""
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(*details)
+            except Exception as exc:  # a display must never stop the monitoring
+                logger.warning("%s failed on a stored %s: %r", type(observer).__name__, method.split("_")[0], exc)
 
     def _event(self, kind: str, detail: dict, wall_time: float | None = None) -> None:
         """Queue an event for the database (any thread); past ``_MAX_WAITING_EVENTS`` new ones are counted, dropped."""
@@ -822,6 +840,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _setup_logging(config.log_level)
     config.require_source()
+    config.require_dashboard_access()
     if args.windows < 0:
         raise EdgeError(f"--windows must be 0 (no limit) or a positive number of windows, got {args.windows}")
     if args.duration is not None:
@@ -872,7 +891,12 @@ def run(args: argparse.Namespace) -> int:
                                "less reliable", monitor.window_seconds, bundle.window_seconds)
             logger.info("reading %s; windows of %g s every %g s into %s", source.description,
                         monitor.window_seconds, monitor.hop_seconds, config.database)
-            return monitor.run(shutdown)
+            if not config.dashboard:
+                return monitor.run(shutdown)
+            from edge.dashboard.live import serve_monitor  # only when asked: no HTTP server loaded otherwise
+
+            with serve_monitor(monitor, config):
+                return monitor.run(shutdown)
     finally:
         source.close()
         backend.close()

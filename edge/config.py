@@ -7,7 +7,8 @@ checked once, here: a bad one is an :class:`~edge.errors.EdgeError` naming
 where it came from, the key, the value and what is allowed.
 
 Top-level keys: ``port``, ``simulate``, ``bundle``, ``database``,
-``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``. Tables
+``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``, ``calibration_windows``,
+``record``, ``record_rotate_minutes``, ``record_min_free_mb``. Tables
 ``[smoothing]`` (``method``, ``alpha``, ``windows``) and ``[budgets]``
 (``window_ms``, ``memory_mb``, ``max_pending_windows``,
 ``status_interval_seconds``). Relative paths in a file are relative to the
@@ -104,6 +105,12 @@ class MonitorConfig:
     calibration_windows : int or None
         Reliable rest windows the patient's baseline averages (a calibrated
         bundle); None: the bundle's own number.
+    record : Path or None
+        Folder for EDF+ recordings of every delivered sample (:mod:`edge.recording`); None: no recording.
+    record_rotate_minutes : float
+        Length of one recording file.
+    record_min_free_mb : float
+        Free disk space recording leaves; below it recording stops (monitoring goes on).
     smoothing : SmoothingConfig
     budgets : BudgetConfig
     """
@@ -117,6 +124,9 @@ class MonitorConfig:
     threads: int = 2
     log_level: str = "info"
     calibration_windows: int | None = None
+    record: Path | None = None
+    record_rotate_minutes: float = 60.0
+    record_min_free_mb: float = 64.0
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
@@ -131,7 +141,7 @@ class MonitorConfig:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (paths as strings), e.g. to store with a session."""
         data = asdict(self)
-        for key in ("bundle", "database"):
+        for key in _PATH_KEYS:
             data[key] = None if data[key] is None else str(data[key])
         return data
 
@@ -198,6 +208,9 @@ _CHECKS: dict[str, Callable] = {
     "threads": _integer(1, 64),
     "log_level": _choice(LOG_LEVELS),
     "calibration_windows": _integer(1, 360),
+    "record": _path,
+    "record_rotate_minutes": _number(0, 10_080),
+    "record_min_free_mb": _number(0, 1_000_000, low_open=False),
     "smoothing.method": _choice(SMOOTHING_METHODS),
     "smoothing.alpha": _number(0, 1),
     "smoothing.windows": _integer(1, 1000),
@@ -207,7 +220,7 @@ _CHECKS: dict[str, Callable] = {
     "budgets.status_interval_seconds": _number(0, 86_400),
 }
 _TABLES = ("smoothing", "budgets")
-_PATH_KEYS = ("bundle", "database")
+_PATH_KEYS = ("bundle", "database", "record")
 
 
 def _checked(key: str, value, where: str):
@@ -320,6 +333,10 @@ _FLAGS = {
     "--calibration-windows": ("calibration_windows", {"type": int, "metavar": "N",
                                                       "help": "rest windows the patient's baseline averages "
                                                               "(default: the bundle's, 6 = one minute)"}),
+    "--record": ("record", {"metavar": "DIR", "help": "keep every delivered sample as EDF+ files in DIR, with the "
+                                                      "windows, gaps and restarts as annotations"}),
+    "--record-rotate": ("record_rotate_minutes", {"type": float, "metavar": "MINUTES",
+                                                  "help": "length of one recording file (default 60)"}),
 }
 
 

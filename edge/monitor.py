@@ -124,6 +124,7 @@ from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
 from edge.ports import claim_port, explain_port_error, port_problem
 from edge.quality import DeviceFlags
+from edge.recording import Recorder, bytes_per_hour
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
 from edge.service import GracefulShutdown
 from edge.smoothing import create_smoother
@@ -418,13 +419,16 @@ class Monitor:
         Seconds between status lines.
     session_info : dict
         Stored with the session (settings, source).
+    recorder : edge.recording.Recorder, optional
+        Gets every reader event and every stored window (``--record``).
     """
 
     def __init__(self, bundle: Bundle, processor: WindowProcessor, reader: SensorReader, device: DeviceConfig,
                  store: ResultStore, config: MonitorConfig, limits: RunLimits = RunLimits(), out=sys.stdout,
                  status_every_s: float = 60.0, session_info: dict | None = None, scripted_truth=None,
-                 line_format=None):
+                 line_format=None, recorder=None):
         self.bundle = bundle
+        self.recorder = recorder  # edge.recording.Recorder: every event and stored window, or None
         self.line_format = line_format or WindowResult.to_json
         self.scripted_truth = scripted_truth  # window -> true label, for a simulated hub with scripted pain
         self.scripted_agreement = [0, 0]  # labelled windows that agree, labelled windows
@@ -518,6 +522,8 @@ class Monitor:
             self._ingest_error = exc
 
     def _handle(self, event) -> None:
+        if self.recorder is not None:
+            self.recorder.on_event(event)
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
@@ -743,6 +749,8 @@ class Monitor:
         began = time.perf_counter()
         self.store.append(result)
         store_ms = (time.perf_counter() - began) * 1000.0
+        if self.recorder is not None:
+            self.recorder.on_window(result)
         self.rows_written += 1
         if self.scripted_truth is not None and result.label is not None:
             truth = self.scripted_truth(result.start_time, result.end_time)
@@ -950,9 +958,14 @@ def run(args: argparse.Namespace) -> int:
                                 baseline_windows=config.calibration_windows)
 
     source = SensorSource(config.port, simulator, args.connect_timeout)
+    recorder = None
     try:
         device = source.open()
         bundle.require_channels(device.channel_names)
+        if config.record is not None:
+            recorder = Recorder(config.record, device, config.record_rotate_minutes * 60, config.record_min_free_mb)
+            logger.info("recording every sample to %s (EDF+, %.1f MiB per hour, a new file every %g min)",
+                        config.record, bytes_per_hour(device) / 2**20, config.record_rotate_minutes)
         with ResultStore(config.database) as store, GracefulShutdown() as shutdown:
             monitor = Monitor(
                 bundle, processor, source.reader, device, store, config,
@@ -962,6 +975,7 @@ def run(args: argparse.Namespace) -> int:
                 session_info={"settings": config.to_dict(), "source": source.description,
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
                                                   for c in device.channels}},
+                recorder=recorder,
             )
             if not args.quiet and output_format(args.format, sys.stdout) == "text":
                 monitor.line_format = WindowLines.for_stream(
@@ -984,4 +998,6 @@ def run(args: argparse.Namespace) -> int:
             return monitor.run(shutdown)
     finally:
         source.close()
+        if recorder is not None:
+            recorder.close()
         backend.close()

@@ -139,7 +139,9 @@ class EdfPlusWriter:
     ...                        dt.datetime(2026, 1, 1, 12, 0, 0))
     >>> writer.write_record(0.0, [np.array([0, 1, 2, 3])])
     >>> writer.annotate(0.5, "hello")
-    >>> writer.close(); writer.records
+    >>> writer.close()  # annotations that found no room
+    0
+    >>> writer.records
     1
     """
 

@@ -24,8 +24,8 @@ sample, as pyedflib and MNE report them):
 ``lead_off|saturation on|off: CH``
     as they happen.
 
-File names are ``biomoe-YYYYMMDDTHHMMSSZ.edf`` (UTC start; the header's
-start date and time are UTC as well).
+File names are ``biomoe-YYYYMMDDTHHMMSS.mmmZ.edf`` (UTC start of the first
+sample, so they sort in time; the header's start date and time are UTC too).
 
 Disk budget: :class:`Recorder` refuses to start when the folder's disk has
 less than one rotated file plus ``min_free_mb`` free, and stops recording
@@ -153,6 +153,7 @@ class Recorder:
         self._open: deque[_Segment] = deque()
         self._segment: _Segment | None = None
         self._records: dict[int, _Record] = {}
+        self._abandoned: set[int] = set()  # records a gap touched: their other channels' samples are not recorded
         self._epochs: list[float] = []  # unix time of device time 0, one per device session
         self._window_epoch = 0  # the session of the windows being annotated now
         self._last_window_start = -math.inf
@@ -207,14 +208,19 @@ class Recorder:
                 self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
 
     def close(self) -> None:
-        """Write the records complete so far and close every file."""
+        """Write the records complete so far and close every file (a last block some channels missed is not)."""
         with self._lock:
             if self.recording:
                 try:
                     self._flush_complete()
                 except OSError as exc:
                     self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
+            unfinished = sum(sum(record.filled.values()) for record in self._records.values())
+            self.samples_not_recorded += unfinished
+            self._records.clear()
             self._close_all()
+        logger.info("recorded %d file(s) in %s%s", len(self.files), self.folder,
+                    f"; {unfinished} samples of a last, incomplete block not recorded" if unfinished else "")
 
     # -- events
 
@@ -230,11 +236,13 @@ class Recorder:
                 self._flush_complete()
                 self._end_segment(f"device restarted (boot id {event.boot_id})")
                 self._records.clear()
+                self._abandoned.clear()
                 self._epochs.append(math.nan)  # set by the new session's first block
             elif event.kind == "config" and event.config is not None and event.config != self.device:
                 self._flush_complete()
                 self._end_segment("device description changed")
                 self._records.clear()
+                self._abandoned.clear()
                 self._use(event.config)
         elif isinstance(event, LinkEvent):
             self._note(f"link {event.kind}" + (f": {event.detail}" if event.detail else ""))
@@ -265,6 +273,10 @@ class Recorder:
         while position < len(raw):
             record_index, offset = divmod(index + position, n)
             take = min(n - offset, len(raw) - position)
+            if record_index in self._abandoned:
+                self.samples_not_recorded += take
+                position += take
+                continue
             record = self._records.get(record_index)
             if record is None:
                 device_time = block.device_time_s + (record_index * n - index) / block.sampling_rate
@@ -291,6 +303,7 @@ class Recorder:
                                   "recorded")
                 continue
             del self._records[record_index]
+            self._abandoned = {k for k in self._abandoned if k > record_index}
             self._write(record_index, record)
 
     def _gap(self, gap: GapEvent) -> None:
@@ -304,6 +317,7 @@ class Recorder:
         first = gap.first_sample_index // n
         last = (gap.end_sample_index - 1) // n
         dropped = [self._records.pop(k) for k in sorted(self._records) if first <= k <= last]
+        self._abandoned.update(range(first, last + 1))
         self.samples_not_recorded += sum(sum(r.filled.values()) for r in dropped)
         segment = self._segment
         if segment is not None and segment.first_record + segment.writer.records > first:
@@ -364,7 +378,7 @@ class Recorder:
 
     def _start_segment(self, start_abs: float, record_index: int) -> _Segment:
         start = dt.datetime.fromtimestamp(math.floor(start_abs), tz=dt.timezone.utc).replace(tzinfo=None)
-        stem = f"biomoe-{start:%Y%m%dT%H%M%S}Z"
+        stem = f"biomoe-{start:%Y%m%dT%H%M%S}.{int((start_abs % 1) * 1000):03d}Z"
         path = self.folder / f"{stem}.{'bdf' if self.bdf else 'edf'}"
         copy = 1
         while path.exists():

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("edge.doctor", "check this machine, the bundle, the serial port and the database before monitoring"),
     "history": ("edge.history", "print, export (CSV) or plot the results stored by the monitor"),
     "install-service": ("edge.service", "write a systemd unit that runs the monitor"),
-    "simulate-device": ("firmware_bridge.simulator", "stream simulated sensor frames on a pty or port"),
+    "simulate-device": ("edge.recording.simulate", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
     "import-e4": ("training.e4", "import Empatica E4 sessions with per-second labels into the AI4PAIN layout"),
     "pretrain": ("training.pretrain", "multi-task pretraining of the backbone on biosignal images"),

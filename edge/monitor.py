@@ -125,6 +125,7 @@ from edge.pipeline import WindowProcessor
 from edge.ports import claim_port, explain_port_error, port_problem
 from edge.quality import DeviceFlags
 from edge.recording import Recorder, bytes_per_hour
+from edge.recording.replay import add_replay_arguments, recording_from_args, replay_windows
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent, to_model_input
 from edge.service import GracefulShutdown
 from edge.smoothing import create_smoother
@@ -143,6 +144,7 @@ from firmware_bridge import (
     SimulatorParams,
     StatusEvent,
 )
+from firmware_bridge.simulator import ReplayRecording
 
 __all__ = [
     "FusionImages",
@@ -295,16 +297,18 @@ class SensorSource:
         symlink, so the reader reconnects after a simulated disconnection).
     connect_timeout_s : float
         How long to wait for the device description (hello frame).
+    recording : ReplayRecording, optional
+        What the simulated hub replays (``--replay FILE``) instead of its generator.
     """
 
     def __init__(self, port: str | None, simulator: SimulatorParams | None = None,
-                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S):
+                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, recording: ReplayRecording | None = None):
         self._folder: str | None = None
         self.device: SimulatedDevice | None = None
         if simulator is not None:
             self._folder = tempfile.mkdtemp(prefix="biomoe-sim-")
             simulator = dataclasses.replace(simulator, link=os.path.join(self._folder, "hub"))
-            self.device = SimulatedDevice(simulator)  # checks the conditions before anything opens
+            self.device = SimulatedDevice(simulator, recording=recording)  # checks the conditions before anything opens
             port = simulator.link
             # Retry at the pace of a real hub (0.1-5 s) scaled by the simulation speed, so a
             # simulated disconnection costs the same stream time as a real one.
@@ -901,6 +905,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                            help="faults at stream seconds, e.g. flat:RESP:20-40,saturate:EDA:40-60,disconnect:60-65 "
                                 "(see biomoe simulate-device --help)")
     simulated.add_argument("--seed", type=int, metavar="N", help="seed of the simulated signals (default 0)")
+    replayed = parser.add_argument_group("replay a recording through the serial path (implies --simulate)")
+    replayed.add_argument("--replay", metavar="FILE",
+                          help="EDF/BDF(+), WFDB (.hea), E4 session folder, CSV, or an AI4PAIN folder with --subject; "
+                               "stops after the windows it holds whole unless --windows or --duration says otherwise")
+    replayed.add_argument("--subject", metavar="ID", help="AI4PAIN subject to replay from the --replay folder")
+    add_replay_arguments(replayed)
 
 
 def _positive(value: float, flag: str) -> None:
@@ -909,7 +919,8 @@ def _positive(value: float, flag: str) -> None:
 
 
 def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> SimulatorParams | None:
-    simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed}
+    simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed,
+                       "--subject": args.subject, "--map": args.map, "--rate": args.rate}
     if not config.simulate:
         given = [flag for flag, value in simulator_flags.items() if value is not None]
         if given:
@@ -918,8 +929,25 @@ def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> Simula
     if args.speed is not None:
         _positive(args.speed, "--speed")
     conditions = (args.conditions,) if args.conditions else ()
+    ai4pain = args.replay is not None and args.subject is not None
+    if args.subject is not None and args.replay is None:
+        raise EdgeError("--subject names the AI4PAIN subject of a --replay folder; add --replay DIR")
     return SimulatorParams(speed=1.0 if args.speed is None else args.speed, conditions=conditions,
-                           seed=0 if args.seed is None else args.seed)
+                           seed=0 if args.seed is None else args.seed,
+                           replay_dir=args.replay if ai4pain else None, subject=args.subject)
+
+
+def _replay_windows(source: SensorSource, config: MonitorConfig, bundle: Bundle, duration: float | None) -> int | None:
+    """A replay stops after the windows it holds whole (None: not a replay, or ``--duration`` decides)."""
+    device = source.device
+    if device is None or device.recording is None or duration is not None:
+        return None
+    window = config.window_seconds or bundle.window_seconds
+    windows = replay_windows(device.recording, device.params.block_ms, window, config.hop_seconds or window)
+    if not windows:
+        raise EdgeError(f"the replayed recording is shorter than one {window:g} s window (and a block); nothing to "
+                        "monitor")
+    return windows
 
 
 def _setup_logging(level: str) -> None:
@@ -937,6 +965,10 @@ def _setup_logging(level: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``biomoe monitor``; see the module docstring."""
     config = config_from_args(args)
+    if args.replay is not None:
+        if config.port and args.config_port:
+            raise EdgeError("--replay streams a recording through the simulated hub; leave --port out")
+        config = dataclasses.replace(config, simulate=True, port=None)
     _setup_logging(config.log_level)
     config.require_source()
     if args.windows < 0:
@@ -957,7 +989,10 @@ def run(args: argparse.Namespace) -> int:
     processor = WindowProcessor(bundle, backend, smoother, FusionImages(bundle.fusion, spec),
                                 baseline_windows=config.calibration_windows)
 
-    source = SensorSource(config.port, simulator, args.connect_timeout)
+    recording = None
+    if args.replay is not None and simulator.replay_dir is None:
+        recording = recording_from_args(args.replay, args, simulator.block_ms)
+    source = SensorSource(config.port, simulator, args.connect_timeout, recording)
     recorder = None
     try:
         device = source.open()
@@ -969,7 +1004,8 @@ def run(args: argparse.Namespace) -> int:
         with ResultStore(config.database) as store, GracefulShutdown() as shutdown:
             monitor = Monitor(
                 bundle, processor, source.reader, device, store, config,
-                RunLimits(args.windows or None, args.duration), out=None if args.quiet else sys.stdout,
+                RunLimits(args.windows or _replay_windows(source, config, bundle, args.duration), args.duration),
+                out=None if args.quiet else sys.stdout,
                 status_every_s=status_every,
                 scripted_truth=None if simulator is None else scripted_truth(simulator.conditions, bundle.labels),
                 session_info={"settings": config.to_dict(), "source": source.description,

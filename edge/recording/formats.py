@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.windows import MAX_CHANNEL_RATE_HZ
 
 __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_recording", "parse_channel_map",
            "read_e4_signal", "resample_to"]
@@ -44,8 +45,10 @@ __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_rec
 #: The channels the monitor's bundles read, and the rate a replay sends them at.
 PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 PROTOCOL_RATE_HZ = 100.0
-#: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little; above, a block too much.
-RATE_RANGE_HZ = {"EDA": (1.0, 65535.0), "BVP": (10.0, 65535.0), "RESP": (1.0, 65535.0), "SpO2": (0.1, 65535.0)}
+#: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little of the signal;
+#: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
+RATE_RANGE_HZ = {"EDA": (1.0, MAX_CHANNEL_RATE_HZ), "BVP": (10.0, MAX_CHANNEL_RATE_HZ),
+                 "RESP": (1.0, MAX_CHANNEL_RATE_HZ), "SpO2": (0.1, MAX_CHANNEL_RATE_HZ)}
 
 _ALIASES = {
     "EDA": ("eda", "gsr", "scl", "scr", "sc", "electrodermal", "skin conductance", "galvanic skin response"),
@@ -72,15 +75,22 @@ class SourceRecording:
         Protocol channel -> physical samples (protocol units), at ``rates``.
     rates : dict of str to float
         Hz per channel.
-    annotations : list of (onset s, duration s, text)
-        From EDF+ annotations (empty for the other formats).
     path : str
         Where it was read from.
+    units : dict of str to str
+        Protocol channel -> its unit (``uS``, ``%``; the source's for BVP and RESP).
+    scaling : dict of str to (raw_min, raw_max, scale, offset)
+        For EDF/BDF: the file's digital range and scaling (in protocol units),
+        so a replay sends the stored integers unchanged.
+    annotations : list of (onset s, duration s, text)
+        From EDF+ annotations (empty for the other formats).
     """
 
     signals: dict
     rates: dict
     path: str
+    units: dict = field(default_factory=dict)
+    scaling: dict = field(default_factory=dict)
     annotations: list = field(default_factory=list)
 
     def at_rate(self, rate_hz: float = PROTOCOL_RATE_HZ) -> dict[str, np.ndarray]:
@@ -155,12 +165,12 @@ def read_recording(path, channel_map: dict[str, str] | None = None, rate_hz: flo
     return _to_protocol(path, columns, channel_map, annotations)
 
 
-# (name, unit (None: already the protocol's), rate Hz, samples) per source column
-_Column = tuple[str, str, float, np.ndarray]
+# (name, unit (None: already the protocol's), rate Hz, samples, (raw_min, raw_max, scale, offset) or None)
+_Column = tuple[str, str | None, float, np.ndarray, tuple | None]
 
 
 def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str], annotations) -> SourceRecording:
-    by_name = {name: (unit, rate, values) for name, unit, rate, values in columns}
+    by_name = {column[0]: column[1:] for column in columns}
     lowered = {name.strip().lower(): name for name in by_name}
     chosen = {}
     for channel, source in channel_map.items():
@@ -178,9 +188,9 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
     if not chosen:
         raise EdgeError(f"{path}: none of its channels ({', '.join(by_name)}) is EDA, BVP, RESP or SpO2 by name; "
                         "say which is which with --map, e.g. --map EDA=GSR,BVP=Pleth")
-    signals, rates = {}, {}
+    recording = SourceRecording({}, {}, str(path), annotations=list(annotations))
     for channel, source in chosen.items():
-        unit, rate, values = by_name[source]
+        unit, rate, values, scaling = by_name[source]
         low, high = RATE_RANGE_HZ[channel]
         if not (math.isfinite(rate) and low <= rate <= high):
             raise EdgeError(f"{path}: {source} ({channel}) is sampled at {rate:g} Hz; the protocol carries "
@@ -193,8 +203,22 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
         values = np.asarray(values, dtype=np.float64) * factor
         if not np.isfinite(values).any():
             raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
-        signals[channel], rates[channel] = _fill_gaps(values), rate
-    return SourceRecording(signals, rates, str(path), list(annotations))
+        recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
+        recording.units[channel] = _protocol_unit(channel, unit)
+        if scaling is not None:
+            raw_min, raw_max, scale, offset = scaling
+            recording.scaling[channel] = (raw_min, raw_max, scale * factor, offset * factor)
+    return recording
+
+
+def _protocol_unit(channel: str, unit: str | None) -> str:
+    """The unit a replay's hello gives: the protocol's for EDA and SpO2, the source's (ASCII, 8 characters) else."""
+    if channel == "EDA":
+        return "uS"
+    if channel == "SpO2":
+        return "%"
+    text = (unit or "").strip()
+    return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:
@@ -218,8 +242,12 @@ def _read_edf(path: Path) -> tuple[list[_Column], list]:
         raise EdgeError(f"{path}: not a readable EDF/BDF file ({str(exc).split(': ', 1)[-1]}); a truncated or "
                         "unfinished file cannot be read, re-export it") from None
     with reader:
-        columns = [(reader.getLabel(i), reader.getPhysicalDimension(i), float(reader.getSampleFrequency(i)),
-                    reader.readSignal(i)) for i in range(reader.signals_in_file)]
+        columns = []
+        for i in range(reader.signals_in_file):
+            low, high = reader.getDigitalMinimum(i), reader.getDigitalMaximum(i)
+            scale = (reader.getPhysicalMaximum(i) - reader.getPhysicalMinimum(i)) / (high - low)
+            columns.append((reader.getLabel(i), reader.getPhysicalDimension(i), float(reader.getSampleFrequency(i)),
+                            reader.readSignal(i), (low, high, scale, reader.getPhysicalMinimum(i) - low * scale)))
         onsets, durations, texts = reader.readAnnotations()
     annotations = [(float(o), float(d) if d > 0 else 0.0, str(t)) for o, d, t in zip(onsets, durations, texts)]
     return columns, annotations
@@ -236,7 +264,7 @@ def _read_wfdb(path: Path) -> list[_Column]:
         record = wfdb.rdrecord(record_name)
     except (OSError, ValueError) as exc:
         raise EdgeError(f"{path}: not a readable WFDB record ({exc})") from None
-    return [(name, unit or "", float(record.fs), record.p_signal[:, i])
+    return [(name, unit or "", float(record.fs), record.p_signal[:, i], None)
             for i, (name, unit) in enumerate(zip(record.sig_name, record.units))]
 
 
@@ -268,7 +296,7 @@ def _read_e4(folder: Path) -> list[_Column]:
     if not found:
         raise EdgeError(f"{folder}: a folder must be an E4 session (EDA.csv, BVP.csv); give a recording file instead")
     start = max(t0 for _, (t0, _, _) in found.values())
-    return [(stem, unit, rate, values[int(round((start - t0) * rate)):])
+    return [(stem, unit, rate, values[int(round((start - t0) * rate)):], None)
             for stem, (unit, (t0, rate, values)) in found.items()]
 
 
@@ -308,4 +336,4 @@ def _read_csv(path: Path, rate_hz: float | None, channel_map: dict[str, str]) ->
         raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
     else:
         rate = rate_hz
-    return [(name, None, rate, table[:, i]) for i, name in enumerate(header) if i != times]  # CSV: protocol units
+    return [(name, None, rate, table[:, i], None) for i, name in enumerate(header) if i != times]  # protocol units

@@ -30,11 +30,11 @@ import io
 import logging
 import os
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from edge.recording.formats import read_e4_signal, resample_to
 from training.ai4pain import SAMPLING_RATE
 from training.errors import DataError
 
@@ -57,19 +57,6 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder} holds no {stem}.csv or {stem}.csv.gz; is it an E4 session folder?")
 
 
-def read_e4_signal(path: str | os.PathLike) -> tuple[float, float, np.ndarray]:
-    """``(start unix time, sampling rate Hz, samples)`` of one single-column E4 CSV."""
-    path = Path(path)
-    try:
-        with _open_text(path) as handle:
-            values = np.loadtxt(handle, delimiter=",", ndmin=1)
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: not an E4 signal file ({error})") from None
-    if values.ndim != 1 or len(values) < 3 or not values[1] > 0:
-        raise DataError(f"{path}: expected the start time, the sampling rate, then samples, one per row")
-    return float(values[0]), float(values[1]), values[2:]
-
-
 def read_second_labels(path: str | os.PathLike) -> dict[str, dict[int, int]]:
     """Per participant (as written, e.g. ``"2"``): ``{unix second: label}``."""
     path = Path(path)
@@ -82,13 +69,6 @@ def read_second_labels(path: str | os.PathLike) -> dict[str, dict[int, int]]:
         for row in reader:
             labels.setdefault(row["Participant"].strip(), {})[int(float(row["Time(sec)"]))] = int(float(row["Label"]))
     return labels
-
-
-def _resample(samples: np.ndarray, rate: float) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(SAMPLING_RATE / rate).limit_denominator(1000)
-    return resample_poly(samples, ratio.numerator, ratio.denominator)
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -104,7 +84,7 @@ def _session_columns(folder: Path, seconds: dict[int, int], trial_seconds: float
     start = max(t0 for t0, _, _ in signals.values())
     resampled = {}
     for name, (t0, rate, samples) in signals.items():
-        at_100 = _resample(samples, rate)
+        at_100 = resample_to(samples, rate, SAMPLING_RATE)
         resampled[name] = at_100[int(round((start - t0) * SAMPLING_RATE)):]
     length = min(len(x) for x in resampled.values())
     n_seconds = int(length // SAMPLING_RATE)

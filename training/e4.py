@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import io
 import logging
 import os
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.recording.formats import read_e4_signal, resample_to
-from training.ai4pain import SAMPLING_RATE
+from training.ai4pain import SAMPLING_RATE, write_subject_csv
 from training.errors import DataError
 
 __all__ = ["configure_parser", "import_e4", "read_e4_signal", "read_second_labels", "run"]
@@ -110,20 +109,6 @@ def _session_columns(folder: Path, seconds: dict[int, int], trial_seconds: float
     return columns
 
 
-def _write(path: Path, columns: dict[str, np.ndarray]) -> None:
-    length = max(len(column) for column in columns.values())
-    table = np.full((length, len(columns)), np.nan)
-    for i, column in enumerate(columns.values()):
-        table[: len(column), i] = column
-    body = io.StringIO()
-    np.savetxt(body, table, delimiter=",", fmt="%.6g")
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as handle:
-        handle.write(",".join(columns) + "\n")
-        handle.write(body.getvalue().replace("nan", ""))  # shorter columns end in empty cells, as AI4PAIN's do
-    os.replace(partial, path)
-
-
 def import_e4(sessions, labels_path, out, *, split: str = "train", trial_seconds: float = 10.0) -> list[str]:
     """Write E4 sessions as subjects of ``out/split`` in the AI4PAIN layout; return the subject ids.
 
@@ -143,7 +128,7 @@ def import_e4(sessions, labels_path, out, *, split: str = "train", trial_seconds
         for name, table in columns.items():
             target = Path(out) / split / name
             target.mkdir(parents=True, exist_ok=True)
-            _write(target / f"{folder.name}.csv", table)
+            write_subject_csv(target / f"{folder.name}.csv", table)
         written.append(folder.name)
         logger.info("%s: %d rest periods, %d stress trials", folder.name,
                     sum(c.startswith("Baseline") for c in columns["Eda"]), sum(c.startswith("HIGH") for c in columns["Eda"]))

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate-device": ("edge.recording.simulate", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
     "import-e4": ("training.e4", "import Empatica E4 sessions with per-second labels into the AI4PAIN layout"),
+    "import": ("training.import_recordings",
+               "import EDF/BDF, WFDB, E4 or CSV recordings with labelled intervals into the AI4PAIN layout"),
     "pretrain": ("training.pretrain", "multi-task pretraining of the backbone on biosignal images"),
     "finetune": ("training.finetune", "train a fusion head (frozen backbone) or fine-tune fully"),
     "evaluate": ("training.evaluate", "evaluate a trained model: metrics, confusion matrix, fusion table"),
@@ -42,6 +44,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "biomoe monitor --simulate --windows 12 --speed 10           # no hardware: the simulated hub",
         "biomoe monitor --port /dev/ttyACM0 --db results.sqlite      # a sensor board on USB",
         "biomoe monitor --config /etc/biomoe/monitor.toml --format jsonl | jq .smoothed_label",
+        "biomoe monitor --port /dev/ttyACM0 --record /var/lib/biomoe/recordings   # keep the raw signals as EDF+",
+        "biomoe monitor --replay recording.edf --speed 10            # a recording through the serial path",
     ),
     "doctor": (
         "biomoe doctor                                               # this machine, the bundle, the database",
@@ -60,6 +64,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "simulate-device": (
         "biomoe simulate-device --link /tmp/hub                      # then: biomoe monitor --port /tmp/hub",
         "biomoe simulate-device --speed 10 --conditions flat:RESP:20-40,disconnect:60-65",
+        "biomoe simulate-device --link /tmp/hub --replay lab.edf --map EDA=GSR,BVP=Pleth",
     ),
     "synth": (
         "biomoe synth --out data/synth                               # 41 train / 12 validation / 12 test subjects",
@@ -67,6 +72,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "import-e4": (
         "biomoe import-e4 sessions/S* --labels labels_per_second.csv.gz --out data/stress",
+    ),
+    "import": (
+        "biomoe import lab/*.edf --annotations --out data/lab          # labels from the EDF+ annotations",
+        "biomoe import session.csv --rate 100 --map EDA=GSR --labels intervals.csv --out data/mine",
     ),
     "pretrain": (
         "biomoe pretrain --out runs/pretrain",

@@ -44,8 +44,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "biomoe monitor --simulate --windows 12 --speed 10           # no hardware: the simulated hub",
         "biomoe monitor --port /dev/ttyACM0 --db results.sqlite      # a sensor board on USB",
         "biomoe monitor --config /etc/biomoe/monitor.toml --format jsonl | jq .smoothed_label",
-        "biomoe monitor --port /dev/ttyACM0 --record /var/lib/biomoe/recordings   # keep the raw signals as EDF+",
-        "biomoe monitor --replay recording.edf --speed 10            # a recording through the serial path",
     ),
     "doctor": (
         "biomoe doctor                                               # this machine, the bundle, the database",

@@ -1013,6 +1013,8 @@ def run(args: argparse.Namespace) -> int:
                                                   for c in device.channels}},
                 recorder=recorder,
             )
+            if recorder is not None:  # ties the recordings' clock to the stored windows (biomoe history --export edf)
+                recorder.on_file = lambda detail: monitor._event("recording_file", detail)
             if not args.quiet and output_format(args.format, sys.stdout) == "text":
                 monitor.line_format = WindowLines.for_stream(
                     sys.stdout, bundle.labels, processor.baseline_windows,

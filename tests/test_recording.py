@@ -145,6 +145,20 @@ def test_monitor_records_a_disconnect_and_a_reboot(tmp_path, monkeypatch, capsys
         if path == files[2]:
             assert onset == pytest.approx(start - boot_starts[-1], abs=1e-6)
     assert recorder.samples_not_recorded < 4 * 100
+    # biomoe history --export edf: the same windows at the same wall-clock times as in the recordings
+    assert main(["history", str(database), "--export", "edf", "--out", str(tmp_path / "history.edf")]) == 0
+    exported = _absolute_annotations(tmp_path / "history.edf")
+    recorded = {t: o for path in files for t, o in _absolute_annotations(path).items()}
+    windows_exported = {t: o for t, o in exported.items() if t.startswith("window ")}
+    assert len(windows_exported) == 14
+    assert all(o == pytest.approx(recorded[t], abs=1e-3) for t, o in windows_exported.items())
+
+
+def _absolute_annotations(path):
+    """{text: unix time of its onset} of an EDF+ file."""
+    with pyedflib.EdfReader(str(path)) as reader:
+        start = _start(reader).replace(tzinfo=dt.timezone.utc).timestamp()
+        return {t: start + o for o, _, t in zip(*reader.readAnnotations())}
 
 
 def test_sigkill_mid_file_leaves_a_readable_file(tmp_path):

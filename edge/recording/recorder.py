@@ -51,7 +51,8 @@ from edge.errors import EdgeError
 from edge.recording.edf_writer import ANNOTATION_BYTES, EdfPlusWriter, EdfSignal, fits_bdf, needs_bdf
 from firmware_bridge import ChannelBlock, DeviceConfig, DeviceEvent, GapEvent, LinkEvent, StatusEvent
 
-__all__ = ["Recorder", "edf_signals", "bytes_per_hour", "DEFAULT_ROTATE_SECONDS", "DEFAULT_MIN_FREE_MB"]
+__all__ = ["Recorder", "edf_signals", "bytes_per_hour", "window_annotation", "DEFAULT_ROTATE_SECONDS",
+           "DEFAULT_MIN_FREE_MB"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class Recorder:
         self.rotate_seconds = float(rotate_seconds)
         self.min_free_bytes = min_free_mb * 2**20
         self.files: list[Path] = []
+        self.on_file = None  # on_file(detail): a file was started (path, its start and the device clock's zero, unix s)
         self.recording = True
         self.stopped_because: str | None = None
         self.annotations_unplaced = 0
@@ -203,7 +205,7 @@ class Recorder:
                 return
             onset = self._epochs[self._window_epoch] + result.start_time
             try:
-                self._annotate_at(onset, _window_text(result), result.end_time - result.start_time)
+                self._annotate_at(onset, window_annotation(result), result.end_time - result.start_time)
             except OSError as exc:
                 self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
 
@@ -396,6 +398,8 @@ class Recorder:
             writer.annotate(segment.first_onset, text, duration)
         self._pending_notes.clear()
         logger.info("recording to %s", path)
+        if self.on_file is not None:
+            self.on_file({"file": str(path), "start_unix": start_abs, "device_time_zero_unix": self._epochs[-1]})
         return segment
 
     def _end_segment(self, why: str) -> None:
@@ -454,7 +458,7 @@ class Recorder:
             pass  # the disk refuses even the close: the files hold what was written
 
 
-def _window_text(result) -> str:
+def window_annotation(result) -> str:
     """``window 12: High Pain p=0.67 [EDA flat_line]`` (or the reason a window was skipped)."""
     if result.probabilities and result.label is not None:
         what = f"{result.label} p={result.probabilities[result.label]:.3f}"

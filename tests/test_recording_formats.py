@@ -136,6 +136,20 @@ def test_bad_recordings_are_one_line_and_write_nothing(case, tmp_path, capsys):
     assert not database.exists() and not (tmp_path / "rec").exists()
 
 
+def test_subject_needs_an_ai4pain_folder_to_replay(tmp_path, capsys):
+    assert main(["monitor", "--simulate", "--subject", "S1", "--db", str(tmp_path / "r.sqlite")]) == 1
+    assert "--subject names the AI4PAIN subject of a --replay folder" in capsys.readouterr().err
+
+
+def test_e4_session_folder(tmp_path):
+    (tmp_path / "EDA.csv").write_text("1700000000.0\n4.0\n" + "\n".join(f"{0.5 + i / 100}" for i in range(80)))
+    (tmp_path / "BVP.csv").write_text("1700000001.0\n64.0\n" + "\n".join(f"{i}" for i in range(64 * 19)))
+    recording = read_recording(tmp_path)
+    assert recording.rates == {"EDA": 4.0, "BVP": 64.0}
+    assert recording.signals["EDA"][0] == pytest.approx(0.54)  # both from the later start: EDA's 5th sample
+    assert len(recording.signals["BVP"]) == 64 * 19 and recording.units["EDA"] == "uS"
+
+
 def test_a_wrong_map_says_the_protocol_channels():
     with pytest.raises(EdgeError, match="CHANNEL one of EDA, BVP, RESP, SpO2"):
         parse_channel_map("ECG=II")

@@ -18,7 +18,8 @@ record count (one ``pwrite`` of 8 bytes). Annotations go into the annotation
 signal of the newest record with room (a ``pwrite`` into zero bytes that the
 readers already skip), or ride with the next record. After SIGKILL the file
 holds every complete record; the count says all of them, or all but the last,
-which readers then ignore.
+which readers then ignore. Against a power cut, :meth:`EdfPlusWriter.sync`
+(the recorder calls it every minute of records and at close) bounds the loss.
 
 Files are EDF+D (BDF+D): each record carries its own start time (a
 time-keeping annotation), so link losses are absent records, never invented
@@ -261,6 +262,10 @@ class EdfPlusWriter:
         os.pwrite(self._fd, entry, offset + used)
         self._annotation_used[record] = used + len(entry)
 
+    def sync(self) -> None:
+        """Flush the file to the disk (``fsync``): what a power cut cannot take any more."""
+        os.fsync(self._fd)
+
     def close(self) -> int:
         """Place the annotations still waiting in earlier records with room; close. Returns those that found none."""
         unplaced = 0
@@ -272,6 +277,7 @@ class EdfPlusWriter:
                 self._put(record, entry)
         self._pending.clear()
         if self._fd >= 0:
+            os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
         return unplaced

@@ -61,7 +61,7 @@ DEFAULT_ROTATE_SECONDS = 3600.0
 #: Free space the recorder leaves on the disk (the database and the system need it too).
 DEFAULT_MIN_FREE_MB = 64.0
 _OPEN_FILES = 4  # recent files kept open for the window annotations that arrive after their samples
-_CHECK_DISK_EVERY = 60  # records between free-space checks
+_CHECK_DISK_EVERY = 60  # records between free-space checks and fsyncs
 _MAX_WAITING_RECORDS = 8  # records assembled at once (a block's channels arrive together)
 
 
@@ -376,6 +376,7 @@ class Recorder:
         segment.writer.write_record(onset, [record.samples[name] for name in self._channels])
         self._last_abs_end = segment.start_abs + onset + segment.writer.record_seconds
         if segment.writer.records % _CHECK_DISK_EVERY == 0:
+            segment.writer.sync()
             self._check_disk()
 
     def _start_segment(self, start_abs: float, record_index: int) -> _Segment:

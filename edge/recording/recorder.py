@@ -398,7 +398,7 @@ class Recorder:
         for text, duration in self._pending_notes:
             writer.annotate(segment.first_onset, text, duration)
         self._pending_notes.clear()
-        logger.info("recording to %s", path)
+        logger.debug("recording to %s", path)
         if self.on_file is not None:
             self.on_file({"file": str(path), "start_unix": start_abs, "device_time_zero_unix": self._epochs[-1]})
         return segment

@@ -205,6 +205,22 @@ def _blocks(config, seconds, boot=(1, 7), start_index=0, rng=None):
                                raw * spec.scale + spec.offset, raw, boot)
 
 
+def test_a_value_past_the_adc_range_is_stored_at_its_end_and_said(tmp_path):
+    config = generator_config()  # SpO2: raw 0..32767
+    recorder = Recorder(tmp_path, config)
+    events = list(_blocks(config, 3))
+    spo2 = next(i for i, e in enumerate(events) if e.channel == "SpO2" and e.first_sample_index == 1)
+    bad = events[spo2]
+    events[spo2] = ChannelBlock(bad.channel, bad.unit, bad.sampling_rate, bad.first_sample_index, bad.device_time_s,
+                                bad.received_at, bad.samples, np.array([-5], dtype=np.int16), bad.session)
+    for event in events:
+        recorder.on_event(event)
+    recorder.close()
+    (path,) = recorder.files
+    assert _digital(path)["SpO2"].tolist()[1] == 0
+    assert any("1 samples of SpO2 outside the ADC range 0..32767" in t for _, _, t in _annotations(path))
+
+
 def test_files_rotate_back_to_back(tmp_path):
     config = generator_config()
     recorder = Recorder(tmp_path, config, rotate_seconds=20.0)

@@ -215,7 +215,7 @@ class EdfPlusWriter:
         """Append one data record starting at ``onset_s`` (file seconds): one int array per signal.
 
         Waiting annotations that fit go into it. Values outside a signal's
-        digital range are an error (the caller clips and says so).
+        digital range are a ValueError (the caller decides what to store).
         """
         parts = []
         for signal, values in zip(self.signals, digital, strict=True):

@@ -192,6 +192,8 @@ class Recorder:
                 self._dispatch(event)
             except OSError as exc:
                 self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
+            except (ValueError, EdgeError) as exc:  # e.g. a new device description EDF cannot hold
+                self._stop(str(exc))
 
     def on_window(self, result) -> None:
         """Annotate one stored window (:class:`~edge.storage.WindowResult`) over its device time span."""
@@ -373,7 +375,16 @@ class Recorder:
                 start_abs += shift
             segment = self._start_segment(start_abs, record_index)
         onset = segment.first_onset + (record_index - segment.first_record) * segment.writer.record_seconds
-        segment.writer.write_record(onset, [record.samples[name] for name in self._channels])
+        digital = []
+        for signal in self.signals:
+            values = record.samples[signal.label]
+            outside = int(np.count_nonzero((values < signal.digital_min) | (values > signal.digital_max)))
+            if outside:  # the hello's ADC range is the file's digital range: a value past it is stored at its end
+                segment.writer.annotate(onset, f"{outside} samples of {signal.label} outside the ADC range "
+                                               f"{signal.digital_min}..{signal.digital_max}, stored at its ends")
+                values = np.clip(values, signal.digital_min, signal.digital_max)
+            digital.append(values)
+        segment.writer.write_record(onset, digital)
         self._last_abs_end = segment.start_abs + onset + segment.writer.record_seconds
         if segment.writer.records % _CHECK_DISK_EVERY == 0:
             segment.writer.sync()

@@ -752,9 +752,9 @@ class Monitor:
         """Commit one result, then print it: a printed line is always on disk."""
         began = time.perf_counter()
         self.store.append(result)
-        store_ms = (time.perf_counter() - began) * 1000.0
-        if self.recorder is not None:
+        if self.recorder is not None:  # its annotation counts as storing
             self.recorder.on_window(result)
+        store_ms = (time.perf_counter() - began) * 1000.0
         self.rows_written += 1
         if self.scripted_truth is not None and result.label is not None:
             truth = self.scripted_truth(result.start_time, result.end_time)

@@ -19,7 +19,8 @@ import edge.recording.recorder as recorder_module
 from edge.cli import main
 from edge.errors import EdgeError
 from edge.recording import EdfPlusWriter, EdfSignal, Recorder, bytes_per_hour
-from edge.storage import ResultStore
+from edge.recording.history_export import export_edf
+from edge.storage import ResultStore, WindowResult
 from firmware_bridge import ChannelBlock, DeviceEvent, GapEvent
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, SampleFormat
 from firmware_bridge.simulator import generator_config
@@ -152,6 +153,20 @@ def test_monitor_records_a_disconnect_and_a_reboot(tmp_path, monkeypatch, capsys
     windows_exported = {t: o for t, o in exported.items() if t.startswith("window ")}
     assert len(windows_exported) == 14
     assert all(o == pytest.approx(recorded[t], abs=1e-3) for t, o in windows_exported.items())
+
+
+def test_history_export_without_recordings_uses_the_results_wall_times(tmp_path):
+    """No recording_file events: device time 0 is the earliest wall_time - end_time of a device session."""
+    results = [WindowResult(i, 5.0 * i, 5.0 * i + 10, 1_800_000_000 + 5.0 * i + 10 + 0.3 + 0.1 * (i % 2),
+                            {"No Pain": 0.8, "High Pain": 0.2}, "No Pain", session_id=1) for i in range(4)]
+    results += [WindowResult(4 + i, 5.0 * i, 5.0 * i + 10, 1_800_000_040 + 5.0 * i + 10.5, None, None, skipped=True,
+                             skip_reason="calibrating", session_id=1) for i in range(2)]  # after a restart
+    (path,) = export_edf(results, [], tmp_path / "h.edf")
+    notes = _absolute_annotations(path)
+    assert notes["window 0: No Pain p=0.800"] == pytest.approx(1_800_000_000.3)
+    assert notes["window 3: No Pain p=0.800"] == pytest.approx(1_800_000_015.3)
+    assert notes["window 5: no level (calibrating)"] == pytest.approx(1_800_000_045.5)
+    assert notes["device restarted"] == pytest.approx(1_800_000_040.5)
 
 
 def _absolute_annotations(path):

@@ -10,8 +10,9 @@ EDF, EDF+, BDF, BDF+   ``.edf`` / ``.bdf`` (annotations kept)                  p
 WFDB record            ``.hea`` (or the record name beside one)                wfdb (``pip install -e ".[formats]"``)
 Empatica E4 session    a folder holding ``EDA.csv`` / ``BVP.csv`` (or .gz)     numpy
 plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     numpy
-                       or one headerless column; ``rate_hz`` (``--rate``)
-                       unless a ``time``/``timestamp`` column (s) gives it
+                       or one headerless column (its channel from the map:
+                       ``--map EDA=1``); ``rate_hz`` (``--rate``) unless a
+                       ``time``/``timestamp`` column (s) gives it
 =====================  =====================================================  ===========================
 
 (The AI4PAIN layout is replayed by the simulator itself: ``--replay DIR

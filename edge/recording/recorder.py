@@ -179,7 +179,6 @@ class Recorder:
         self.signals, self.bdf = edf_signals(device)
         self._channels = [c.name for c in device.channels]
         self._per_record = {c.name: c.samples_per_block for c in device.channels}
-        self._rates = {c.name: device.sampling_rate(c.name) for c in device.channels}
 
     # -- what the monitor feeds (any thread)
 
@@ -223,8 +222,10 @@ class Recorder:
             self.samples_not_recorded += unfinished
             self._records.clear()
             self._close_all()
-        logger.info("recorded %d file(s) in %s%s", len(self.files), self.folder,
-                    f"; {unfinished} samples of a last, incomplete block not recorded" if unfinished else "")
+        logger.info("recorded %d file(s) in %s%s%s", len(self.files), self.folder,
+                    f"; {unfinished} samples of a last, incomplete block not recorded" if unfinished else "",
+                    f"; {self.annotations_unplaced} annotations found no room (they are in the database)"
+                    if self.annotations_unplaced else "")
 
     # -- events
 

@@ -23,9 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("edge.history", "print, export (CSV) or plot the results stored by the monitor"),
     "dashboard": ("edge.dashboard.viewer", "serve the bedside page of a results database (read-only, followed)"),
     "install-service": ("edge.service", "write a systemd unit that runs the monitor"),
-    "simulate-device": ("firmware_bridge.simulator", "stream simulated sensor frames on a pty or port"),
+    "simulate-device": ("edge.recording.simulate", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
     "import-e4": ("training.e4", "import Empatica E4 sessions with per-second labels into the AI4PAIN layout"),
+    "import": ("training.import_recordings",
+               "import EDF/BDF, WFDB, E4 or CSV recordings with labelled intervals into the AI4PAIN layout"),
     "pretrain": ("training.pretrain", "multi-task pretraining of the backbone on biosignal images"),
     "finetune": ("training.finetune", "train a fusion head (frozen backbone) or fine-tune fully"),
     "evaluate": ("training.evaluate", "evaluate a trained model: metrics, confusion matrix, fusion table"),
@@ -65,6 +67,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "simulate-device": (
         "biomoe simulate-device --link /tmp/hub                      # then: biomoe monitor --port /tmp/hub",
         "biomoe simulate-device --speed 10 --conditions flat:RESP:20-40,disconnect:60-65",
+        "biomoe simulate-device --link /tmp/hub --replay lab.edf --map EDA=GSR,BVP=Pleth",
     ),
     "synth": (
         "biomoe synth --out data/synth                               # 41 train / 12 validation / 12 test subjects",
@@ -72,6 +75,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "import-e4": (
         "biomoe import-e4 sessions/S* --labels labels_per_second.csv.gz --out data/stress",
+    ),
+    "import": (
+        "biomoe import lab/*.edf --annotations --out data/lab          # labels from the EDF+ annotations",
+        "biomoe import session.csv --rate 100 --map EDA=GSR --labels intervals.csv --out data/mine",
     ),
     "pretrain": (
         "biomoe pretrain --out runs/pretrain",

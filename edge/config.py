@@ -7,8 +7,9 @@ checked once, here: a bad one is an :class:`~edge.errors.EdgeError` naming
 where it came from, the key, the value and what is allowed.
 
 Top-level keys: ``port``, ``simulate``, ``bundle``, ``database``,
-``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``,
-``calibration_windows``, ``dashboard``, ``dashboard_token``, ``alert_after_seconds``. Tables
+``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``, ``calibration_windows``,
+``dashboard``, ``dashboard_token``, ``alert_after_seconds``, ``record``, ``record_rotate_minutes``,
+``record_min_free_mb``. Tables
 ``[smoothing]`` (``method``, ``alpha``, ``windows``) and ``[budgets]``
 (``window_ms``, ``memory_mb``, ``max_pending_windows``,
 ``status_interval_seconds``). Relative paths in a file are relative to the
@@ -113,6 +114,12 @@ class MonitorConfig:
         needed to bind the page to anything but loopback.
     alert_after_seconds : float
         Seconds of persisting High Pain before the page raises its alert.
+    record : Path or None
+        Folder for EDF+ recordings of every delivered sample (:mod:`edge.recording`); None: no recording.
+    record_rotate_minutes : float
+        Length of one recording file.
+    record_min_free_mb : float
+        Free disk space recording leaves; below it recording stops (monitoring goes on).
     smoothing : SmoothingConfig
     budgets : BudgetConfig
     """
@@ -129,6 +136,9 @@ class MonitorConfig:
     dashboard: str | None = None
     dashboard_token: Path | None = None
     alert_after_seconds: float = 60.0
+    record: Path | None = None
+    record_rotate_minutes: float = 60.0
+    record_min_free_mb: float = 64.0
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
@@ -226,6 +236,9 @@ _CHECKS: dict[str, Callable] = {
     "dashboard": _bind_address,
     "dashboard_token": _path,
     "alert_after_seconds": _number(0, 86_400),
+    "record": _path,
+    "record_rotate_minutes": _number(0, 10_080),
+    "record_min_free_mb": _number(0, 1_000_000, low_open=False),
     "smoothing.method": _choice(SMOOTHING_METHODS),
     "smoothing.alpha": _number(0, 1),
     "smoothing.windows": _integer(1, 1000),
@@ -235,7 +248,7 @@ _CHECKS: dict[str, Callable] = {
     "budgets.status_interval_seconds": _number(0, 86_400),
 }
 _TABLES = ("smoothing", "budgets")
-_PATH_KEYS = ("bundle", "database", "dashboard_token")
+_PATH_KEYS = ("bundle", "database", "dashboard_token", "record")
 
 
 def _checked(key: str, value, where: str):
@@ -355,6 +368,10 @@ _FLAGS = {
                                               "help": "the page's access token, created (mode 0600) if missing"}),
     "--alert-after": ("alert_after_seconds", {"type": float, "metavar": "SECONDS",
                                               "help": "persisting High Pain before the page's alert (default 60)"}),
+    "--record": ("record", {"metavar": "DIR", "help": "keep every delivered sample as EDF+ files in DIR, with the "
+                                                      "windows, gaps and restarts as annotations"}),
+    "--record-rotate": ("record_rotate_minutes", {"type": float, "metavar": "MINUTES",
+                                                  "help": "length of one recording file (default 60)"}),
 }
 
 

@@ -4,7 +4,9 @@ Prints the stored windows as a table on a terminal and as JSON lines (one
 object per window, as ``biomoe monitor`` prints them) into a pipe or a file;
 ``--format table|csv|jsonl`` chooses. Exports them to a CSV file (``--csv``),
 or draws a timeline PNG (``--plot``) of the smoothed pain level above a strip
-of per-channel signal quality. The plot needs matplotlib (``pip install
+of per-channel signal quality; ``--export edf`` writes them as an EDF+
+annotation file on the clock of the monitor's recordings
+(:mod:`edge.recording.history_export`). The plot needs matplotlib (``pip install
 "tiny-biomoe-edge[plot]"``); printing and CSV need nothing beyond the standard
 library. The database is opened read-only, so this is safe while the monitor
 runs, and works for a user who may not write to its folder.
@@ -215,6 +217,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "terminal, jsonl into a pipe or file")
     parser.add_argument("--csv", metavar="OUT.csv", help="export to a CSV file ('-' for standard output)")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="draw a timeline PNG")
+    parser.add_argument("--export", choices=("edf",),
+                        help="edf: write the windows as an EDF+ annotation file on the clock of the monitor's "
+                             "--record files (one per session), to --out")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="file --export writes (default: the database's name with .edf)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -223,11 +230,14 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError(f"--last must be a positive number of windows, got {args.last}")
     with ResultStore(args.database, readonly=True) as store:
         results = store.windows(last=args.last, session=args.session)
+        recording_files = store.events("recording_file")
         if store.unread_wal:
             print(f"biomoe history: note: the latest windows, in {args.database.name}-wal, are not shown: SQLite "
                   f"needs its -shm index, which is gone, and cannot rebuild it in a folder you may not write; run "
                   "as a user who may write there (e.g. the monitor's service user) to see them", file=sys.stderr)
-    if args.format is not None or (args.csv is None and args.plot is None):
+    if args.out is not None and args.export is None:
+        raise EdgeError("--out names the file of --export; add --export edf")
+    if args.format is not None or (args.csv is None and args.plot is None and args.export is None):
         chosen = args.format or ("table" if output_format(None, sys.stdout) == "text" else "jsonl")
         if not results:
             print(f"no windows stored in {args.database} yet", file=sys.stdout if chosen == "table" else sys.stderr)
@@ -245,4 +255,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot_timeline(results, args.plot, title=f"Pain monitor timeline: {args.database.name}")
         print(f"wrote timeline of {len(results)} windows to {args.plot}", file=sys.stderr)
+    if args.export == "edf":
+        from edge.recording.history_export import export_edf
+
+        for path in export_edf(results, recording_files, args.out or args.database.with_suffix(".edf")):
+            print(f"wrote EDF+ annotations to {path}", file=sys.stderr)
     return 0

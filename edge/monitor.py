@@ -129,6 +129,8 @@ from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
 from edge.ports import claim_port, explain_port_error, port_problem
 from edge.quality import DeviceFlags
+from edge.recording import Recorder, bytes_per_hour
+from edge.recording.replay import add_replay_arguments, recording_from_args, replay_windows
 from edge.representations import REPRESENTATIONS
 from edge.service import GracefulShutdown
 from edge.smoothing import create_smoother
@@ -147,6 +149,7 @@ from firmware_bridge import (
     SimulatorParams,
     StatusEvent,
 )
+from firmware_bridge.simulator import ReplayRecording
 
 __all__ = [
     "RunLimits",
@@ -189,16 +192,18 @@ class SensorSource:
         symlink, so the reader reconnects after a simulated disconnection).
     connect_timeout_s : float
         How long to wait for the device description (hello frame).
+    recording : ReplayRecording, optional
+        What the simulated hub replays (``--replay FILE``) instead of its generator.
     """
 
     def __init__(self, port: str | None, simulator: SimulatorParams | None = None,
-                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S):
+                 connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, recording: ReplayRecording | None = None):
         self._folder: str | None = None
         self.device: SimulatedDevice | None = None
         if simulator is not None:
             self._folder = tempfile.mkdtemp(prefix="biomoe-sim-")
             simulator = dataclasses.replace(simulator, link=os.path.join(self._folder, "hub"))
-            self.device = SimulatedDevice(simulator)  # checks the conditions before anything opens
+            self.device = SimulatedDevice(simulator, recording=recording)  # checks the conditions before anything opens
             port = simulator.link
             # Retry at the pace of a real hub (0.1-5 s) scaled by the simulation speed, so a
             # simulated disconnection costs the same stream time as a real one.
@@ -313,13 +318,16 @@ class Monitor:
         Seconds between status lines.
     session_info : dict
         Stored with the session (settings, source).
+    recorder : edge.recording.Recorder, optional
+        Gets every reader event and every stored window (``--record``).
     """
 
     def __init__(self, bundle: Bundle, processor: WindowProcessor, reader: SensorReader, device: DeviceConfig,
                  store: ResultStore, config: MonitorConfig, limits: RunLimits = RunLimits(), out=sys.stdout,
                  status_every_s: float = 60.0, session_info: dict | None = None, scripted_truth=None,
-                 line_format=None):
+                 line_format=None, recorder=None):
         self.bundle = bundle
+        self.recorder = recorder  # edge.recording.Recorder: every event and stored window, or None
         self.line_format = line_format or WindowResult.to_json
         self.scripted_truth = scripted_truth  # window -> true label, for a simulated hub with scripted pain
         self.scripted_agreement = [0, 0]  # labelled windows that agree, labelled windows
@@ -417,6 +425,8 @@ class Monitor:
             self._ingest_error = exc
 
     def _handle(self, event) -> None:
+        if self.recorder is not None:
+            self.recorder.on_event(event)
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
@@ -642,6 +652,8 @@ class Monitor:
         """Commit one result, then print it: a printed line is always on disk."""
         began = time.perf_counter()
         self.store.append(result)
+        if self.recorder is not None:  # its annotation counts as storing
+            self.recorder.on_window(result)
         store_ms = (time.perf_counter() - began) * 1000.0
         self.rows_written += 1
         self._tell("window_stored", result, self._processed.pop(result.window_index, None))
@@ -802,6 +814,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                            help="faults at stream seconds, e.g. flat:RESP:20-40,saturate:EDA:40-60,disconnect:60-65 "
                                 "(see biomoe simulate-device --help)")
     simulated.add_argument("--seed", type=int, metavar="N", help="seed of the simulated signals (default 0)")
+    replayed = parser.add_argument_group("replay a recording through the serial path (implies --simulate)")
+    replayed.add_argument("--replay", metavar="FILE",
+                          help="EDF/BDF(+), WFDB (.hea), E4 session folder, CSV, or an AI4PAIN folder with --subject; "
+                               "stops after the windows it holds whole unless --windows or --duration says otherwise")
+    replayed.add_argument("--subject", metavar="ID", help="AI4PAIN subject to replay from the --replay folder")
+    add_replay_arguments(replayed)
 
 
 def _positive(value: float, flag: str) -> None:
@@ -810,7 +828,8 @@ def _positive(value: float, flag: str) -> None:
 
 
 def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> SimulatorParams | None:
-    simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed}
+    simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed,
+                       "--subject": args.subject, "--map": args.map, "--rate": args.rate}
     if not config.simulate:
         given = [flag for flag, value in simulator_flags.items() if value is not None]
         if given:
@@ -819,8 +838,25 @@ def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> Simula
     if args.speed is not None:
         _positive(args.speed, "--speed")
     conditions = (args.conditions,) if args.conditions else ()
+    ai4pain = args.replay is not None and args.subject is not None
+    if args.subject is not None and args.replay is None:
+        raise EdgeError("--subject names the AI4PAIN subject of a --replay folder; add --replay DIR")
     return SimulatorParams(speed=1.0 if args.speed is None else args.speed, conditions=conditions,
-                           seed=0 if args.seed is None else args.seed)
+                           seed=0 if args.seed is None else args.seed,
+                           replay_dir=args.replay if ai4pain else None, subject=args.subject)
+
+
+def _replay_windows(source: SensorSource, config: MonitorConfig, bundle: Bundle, duration: float | None) -> int | None:
+    """A replay stops after the windows it holds whole (None: not a replay, or ``--duration`` decides)."""
+    device = source.device
+    if device is None or device.recording is None or duration is not None:
+        return None
+    window = config.window_seconds or bundle.window_seconds
+    windows = replay_windows(device.recording, device.params.block_ms, window, config.hop_seconds or window)
+    if not windows:
+        raise EdgeError(f"the replayed recording is shorter than one {window:g} s window (and a block); nothing to "
+                        "monitor")
+    return windows
 
 
 def _setup_logging(level: str) -> None:
@@ -838,6 +874,10 @@ def _setup_logging(level: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``biomoe monitor``; see the module docstring."""
     config = config_from_args(args)
+    if args.replay is not None:
+        if config.port and args.config_port:
+            raise EdgeError("--replay streams a recording through the simulated hub; leave --port out")
+        config = dataclasses.replace(config, simulate=True, port=None)
     _setup_logging(config.log_level)
     config.require_source()
     config.require_dashboard_access()
@@ -859,20 +899,32 @@ def run(args: argparse.Namespace) -> int:
     processor = WindowProcessor(bundle, backend, smoother, FusionImages(bundle.fusion, spec),
                                 baseline_windows=config.calibration_windows)
 
-    source = SensorSource(config.port, simulator, args.connect_timeout)
+    recording = None
+    if args.replay is not None and simulator.replay_dir is None:
+        recording = recording_from_args(args.replay, args, simulator.block_ms)
+    source = SensorSource(config.port, simulator, args.connect_timeout, recording)
+    recorder = None
     try:
         device = source.open()
         bundle.require_channels(device.channel_names)
+        if config.record is not None:
+            recorder = Recorder(config.record, device, config.record_rotate_minutes * 60, config.record_min_free_mb)
+            logger.info("recording every sample to %s (EDF+, %.1f MiB per hour, a new file every %g min)",
+                        config.record, bytes_per_hour(device) / 2**20, config.record_rotate_minutes)
         with ResultStore(config.database) as store, GracefulShutdown() as shutdown:
             monitor = Monitor(
                 bundle, processor, source.reader, device, store, config,
-                RunLimits(args.windows or None, args.duration), out=None if args.quiet else sys.stdout,
+                RunLimits(args.windows or _replay_windows(source, config, bundle, args.duration), args.duration),
+                out=None if args.quiet else sys.stdout,
                 status_every_s=status_every,
                 scripted_truth=None if simulator is None else scripted_truth(simulator.conditions, bundle.labels),
                 session_info={"settings": config.to_dict(), "source": source.description,
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
                                                   for c in device.channels}},
+                recorder=recorder,
             )
+            if recorder is not None:  # ties the recordings' clock to the stored windows (biomoe history --export edf)
+                recorder.on_file = lambda detail: monitor._event("recording_file", detail)
             if not args.quiet and output_format(args.format, sys.stdout) == "text":
                 monitor.line_format = WindowLines.for_stream(
                     sys.stdout, bundle.labels, processor.baseline_windows,
@@ -899,4 +951,6 @@ def run(args: argparse.Namespace) -> int:
                 return monitor.run(shutdown)
     finally:
         source.close()
+        if recorder is not None:
+            recorder.close()
         backend.close()

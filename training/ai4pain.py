@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import logging
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ __all__ = [
     "load_split",
     "parse_segment_name",
     "read_subject_csv",
+    "write_subject_csv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -520,3 +522,21 @@ def _cut(column: np.ndarray, start: int, window: int) -> np.ndarray:
     if len(piece) < window:
         piece = np.pad(piece, (0, window - len(piece)), mode="edge")
     return piece
+
+
+def write_subject_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write one subject's signal as an AI4PAIN CSV: a header of segment names, one column each, empty-padded.
+
+    Written to ``PATH.partial`` and renamed, so a stopped import leaves no half-written file.
+    """
+    length = max(len(column) for column in columns.values())
+    table = np.full((length, len(columns)), np.nan)
+    for i, column in enumerate(columns.values()):
+        table[: len(column), i] = column
+    body = io.StringIO()
+    np.savetxt(body, table, delimiter=",", fmt="%.6g")
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as handle:
+        handle.write(",".join(columns) + "\n")
+        handle.write(body.getvalue().replace("nan", ""))  # shorter columns end in empty cells, as AI4PAIN's do
+    os.replace(partial, path)

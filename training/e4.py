@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import io
 import logging
 import os
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from training.ai4pain import SAMPLING_RATE
+from edge.recording.formats import read_e4_signal, resample_to
+from training.ai4pain import SAMPLING_RATE, write_subject_csv
 from training.errors import DataError
 
 __all__ = ["configure_parser", "import_e4", "read_e4_signal", "read_second_labels", "run"]
@@ -57,19 +56,6 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder} holds no {stem}.csv or {stem}.csv.gz; is it an E4 session folder?")
 
 
-def read_e4_signal(path: str | os.PathLike) -> tuple[float, float, np.ndarray]:
-    """``(start unix time, sampling rate Hz, samples)`` of one single-column E4 CSV."""
-    path = Path(path)
-    try:
-        with _open_text(path) as handle:
-            values = np.loadtxt(handle, delimiter=",", ndmin=1)
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: not an E4 signal file ({error})") from None
-    if values.ndim != 1 or len(values) < 3 or not values[1] > 0:
-        raise DataError(f"{path}: expected the start time, the sampling rate, then samples, one per row")
-    return float(values[0]), float(values[1]), values[2:]
-
-
 def read_second_labels(path: str | os.PathLike) -> dict[str, dict[int, int]]:
     """Per participant (as written, e.g. ``"2"``): ``{unix second: label}``."""
     path = Path(path)
@@ -82,13 +68,6 @@ def read_second_labels(path: str | os.PathLike) -> dict[str, dict[int, int]]:
         for row in reader:
             labels.setdefault(row["Participant"].strip(), {})[int(float(row["Time(sec)"]))] = int(float(row["Label"]))
     return labels
-
-
-def _resample(samples: np.ndarray, rate: float) -> np.ndarray:
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(SAMPLING_RATE / rate).limit_denominator(1000)
-    return resample_poly(samples, ratio.numerator, ratio.denominator)
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -104,7 +83,7 @@ def _session_columns(folder: Path, seconds: dict[int, int], trial_seconds: float
     start = max(t0 for t0, _, _ in signals.values())
     resampled = {}
     for name, (t0, rate, samples) in signals.items():
-        at_100 = _resample(samples, rate)
+        at_100 = resample_to(samples, rate, SAMPLING_RATE)
         resampled[name] = at_100[int(round((start - t0) * SAMPLING_RATE)):]
     length = min(len(x) for x in resampled.values())
     n_seconds = int(length // SAMPLING_RATE)
@@ -130,20 +109,6 @@ def _session_columns(folder: Path, seconds: dict[int, int], trial_seconds: float
     return columns
 
 
-def _write(path: Path, columns: dict[str, np.ndarray]) -> None:
-    length = max(len(column) for column in columns.values())
-    table = np.full((length, len(columns)), np.nan)
-    for i, column in enumerate(columns.values()):
-        table[: len(column), i] = column
-    body = io.StringIO()
-    np.savetxt(body, table, delimiter=",", fmt="%.6g")
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as handle:
-        handle.write(",".join(columns) + "\n")
-        handle.write(body.getvalue().replace("nan", ""))  # shorter columns end in empty cells, as AI4PAIN's do
-    os.replace(partial, path)
-
-
 def import_e4(sessions, labels_path, out, *, split: str = "train", trial_seconds: float = 10.0) -> list[str]:
     """Write E4 sessions as subjects of ``out/split`` in the AI4PAIN layout; return the subject ids.
 
@@ -163,7 +128,7 @@ def import_e4(sessions, labels_path, out, *, split: str = "train", trial_seconds
         for name, table in columns.items():
             target = Path(out) / split / name
             target.mkdir(parents=True, exist_ok=True)
-            _write(target / f"{folder.name}.csv", table)
+            write_subject_csv(target / f"{folder.name}.csv", table)
         written.append(folder.name)
         logger.info("%s: %d rest periods, %d stress trials", folder.name,
                     sum(c.startswith("Baseline") for c in columns["Eda"]), sum(c.startswith("HIGH") for c in columns["Eda"]))

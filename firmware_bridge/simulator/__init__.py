@@ -15,7 +15,7 @@ conditions at known stream times (:mod:`~firmware_bridge.simulator.conditions`).
 ============================  ==========================================================
 ``conditions``                :class:`Condition`, :func:`parse_condition`
 ``links``                     the pty, pyserial and ``write()`` sink writers
-``replay``                    :class:`Ai4PainRecording`, :class:`Segment`
+``replay``                    :class:`ReplayRecording`, :class:`Ai4PainRecording`, :class:`Segment`
 ``device``                    :class:`SimulatedDevice`, :class:`SimulatorParams`,
                               :class:`SimulatorStats`, :func:`generator_config`
 ``cli``                       ``biomoe simulate-device``: :func:`params_from_options`,
@@ -36,7 +36,7 @@ from firmware_bridge.simulator.device import (
     SimulatorStats,
     generator_config,
 )
-from firmware_bridge.simulator.replay import CHANNELS, Ai4PainRecording, Segment  # noqa: F401
+from firmware_bridge.simulator.replay import CHANNELS, Ai4PainRecording, ReplayRecording, Segment  # noqa: F401
 
 # CHANNELS, SIGNAL_KINDS, LINK_KINDS: module constants of the former simulator.py, still importable from here
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "SimulatedDevice",
     "SignalGenerator",
     "Segment",
+    "ReplayRecording",
     "Ai4PainRecording",
     "generator_config",
     "params_from_options",

@@ -10,6 +10,7 @@ import argparse
 from typing import Callable
 
 from firmware_bridge.simulator.device import SimulatedDevice, SimulatorParams
+from firmware_bridge.simulator.replay import ReplayRecording
 
 __all__ = ["params_from_options", "configure_parser", "run"]
 
@@ -22,8 +23,9 @@ _OPTIONS: list[tuple[str, str, Callable, str]] = [
     ("--block-ms", "block_ms", int, "duration of one sample block in ms (default 1000)"),
     ("--signal-rate", "signal_rate_hz", float, "generator rate of EDA, BVP, RESP in Hz (default 100)"),
     ("--spo2-rate", "spo2_rate_hz", float, "generator rate of SpO2 in Hz (default 1)"),
-    ("--replay", "replay_dir", str, "replay an AI4PAIN-format folder (root or split) instead of the generator"),
-    ("--subject", "subject", str, "subject id to replay (the CSV name without .csv)"),
+    ("--replay", "replay_dir", str, "replay an AI4PAIN-format folder (root or split, with --subject) instead of the "
+                                    "generator; biomoe simulate-device also replays EDF/BDF, WFDB, E4 and CSV files"),
+    ("--subject", "subject", str, "AI4PAIN subject id to replay (the CSV name without .csv)"),
     ("--loop", "loop_replay", bool, "start the replay again when it ends"),
     ("--device-id", "device_id", int, "device id in the frame headers (default 1)"),
     ("--boot-id", "boot_id", int, "first boot id (default: drawn from the seed)"),
@@ -89,11 +91,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the path")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``biomoe simulate-device``: stream until the duration is over or Ctrl-C."""
+def run(args: argparse.Namespace, recording: ReplayRecording | None = None, recording_name: str = "") -> int:
+    """Run ``biomoe simulate-device``: stream until the duration is over or Ctrl-C.
+
+    ``recording`` (read from a file by ``edge.recording``) replaces ``--replay DIR --subject ID``.
+    """
     fields = {name: getattr(args, name) for _, name, _, _ in _OPTIONS}
     params = SimulatorParams(port=args.port, link=args.link, baudrate=args.baudrate, **fields)
-    device = SimulatedDevice(params)
+    device = SimulatedDevice(params, recording=recording)
     path = device.open()
     try:
         if args.quiet:
@@ -102,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             channels = ", ".join(
                 f"{c.name} {device.config.sampling_rate(c.name):g} Hz [{c.unit}]" for c in device.config.channels
             )
-            source = f"replay of subject {params.subject}" if params.replay_dir else "built-in generator"
+            source = (f"replay of subject {params.subject}" if params.replay_dir
+                      else f"replay of {recording_name}" if recording is not None else "built-in generator")
             print(f"biomoe simulate-device: streaming on {path}", flush=True)
             if params.link:
                 print(f"  (currently {device.pty_path})", flush=True)

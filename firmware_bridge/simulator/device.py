@@ -38,7 +38,7 @@ from firmware_bridge.physiology import PhysiologyStream as SignalGenerator  # th
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, Status, encode_frame
 from firmware_bridge.simulator.conditions import SIGNAL_KINDS, Condition, _parse_conditions
 from firmware_bridge.simulator.links import _Link, _PtyLink, _SerialLink, _SinkLink
-from firmware_bridge.simulator.replay import CHANNELS, Ai4PainRecording, Segment
+from firmware_bridge.simulator.replay import CHANNELS, Ai4PainRecording, ReplayRecording, Segment
 
 __all__ = ["SimulatorParams", "SimulatorStats", "SimulatedDevice", "SignalGenerator", "generator_config"]
 
@@ -220,6 +220,9 @@ class SimulatedDevice:
         Defaults: a pty, real time, forever, the built-in generator.
     sink : object with ``write(bytes)``, optional
         Write here instead of a pty or port (tests; the ``sim://`` port).
+    recording : ReplayRecording, optional
+        Replay these signals instead of the generator (``edge.recording``
+        reads them from EDF+, WFDB, E4 or CSV files); not with ``replay_dir``.
 
     Examples
     --------
@@ -236,16 +239,19 @@ class SimulatedDevice:
     True
     """
 
-    def __init__(self, params: SimulatorParams | None = None, sink=None):
+    def __init__(self, params: SimulatorParams | None = None, sink=None, recording: ReplayRecording | None = None):
         self.params = params = params if params is not None else SimulatorParams()
         seeds = np.random.SeedSequence(params.seed).spawn(3)
         self._signal_rng = np.random.default_rng(seeds[0])
         self._fault_rng = np.random.default_rng(seeds[1])
         self._boot_rng = np.random.default_rng(seeds[2])
-        self.recording: Ai4PainRecording | None = None
+        if recording is not None and params.replay_dir is not None:
+            raise ValueError("give either a recording or replay_dir (--replay DIR --subject ID), not both")
         if params.replay_dir is not None:
-            self.recording = Ai4PainRecording(params.replay_dir, params.subject)
-            self.config = self.recording.config(params.block_ms)
+            recording = Ai4PainRecording(params.replay_dir, params.subject)
+        self.recording = recording
+        if recording is not None:
+            self.config = recording.config(params.block_ms)
             self._generator = None
             if any(c.kind == "pain" for c in params.conditions):
                 raise ValueError("pain conditions drive the built-in generator; a replay carries its own pain")
@@ -292,8 +298,7 @@ class SimulatedDevice:
         A replay without ``loop_replay`` ends with its last whole block.
         """
         if self.recording is not None and not self.params.loop_replay:
-            blocks = len(self.recording) // self.config.channels[0].samples_per_block
-            length = blocks * self.config.block_duration_s
+            length = self.recording.blocks(self.params.block_ms) * self.config.block_duration_s
             return length if self.params.duration_s is None else min(length, self.params.duration_s)
         return self.params.duration_s
 
@@ -515,10 +520,7 @@ class SimulatedDevice:
         """Raw samples of block ``k`` (stream time ``t``) with the conditions applied, and the status masks."""
         config = self.config
         if self.recording is not None:
-            n = config.channels[0].samples_per_block
-            length = len(self.recording)
-            index = (k * n + np.arange(n)) % length
-            physical = {name: self.recording.signals[name][index] for name in config.channel_names}
+            physical = self.recording.block(k, self.params.block_ms)
         else:
             pain = max((PAIN_LEVELS[c.target] for c in self._active("pain", t)), default=0)
             physical = self._generator.block(t, period_s, pain)

@@ -1,8 +1,12 @@
-"""The AI4PAIN replay source of the simulated device: :class:`Ai4PainRecording` and its :class:`Segment` timeline.
+"""Replay sources of the simulated device: :class:`ReplayRecording`, :class:`Ai4PainRecording`, :class:`Segment`.
 
-``biomoe simulate-device --replay DIR --subject ID`` streams one subject's
-recording (EDA, BVP, RESP and SpO2, all four at 100 Hz) instead of the
-built-in generator.
+A :class:`ReplayRecording` holds signals already in memory (physical values,
+each channel at its own rate, optionally with the ADC scaling to send them
+with): ``edge.recording`` reads EDF+/BDF+, WFDB, E4 and CSV files into one
+and passes it to :class:`~firmware_bridge.simulator.SimulatedDevice` (this
+package reads no file format but AI4PAIN's CSVs). ``biomoe simulate-device
+--replay DIR --subject ID`` streams one AI4PAIN subject (EDA, BVP, RESP and
+SpO2, all four at 100 Hz) instead of the built-in generator.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, SampleFormat
 
-__all__ = ["Segment", "Ai4PainRecording"]
+__all__ = ["Segment", "ReplayRecording", "Ai4PainRecording"]
 
 CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 
@@ -37,7 +41,70 @@ _MODALITY_FOLDERS = {"EDA": "eda", "BVP": "bvp", "RESP": "resp", "SpO2": "spo2"}
 _SEGMENT_LABELS = {"baseline": "no_pain", "low": "low_pain", "high": "high_pain", "rest": "rest"}
 
 
-class Ai4PainRecording:
+class ReplayRecording:
+    """Signals to replay: physical values per channel, each at its own rate.
+
+    Parameters
+    ----------
+    signals : dict of str to ndarray
+        Channel name -> physical samples.
+    rates : dict of str to float
+        Hz per channel; ``rate * block_ms / 1000`` must be a whole number.
+    units : dict of str to str
+        Unit per channel (the hello's).
+    scaling : dict of str to (raw_min, raw_max, scale, offset), optional
+        The ADC scaling to send a channel with (a recording of a real device
+        replays its raw values exactly); default: int16 fitted to the
+        signal's range, full scale left for saturation.
+    timeline : list of Segment, optional
+        Labelled parts, for reports.
+    """
+
+    def __init__(self, signals: dict, rates: dict, units: dict, scaling: dict | None = None,
+                 timeline: list | None = None):
+        self.signals = {name: np.asarray(values, dtype=np.float64) for name, values in signals.items()}
+        self.rates = {name: float(rates[name]) for name in self.signals}
+        self.units = dict(units)
+        self.scaling = dict(scaling or {})
+        self.timeline: list[Segment] = list(timeline or [])
+
+    def config(self, block_ms: int, firmware_version: int = 1) -> DeviceConfig:
+        """A device description sending these signals in blocks of ``block_ms``."""
+        specs = []
+        for name, values in self.signals.items():
+            per_block = self.rates[name] * block_ms / 1000
+            if abs(per_block - round(per_block)) > 1e-9 or not 1 <= per_block <= 65535:
+                raise ValueError(f"{name} at {self.rates[name]:g} Hz gives {per_block:g} samples per {block_ms} ms "
+                                 "block; it must be a whole number from 1 to 65535 (choose block_ms or resample)")
+            if name in self.scaling:
+                raw_min, raw_max, scale, offset = self.scaling[name]
+                sample_format = SampleFormat.INT16 if -32768 <= raw_min and raw_max <= 32767 else SampleFormat.INT32
+            else:
+                low, high = float(np.min(values)), float(np.max(values))
+                if high - low < 1e-6:
+                    low, high = low - 1.0, high + 1.0
+                # +-30000 of the int16 range: only the saturate condition reaches full scale
+                raw_min, raw_max, scale, offset = -32768, 32767, (high - low) / 60000, (low + high) / 2
+                sample_format = SampleFormat.INT16
+            specs.append(ChannelSpec(name, self.units.get(name, ""), int(round(per_block)), sample_format,
+                                     raw_min, raw_max, scale, offset))
+        return DeviceConfig(block_ms * 1000, tuple(specs), firmware_version)
+
+    def blocks(self, block_ms: int) -> int:
+        """Whole blocks the recording holds in every channel."""
+        return min(int(len(values) // round(self.rates[name] * block_ms / 1000))
+                   for name, values in self.signals.items())
+
+    def block(self, k: int, block_ms: int) -> dict[str, np.ndarray]:
+        """Physical samples of block ``k`` per channel (from the start again past the end)."""
+        out = {}
+        for name, values in self.signals.items():
+            n = int(round(self.rates[name] * block_ms / 1000))
+            out[name] = values[(k * n + np.arange(n)) % len(values)]
+        return out
+
+
+class Ai4PainRecording(ReplayRecording):
     """One subject of an AI4PAIN-format data set, as four continuous 100 Hz signals.
 
     Layout (``/work/shared/reference/ai4pain/FORMAT.md``): ``ROOT/[split/]Eda/ID.csv``
@@ -78,7 +145,9 @@ class Ai4PainRecording:
         if position == 0:
             raise BridgeError(f"subject {subject} in {root} has no segment with data in all four signals",
                               "replay_empty")
-        self.signals = {m: np.concatenate(pieces[m]) for m in CHANNELS}
+        timeline, self.timeline = self.timeline, []
+        super().__init__({m: np.concatenate(pieces[m]) for m in CHANNELS}, dict.fromkeys(CHANNELS, self.sampling_rate),
+                         {"EDA": "uS", "BVP": "a.u.", "RESP": "a.u.", "SpO2": "%"}, timeline=timeline)
 
     @staticmethod
     def _find(root: Path, subject: str) -> dict[str, Path]:
@@ -132,22 +201,6 @@ class Ai4PainRecording:
             columns[name] = values
         return columns
 
-    def config(self, block_ms: int, firmware_version: int = 1) -> DeviceConfig:
-        """A device description for these signals: 100 Hz, int16 scaled to each signal's range."""
-        per_block = self.sampling_rate * block_ms / 1000
-        if abs(per_block - round(per_block)) > 1e-9 or per_block < 1:
-            raise ValueError(f"block_ms must be a multiple of 10 for a 100 Hz replay, got {block_ms}")
-        units = {"EDA": "uS", "BVP": "a.u.", "RESP": "a.u.", "SpO2": "%"}
-        specs = []
-        for name in CHANNELS:
-            low, high = float(np.min(self.signals[name])), float(np.max(self.signals[name]))
-            if high - low < 1e-6:
-                low, high = low - 1.0, high + 1.0
-            # +-30000 of the int16 range: only the saturate condition reaches full scale
-            specs.append(ChannelSpec(name, units[name], int(round(per_block)), SampleFormat.INT16, -32768, 32767,
-                                     (high - low) / 60000, (low + high) / 2))
-        return DeviceConfig(block_ms * 1000, tuple(specs), firmware_version)
-
     def __len__(self) -> int:
+        """Samples per channel (all four at 100 Hz)."""
         return len(self.signals["EDA"])
-

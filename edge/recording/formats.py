@@ -1,0 +1,340 @@
+"""Recordings in the field's formats, read into the protocol's channels: :func:`read_recording`.
+
+One reader for replay (``biomoe monitor --replay``, ``biomoe simulate-device
+--replay``) and import (``biomoe import``):
+
+=====================  =====================================================  ===========================
+format                 how it is recognised                                    read with
+=====================  =====================================================  ===========================
+EDF, EDF+, BDF, BDF+   ``.edf`` / ``.bdf`` (annotations kept)                  pyedflib
+WFDB record            ``.hea`` (or the record name beside one)                wfdb (``pip install -e ".[formats]"``)
+Empatica E4 session    a folder holding ``EDA.csv`` / ``BVP.csv`` (or .gz)     numpy
+plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     numpy
+                       or one headerless column (its channel from the map:
+                       ``--map EDA=1``); ``rate_hz`` (``--rate``) unless a
+                       ``time``/``timestamp`` column (s) gives it
+=====================  =====================================================  ===========================
+
+(The AI4PAIN layout is replayed by the simulator itself: ``--replay DIR
+--subject ID``.)
+
+Channels are mapped to the protocol's ``EDA``, ``BVP``, ``RESP`` and ``SpO2``
+by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
+(GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive). Units are converted to
+the protocol's (EDA in microsiemens; SpO2 in percent); a unit that cannot be
+converted is refused. Every problem is one :class:`~edge.errors.EdgeError`
+line naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.windows import MAX_CHANNEL_RATE_HZ
+
+__all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_recording", "parse_channel_map",
+           "read_e4_signal", "resample_to"]
+
+#: The channels the monitor's bundles read, and the rate a replay sends them at.
+PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
+PROTOCOL_RATE_HZ = 100.0
+#: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little of the signal;
+#: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
+RATE_RANGE_HZ = {"EDA": (1.0, MAX_CHANNEL_RATE_HZ), "BVP": (10.0, MAX_CHANNEL_RATE_HZ),
+                 "RESP": (1.0, MAX_CHANNEL_RATE_HZ), "SpO2": (0.1, MAX_CHANNEL_RATE_HZ)}
+
+_ALIASES = {
+    "EDA": ("eda", "gsr", "scl", "scr", "sc", "electrodermal", "skin conductance", "galvanic skin response"),
+    "BVP": ("bvp", "ppg", "pleth", "pulse", "photoplethysmogram", "plethysmogram"),
+    "RESP": ("resp", "rsp", "respiration", "breathing", "resp belt", "thorax", "abdomen"),
+    "SpO2": ("spo2", "sao2", "spo2 %", "oxygen saturation"),
+}
+#: Factor to the protocol's unit, by unit as written (case-insensitive); None: any unit (arbitrary units).
+_UNITS = {
+    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "ns": 1e-3, "s": 1e6, "siemens": 1e6},
+    "BVP": None,
+    "RESP": None,
+    "SpO2": {"%": 1.0, "percent": 1.0, "": 1.0},
+}
+
+
+@dataclass
+class SourceRecording:
+    """One recording in the protocol's channels.
+
+    Attributes
+    ----------
+    signals : dict of str to ndarray
+        Protocol channel -> physical samples (protocol units), at ``rates``.
+    rates : dict of str to float
+        Hz per channel.
+    path : str
+        Where it was read from.
+    units : dict of str to str
+        Protocol channel -> its unit (``uS``, ``%``; the source's for BVP and RESP).
+    scaling : dict of str to (raw_min, raw_max, scale, offset)
+        For EDF/BDF: the file's digital range and scaling (in protocol units),
+        so a replay sends the stored integers unchanged.
+    annotations : list of (onset s, duration s, text)
+        From EDF+ annotations (empty for the other formats).
+    """
+
+    signals: dict
+    rates: dict
+    path: str
+    units: dict = field(default_factory=dict)
+    scaling: dict = field(default_factory=dict)
+    annotations: list = field(default_factory=list)
+
+    def at_rate(self, rate_hz: float = PROTOCOL_RATE_HZ) -> dict[str, np.ndarray]:
+        """Every channel resampled to ``rate_hz`` (polyphase), cut to the shortest."""
+        resampled = {name: resample_to(values, self.rates[name], rate_hz) for name, values in self.signals.items()}
+        length = min(len(values) for values in resampled.values())
+        return {name: values[:length] for name, values in resampled.items()}
+
+
+def resample_to(samples: np.ndarray, rate_hz: float, target_hz: float) -> np.ndarray:
+    """``samples`` at ``rate_hz`` resampled to ``target_hz`` (polyphase, ratio within 1/1000)."""
+    from scipy.signal import resample_poly
+
+    samples = np.asarray(samples, dtype=np.float64)
+    if math.isclose(rate_hz, target_hz):
+        return samples
+    ratio = Fraction(target_hz / rate_hz).limit_denominator(1000)
+    return resample_poly(samples, ratio.numerator, ratio.denominator, padtype="line")
+
+
+def parse_channel_map(text: str | None) -> dict[str, str]:
+    """``"EDA=GSR,BVP=Pleth"`` -> ``{"EDA": "GSR", "BVP": "Pleth"}``; protocol channels only."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        channel, sep, source = (part.strip() for part in item.partition("="))
+        if not sep or not source or channel not in PROTOCOL_CHANNELS:
+            raise EdgeError(f"--map {text!r}: expected CHANNEL=NAME pairs separated by commas, CHANNEL one of "
+                            f"{', '.join(PROTOCOL_CHANNELS)} (e.g. EDA=GSR,BVP=Pleth); got {item!r}")
+        mapping[channel] = source
+    return mapping
+
+
+def read_recording(path, channel_map: dict[str, str] | None = None, rate_hz: float | None = None) -> SourceRecording:
+    """Read a recording and map its channels to the protocol's (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        A file (``.edf``, ``.bdf``, ``.hea``, ``.csv``, ``.csv.gz``) or an E4 session folder.
+    channel_map : dict, optional
+        Protocol channel -> the source's channel name.
+    rate_hz : float, optional
+        Sampling rate of a CSV without a time column.
+
+    Raises
+    ------
+    EdgeError
+        Missing or unreadable file, a channel the map names that is not there,
+        no channel the protocol knows, a unit that cannot be converted, a rate
+        out of :data:`RATE_RANGE_HZ`.
+    """
+    path = Path(path)
+    channel_map = dict(channel_map or {})
+    name = path.name.lower()
+    wfdb_record = path.suffix.lower() in (".hea", ".dat") or (not path.exists() and path.with_name(path.name + ".hea")
+                                                              .exists())
+    if path.is_dir():
+        columns, annotations = _read_e4(path), []
+    elif wfdb_record:
+        columns, annotations = _read_wfdb(path), []
+    elif not path.exists():
+        raise EdgeError(f"{path}: no such file or folder")
+    elif name.endswith((".edf", ".bdf")):
+        columns, annotations = _read_edf(path)
+    elif name.endswith((".csv", ".csv.gz")):
+        columns, annotations = _read_csv(path, rate_hz, channel_map), []
+    else:
+        raise EdgeError(f"{path}: unknown recording format; give an EDF/BDF file, a WFDB .hea, a CSV or an E4 "
+                        "session folder")
+    return _to_protocol(path, columns, channel_map, annotations)
+
+
+# (name, unit (None: already the protocol's), rate Hz, samples, (raw_min, raw_max, scale, offset) or None)
+_Column = tuple[str, str | None, float, np.ndarray, tuple | None]
+
+
+def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str], annotations) -> SourceRecording:
+    by_name = {column[0]: column[1:] for column in columns}
+    lowered = {name.strip().lower(): name for name in by_name}
+    chosen = {}
+    for channel, source in channel_map.items():
+        if source not in by_name and source.lower() not in lowered:
+            raise EdgeError(f"{path}: --map {channel}={source}: no channel {source!r}; its channels are "
+                            f"{', '.join(by_name)}")
+        chosen[channel] = source if source in by_name else lowered[source.lower()]
+    for channel in PROTOCOL_CHANNELS:
+        if channel in chosen:
+            continue
+        match = next((lowered[alias] for alias in _ALIASES[channel] if alias in lowered
+                      and lowered[alias] not in chosen.values()), None)
+        if match is not None:
+            chosen[channel] = match
+    if not chosen:
+        raise EdgeError(f"{path}: none of its channels ({', '.join(by_name)}) is EDA, BVP, RESP or SpO2 by name; "
+                        "say which is which with --map, e.g. --map EDA=GSR,BVP=Pleth")
+    recording = SourceRecording({}, {}, str(path), annotations=list(annotations))
+    for channel, source in chosen.items():
+        unit, rate, values, scaling = by_name[source]
+        low, high = RATE_RANGE_HZ[channel]
+        if not (math.isfinite(rate) and low <= rate <= high):
+            raise EdgeError(f"{path}: {source} ({channel}) is sampled at {rate:g} Hz; the protocol carries "
+                            f"{channel} at {low:g} to {high:g} Hz; resample it first or check the file's rate")
+        factors = _UNITS[channel]
+        factor = 1.0 if factors is None or unit is None else factors.get(unit.strip().lower())
+        if factor is None:
+            raise EdgeError(f"{path}: {source} ({channel}) is in {unit!r}, which is not a unit of {channel} "
+                            f"({', '.join(repr(u) for u in factors if u)}); check --map or convert the channel")
+        values = np.asarray(values, dtype=np.float64) * factor
+        if not np.isfinite(values).any():
+            raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
+        recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
+        recording.units[channel] = _protocol_unit(channel, unit)
+        if scaling is not None:
+            raw_min, raw_max, scale, offset = scaling
+            recording.scaling[channel] = (raw_min, raw_max, scale * factor, offset * factor)
+    return recording
+
+
+def _protocol_unit(channel: str, unit: str | None) -> str:
+    """The unit a replay's hello gives: the protocol's for EDA and SpO2, the source's (ASCII, 8 characters) else."""
+    if channel == "EDA":
+        return "uS"
+    if channel == "SpO2":
+        return "%"
+    text = (unit or "").strip()
+    return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
+
+
+def _fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Isolated missing values (NaN) repeat the previous sample; leading ones the first valid one."""
+    valid = np.isfinite(values)
+    if valid.all():
+        return values
+    index = np.where(valid, np.arange(len(values)), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = values[index]
+    filled[: np.argmax(valid)] = values[np.argmax(valid)]
+    return filled
+
+
+def _read_edf(path: Path) -> tuple[list[_Column], list]:
+    import pyedflib
+
+    try:
+        reader = pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        raise EdgeError(f"{path}: not a readable EDF/BDF file ({str(exc).split(': ', 1)[-1]}); a truncated or "
+                        "unfinished file cannot be read, re-export it") from None
+    with reader:
+        columns = []
+        for i in range(reader.signals_in_file):
+            low, high = reader.getDigitalMinimum(i), reader.getDigitalMaximum(i)
+            scale = (reader.getPhysicalMaximum(i) - reader.getPhysicalMinimum(i)) / (high - low)
+            columns.append((reader.getLabel(i), reader.getPhysicalDimension(i), float(reader.getSampleFrequency(i)),
+                            reader.readSignal(i), (low, high, scale, reader.getPhysicalMinimum(i) - low * scale)))
+        onsets, durations, texts = reader.readAnnotations()
+    annotations = [(float(o), float(d) if d > 0 else 0.0, str(t)) for o, d, t in zip(onsets, durations, texts)]
+    return columns, annotations
+
+
+def _read_wfdb(path: Path) -> list[_Column]:
+    try:
+        import wfdb
+    except ModuleNotFoundError:
+        raise EdgeError(f"{path}: reading WFDB records needs the wfdb package; install the extra: "
+                        'pip install -e ".[formats]"') from None
+    record_name = str(path.with_suffix("")) if path.suffix.lower() in (".hea", ".dat") else str(path)
+    try:
+        record = wfdb.rdrecord(record_name)
+    except (OSError, ValueError) as exc:
+        raise EdgeError(f"{path}: not a readable WFDB record ({exc})") from None
+    return [(name, unit or "", float(record.fs), record.p_signal[:, i], None)
+            for i, (name, unit) in enumerate(zip(record.sig_name, record.units))]
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
+
+
+def read_e4_signal(path: str | os.PathLike) -> tuple[float, float, np.ndarray]:
+    """``(start unix time, sampling rate Hz, samples)`` of one single-column Empatica E4 CSV."""
+    path = Path(path)
+    try:
+        with _open_text(path) as handle:
+            values = np.loadtxt(handle, delimiter=",", ndmin=1)
+    except (OSError, ValueError, EOFError) as error:
+        raise EdgeError(f"{path}: not an E4 signal file ({error})") from None
+    if values.ndim != 1 or len(values) < 3 or not values[1] > 0:
+        raise EdgeError(f"{path}: expected the start time, the sampling rate, then samples, one per row")
+    return float(values[0]), float(values[1]), values[2:]
+
+
+def _read_e4(folder: Path) -> list[_Column]:
+    """EDA (uS) and BVP of an E4 session folder, both from the later of their start times."""
+    found = {}
+    for stem, unit in (("EDA", "uS"), ("BVP", "a.u.")):
+        for name in (f"{stem}.csv", f"{stem}.csv.gz"):
+            if (folder / name).is_file():
+                found[stem] = (unit, read_e4_signal(folder / name))
+                break
+    if not found:
+        raise EdgeError(f"{folder}: a folder must be an E4 session (EDA.csv, BVP.csv); give a recording file instead")
+    start = max(t0 for _, (t0, _, _) in found.values())
+    return [(stem, unit, rate, values[int(round((start - t0) * rate)):], None)
+            for stem, (unit, (t0, rate, values)) in found.items()]
+
+
+def _read_csv(path: Path, rate_hz: float | None, channel_map: dict[str, str]) -> list[_Column]:
+    with _open_text(path) as handle:
+        first = handle.readline()
+        cells = [cell.strip() for cell in first.split(",")]
+        try:
+            [float(cell) for cell in cells]
+            header = None
+        except ValueError:
+            header = cells
+        try:
+            table = np.loadtxt(handle, delimiter=",", ndmin=2) if header else np.loadtxt(
+                [first, *handle], delimiter=",", ndmin=2)
+        except ValueError as exc:
+            raise EdgeError(f"{path}: not a table of numbers after the header ({exc})") from None
+    if header is None:
+        if table.shape[1] != 1:
+            raise EdgeError(f"{path}: {table.shape[1]} columns without a header row; add a header naming them "
+                            "(e.g. time,EDA,BVP) or give one column")
+        if len(channel_map) != 1:
+            raise EdgeError(f"{path}: one column without a name; say which channel it is with --map, e.g. "
+                            "--map EDA=1")
+        header = [next(iter(channel_map.values()))]
+    if table.shape[1] != len(header):
+        raise EdgeError(f"{path}: the header names {len(header)} columns but rows have {table.shape[1]}")
+    times = next((i for i, name in enumerate(header) if name.lower() in ("time", "timestamp", "time_s", "t")), None)
+    if times is not None:
+        steps = np.diff(table[:, times])
+        if len(steps) == 0 or not np.all(steps > 0):
+            raise EdgeError(f"{path}: column {header[times]!r} must increase from row to row (seconds)")
+        rate = 1.0 / float(np.median(steps))
+        if rate_hz is not None and not math.isclose(rate, rate_hz, rel_tol=1e-3):
+            raise EdgeError(f"{path}: --rate {rate_hz:g} contradicts its {header[times]!r} column ({rate:g} Hz)")
+    elif rate_hz is None:
+        raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
+    else:
+        rate = rate_hz
+    return [(name, None, rate, table[:, i], None) for i, name in enumerate(header) if i != times]  # protocol units

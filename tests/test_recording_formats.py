@@ -1,0 +1,206 @@
+"""edge.recording formats and replay: EDF+/BDF, WFDB and CSV files the tests write themselves, read into the
+protocol's channels; replayed through the serial path into the monitor (record -> replay gives the live
+run's predictions); bad input is one line and writes nothing."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyedflib
+import pytest
+import wfdb
+
+from edge.cli import main
+from edge.errors import EdgeError
+from edge.recording.formats import parse_channel_map, read_recording
+from edge.recording.replay import replay_recording
+from firmware_bridge import BridgeParams, ChannelBlock, SensorReader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_edf(path, channels, rate, annotations=()):
+    """An EDF+ file by pyedflib's own writer: ``channels`` = [(label, unit, samples)]."""
+    writer = pyedflib.EdfWriter(str(path), len(channels), file_type=pyedflib.FILETYPE_EDFPLUS)
+    headers = []
+    for label, unit, samples in channels:
+        low, high = float(np.min(samples)) - 1, float(np.max(samples)) + 1
+        headers.append({"label": label, "dimension": unit, "sample_frequency": rate, "physical_min": round(low, 2),
+                        "physical_max": round(high, 2), "digital_min": -32768, "digital_max": 32767})
+    writer.setSignalHeaders(headers)
+    writer.writeSamples([np.asarray(samples, dtype=np.float64) for _, _, samples in channels])
+    for onset, duration, text in annotations:
+        writer.writeAnnotation(onset, duration, text)
+    writer.close()
+
+
+def _signal(seconds, rate, seed=0):
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    return 5 + np.sin(2 * np.pi * 0.1 * t) + 0.01 * rng.normal(size=len(t))
+
+
+def test_edf_plus_with_names_units_and_annotations(tmp_path):
+    path = tmp_path / "lab.edf"
+    eda_ns = 1000 * _signal(30, 128)
+    write_edf(path, [("GSR", "nS", eda_ns), ("Pleth", "mV", _signal(30, 128, 1)), ("ECG", "mV", _signal(30, 128, 2))],
+              128, annotations=[(2.0, 10.0, "high pain"), (15.0, 10.0, "baseline")])
+    recording = read_recording(path, parse_channel_map("EDA=GSR"))
+    assert set(recording.signals) == {"EDA", "BVP"}  # Pleth found by name, ECG left out
+    assert recording.rates == {"EDA": 128.0, "BVP": 128.0}
+    assert recording.units == {"EDA": "uS", "BVP": "mV"}
+    np.testing.assert_allclose(recording.signals["EDA"], eda_ns / 1000, atol=2e-3)  # nS -> uS, 16-bit steps
+    assert [(o, d, t) for o, d, t in recording.annotations] == [(2.0, 10.0, "high pain"), (15.0, 10.0, "baseline")]
+    replay = replay_recording(recording)
+    config = replay.config(1000)
+    eda = config.channels[0]
+    assert eda.samples_per_block == 128 and replay.scaling["EDA"][0] == -32768  # the file's integers travel as they are
+    raw = eda.to_raw(recording.signals["EDA"])
+    with pyedflib.EdfReader(str(path)) as reader:
+        np.testing.assert_array_equal(raw, reader.readSignal(0, digital=True))
+
+
+def test_wfdb_record(tmp_path):
+    eda, resp = _signal(20, 250), _signal(20, 250, 3)
+    wfdb.wrsamp("rec", fs=250, units=["uS", "mV"], sig_name=["EDA", "RSP"], p_signal=np.column_stack([eda, resp]),
+                fmt=["16", "16"], write_dir=str(tmp_path))
+    recording = read_recording(tmp_path / "rec.hea")
+    assert recording.rates == {"EDA": 250.0, "RESP": 250.0}
+    np.testing.assert_allclose(recording.signals["EDA"], eda, atol=1e-3)
+    assert read_recording(tmp_path / "rec").rates == recording.rates  # the record name alone
+
+
+def test_csv_with_a_time_column_and_a_single_headerless_column(tmp_path):
+    table = tmp_path / "session.csv"
+    t = np.arange(0, 20, 0.01)
+    np.savetxt(table, np.column_stack([t, _signal(20, 100), _signal(20, 100, 1)]), delimiter=",",
+               header="time,EDA,PPG", comments="")
+    recording = read_recording(table)
+    assert recording.rates["EDA"] == pytest.approx(100.0) and set(recording.signals) == {"EDA", "BVP"}
+    column = tmp_path / "eda.csv"
+    np.savetxt(column, _signal(60, 4))
+    recording = read_recording(column, {"EDA": "1"}, rate_hz=4.0)
+    assert recording.rates == {"EDA": 4.0} and len(recording.signals["EDA"]) == 240
+    replay = replay_recording(recording)
+    assert replay.config(1000).channels[0].samples_per_block == 4  # 4 Hz fits a 1 s block: kept
+    assert replay_recording(read_recording(column, {"EDA": "1"}, rate_hz=2.5)).rates["EDA"] == 100.0  # resampled
+
+
+def _truncated_edf(tmp_path):
+    path = tmp_path / "cut.edf"
+    write_edf(path, [("EDA", "uS", _signal(30, 100))], 100)
+    path.write_bytes(path.read_bytes()[:-700])
+    return path
+
+
+def _edf_in_millivolts(tmp_path):
+    path = tmp_path / "mv.edf"
+    write_edf(path, [("EDA", "mV", _signal(30, 100))], 100)
+    return path
+
+
+def _csv_too_fast(tmp_path):
+    path = tmp_path / "fast.csv"
+    np.savetxt(path, _signal(1, 20000), header="EDA", comments="")
+    return path
+
+
+def _csv(tmp_path):
+    path = tmp_path / "ok.csv"
+    np.savetxt(path, np.column_stack([_signal(30, 100), _signal(30, 100, 1)]), delimiter=",", header="EDA,BVP",
+               comments="")
+    return path
+
+
+BAD_INPUT = {
+    "truncated EDF": (_truncated_edf, [], "not a readable EDF/BDF file"),
+    "wrong channel map": (_csv, ["--rate", "100", "--map", "EDA=GSR"], "--map EDA=GSR: no channel 'GSR'"),
+    "unknown unit": (_edf_in_millivolts, [], "is in 'mV', which is not a unit of EDA"),
+    "a rate the protocol cannot carry": (_csv_too_fast, ["--rate", "20000"], "the protocol carries EDA at"),
+    "CSV without a rate": (_csv, [], "needs its sampling rate: --rate HZ"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+def test_bad_recordings_are_one_line_and_write_nothing(case, tmp_path, capsys):
+    make, options, message = BAD_INPUT[case]
+    path = make(tmp_path)
+    database = tmp_path / "results.sqlite"
+    assert main(["monitor", "--replay", str(path), "--db", str(database), "--record", str(tmp_path / "rec"),
+                 *options]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error
+    assert not database.exists() and not (tmp_path / "rec").exists()
+
+
+def test_subject_needs_an_ai4pain_folder_to_replay(tmp_path, capsys):
+    assert main(["monitor", "--simulate", "--subject", "S1", "--db", str(tmp_path / "r.sqlite")]) == 1
+    assert "--subject names the AI4PAIN subject of a --replay folder" in capsys.readouterr().err
+
+
+def test_e4_session_folder(tmp_path):
+    (tmp_path / "EDA.csv").write_text("1700000000.0\n4.0\n" + "\n".join(f"{0.5 + i / 100}" for i in range(80)))
+    (tmp_path / "BVP.csv").write_text("1700000001.0\n64.0\n" + "\n".join(f"{i}" for i in range(64 * 19)))
+    recording = read_recording(tmp_path)
+    assert recording.rates == {"EDA": 4.0, "BVP": 64.0}
+    assert recording.signals["EDA"][0] == pytest.approx(0.54)  # both from the later start: EDA's 5th sample
+    assert len(recording.signals["BVP"]) == 64 * 19 and recording.units["EDA"] == "uS"
+
+
+def test_a_wrong_map_says_the_protocol_channels():
+    with pytest.raises(EdgeError, match="CHANNEL one of EDA, BVP, RESP, SpO2"):
+        parse_channel_map("ECG=II")
+
+
+def _monitor(*options):
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "monitor", "--format", "jsonl", *map(str, options)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_record_then_replay_gives_the_live_runs_predictions(tmp_path):
+    config = tmp_path / "monitor.toml"
+    config.write_text("[budgets]\nmax_pending_windows = 64\n")
+    live = _monitor("--simulate", "--speed", 20, "--hop", 5, "--windows", 16, "--conditions", "pain:high:40-75",
+                    "--record", tmp_path / "rec", "--db", tmp_path / "live.sqlite", "--config", config)
+    (recorded,) = sorted((tmp_path / "rec").glob("*.edf"))
+    replayed = _monitor("--replay", recorded, "--speed", 20, "--hop", 5, "--db", tmp_path / "replay.sqlite",
+                        "--config", config)
+    assert len(replayed) >= 15  # the windows the recording holds whole
+    pairs = [(a, b) for a, b in zip(live, replayed) if a["label"] is not None]
+    assert len(pairs) >= 8 and all(a["start_time"] == b["start_time"] for a, b in pairs)
+    agreement = np.mean([a["label"] == b["label"] for a, b in pairs])
+    assert agreement >= 0.99
+    difference = max(abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in pairs for k in a["probabilities"])
+    assert difference < 1e-6  # the same integers over the same protocol
+
+
+def test_simulate_device_replays_a_file(tmp_path):
+    """``biomoe simulate-device --replay FILE`` on a pty: a reader gets the file's samples at their indices."""
+    path = tmp_path / "session.csv"
+    columns = [_signal(12, 100), _signal(12, 100, 1), _signal(12, 100, 2), 96 + _signal(12, 100, 3)]
+    np.savetxt(path, np.column_stack(columns), delimiter=",", header="GSR,PPG,RSP,SpO2", comments="")
+    link = tmp_path / "hub"
+    device = subprocess.Popen([sys.executable, "-m", "edge.cli", "simulate-device", "--replay", str(path), "--rate",
+                               "100", "--map", "EDA=GSR", "--speed", "4", "--link", str(link), "--hello-every", "1"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with SensorReader(BridgeParams(port=str(link))) as reader:
+            out, err = device.communicate(timeout=60)
+            events = reader.read_until_idle(idle_s=0.5)
+    finally:
+        device.kill()
+    assert device.returncode == 0, err
+    assert "replay of session.csv: EDA 100 Hz [uS], BVP 100 Hz [a.u.], RESP 100 Hz [a.u.], SpO2 100 Hz [%]" in out
+    blocks = [e for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert len(blocks) >= 6
+    for block in blocks:
+        expected = columns[0][block.first_sample_index:block.first_sample_index + len(block.samples)]
+        np.testing.assert_allclose(block.samples, expected, atol=1e-3)

@@ -22,6 +22,7 @@ import numpy as np
 
 from edge.bundle import PIPELINE_GRAPHS, Bundle, GraphSpec
 from edge.errors import EdgeError
+from edge.memory import large_blocks_unmapped
 
 __all__ = ["Backend", "OnnxRuntimeBackend", "LiteRTBackend", "create_backend", "onnx_session", "softmax"]
 
@@ -100,8 +101,8 @@ class Backend:
         A backbone with a dynamic batch dimension sees one image per call (a
         fixed-batch one, its batch): then the activations of one image, not
         of a window, set the peak memory (the monitor's peak RSS fell from 244
-        to 157 MB), and on this machine a call per image was no slower than
-        one call per window. Any k is accepted.
+        to 157 MB; :mod:`edge.memory` takes it to 143), and on this machine a
+        call per image was no slower than one call per window. Any k is accepted.
         """
         images = self._check_images(images, any_count=True)
         if self.bundle.pipeline != "backbone_head":
@@ -439,4 +440,5 @@ def create_backend(bundle: Bundle, threads: int = 2) -> Backend:
     """
     if not (isinstance(threads, int) and threads >= 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    return _BACKEND_CLASSES[bundle.backend](bundle, threads=threads)
+    with large_blocks_unmapped():  # the load's temporary buffers must not stay resident (edge/memory.py)
+        return _BACKEND_CLASSES[bundle.backend](bundle, threads=threads)

@@ -612,7 +612,10 @@ class Monitor:
                 self._unstored.popleft()
             while self._events:
                 self.store.append_event(*self._events[0])
-                self._tell("event_stored", *self._events.popleft())
+                kind, detail, wall_time = self._events.popleft()
+                if self.recorder is not None:
+                    self.recorder.on_stored_event(kind, detail)
+                self._tell("event_stored", kind, detail, wall_time)
         except StoreUnavailable as exc:
             self._store_refused(str(exc))
             return False

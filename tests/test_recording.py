@@ -155,6 +155,20 @@ def test_monitor_records_a_disconnect_and_a_reboot(tmp_path, monkeypatch, capsys
     assert all(o == pytest.approx(recorded[t], abs=1e-3) for t, o in windows_exported.items())
 
 
+def test_bedside_alerts_are_annotated_in_the_recording(tmp_path):
+    """With the dashboard on, a High Pain alert raised during a scripted episode, and its end, are annotations."""
+    folder, database = tmp_path / "rec", tmp_path / "results.sqlite"
+    assert main(["monitor", "--simulate", "--speed", "20", "--hop", "5", "--windows", "30", "--quiet",
+                 "--conditions", "pain:high:40-110", "--dashboard", "127.0.0.1:0", "--alert-after", "10",
+                 "--record", str(folder), "--db", str(database)]) == 0
+    notes = [t for path in sorted(folder.iterdir()) for _, _, t in _annotations(path) if t.startswith("alert")]
+    with ResultStore(database, readonly=True) as store:
+        stored = [e for e in store.events() if e["kind"].startswith("alert")]
+    assert [e["kind"] for e in stored][:2] == ["alert", "alert_end"]  # raised in the episode, ended after it
+    assert notes == [f"{e['kind'].replace('_', ' ')} {e['detail']['id']}: High Pain for "
+                     f"{e['detail']['high_seconds']:.0f} s" for e in stored]
+
+
 def test_history_export_without_recordings_uses_the_results_wall_times(tmp_path):
     """No recording_file events: device time 0 is the earliest wall_time - end_time of a device session."""
     results = [WindowResult(i, 5.0 * i, 5.0 * i + 10, 1_800_000_000 + 5.0 * i + 10 + 0.3 + 0.1 * (i % 2),

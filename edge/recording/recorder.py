@@ -51,6 +51,9 @@ from edge.errors import EdgeError
 from edge.recording.edf_writer import ANNOTATION_BYTES, EdfPlusWriter, EdfSignal, fits_bdf, needs_bdf
 from firmware_bridge import ChannelBlock, DeviceConfig, DeviceEvent, GapEvent, LinkEvent, StatusEvent
 
+#: Events of :class:`edge.dashboard.alerts.HighPainAlerts` that become annotations.
+ALERT_EVENTS = ("alert", "alert_ack", "alert_end")
+
 __all__ = ["Recorder", "edf_signals", "bytes_per_hour", "window_annotation", "DEFAULT_ROTATE_SECONDS",
            "DEFAULT_MIN_FREE_MB"]
 
@@ -207,6 +210,17 @@ class Recorder:
             onset = self._epochs[self._window_epoch] + result.start_time
             try:
                 self._annotate_at(onset, window_annotation(result), result.end_time - result.start_time)
+            except OSError as exc:
+                self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
+
+    def on_stored_event(self, kind: str, detail: dict) -> None:
+        """Annotate the bedside page's High Pain alerts (raised, acknowledged, ended) where the recording is now."""
+        if kind not in ALERT_EVENTS or not self.recording:
+            return
+        text = f"{kind.replace('_', ' ')} {detail['id']}: High Pain for {detail['high_seconds']:.0f} s"
+        with self._lock:
+            try:
+                self._note(text)
             except OSError as exc:
                 self._stop(f"cannot write to {self.folder}: {exc.strerror or exc}")
 

@@ -878,6 +878,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="stop after N windows are written, processed or skipped "
                              "(default 0: run until SIGTERM/Ctrl-C)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many wall-clock seconds")
+    parser.add_argument("--self-check", action="store_true",
+                        help="check the bundle (loads, checksums pass) and run one synthetic window, then exit: "
+                             "0 when both pass (what install.sh runs before it keeps an upgrade)")
     parser.add_argument("--quiet", action="store_true", help="no lines on stdout (the database gets every window)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS,
                         help="lines on stdout: text (one readable line per window) or jsonl (one JSON object per "
@@ -926,10 +929,22 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("firmware_bridge").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
+def _self_check(config: MonitorConfig) -> int:
+    """The bundle and inference checks of ``biomoe doctor``, printed; 0 when neither failed."""
+    from edge.doctor import check_bundle, format_check
+
+    checks = list(check_bundle(config))
+    for check in checks:
+        print(format_check(check), flush=True)
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``biomoe monitor``; see the module docstring."""
     config = config_from_args(args)
     _setup_logging(config.log_level)
+    if args.self_check:
+        return _self_check(config)
     config.require_source()
     if args.windows < 0:
         raise EdgeError(f"--windows must be 0 (no limit) or a positive number of windows, got {args.windows}")

@@ -104,6 +104,7 @@ mount -t overlay overlay -o "lowerdir=$lower,upperdir=$scratch/upper,workdir=$sc
 root=$scratch/merged
 mount -t proc proc "$root/proc"
 mount --bind "$cpuinfo" "$root/proc/cpuinfo"
+mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 mkdir -p "$root/share"
 mount --bind "$share" "$root/share"

@@ -6,7 +6,8 @@ caches it outside the repository (``$BIOMOE_ROOTFS_CACHE``, default
 ``~/.cache/biomoe-arm64``). :class:`Arm64System` runs commands in a copy-on-write
 view of it (overlayfs: the cache stays pristine, the test's changes persist
 between its commands) as root in a chroot, with no network (a fresh network
-namespace), the CPU chosen by ``QEMU_CPU`` and an ARM ``/proc/cpuinfo`` of the
+namespace; a fresh PID namespace whose PID 1 stays outside the chroot, so
+``systemctl`` knows it is in one and only enables units), the CPU chosen by ``QEMU_CPU`` and an ARM ``/proc/cpuinfo`` of the
 matching Raspberry Pi (ONNX Runtime reads the host's x86 one under qemu-user
 and crashes at import).
 
@@ -108,7 +109,7 @@ mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 mkdir -p "$root/share"
 mount --bind "$share" "$root/share"
-exec chroot "$root" /bin/sh -c "$command"
+chroot "$root" /bin/sh -c "$command"  # a child: PID 1 stays outside, so systemctl sees a chroot
 """
 
 
@@ -130,6 +131,6 @@ class Arm64System:
         environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                        "LANG": "C.UTF-8", "QEMU_CPU": self.cpu}
         return subprocess.run(
-            ["unshare", "--mount", "--net", "--fork", "sh", "-c", _ENTER, "enter", str(self.rootfs),
+            ["unshare", "--mount", "--net", "--pid", "--fork", "sh", "-c", _ENTER, "enter", str(self.rootfs),
              str(self.scratch), str(self._cpuinfo), str(self.share), command],
             env=environment, capture_output=True, text=True, timeout=timeout)

@@ -286,9 +286,9 @@ def test_shipped_backbone_matches_x86_on_arm64(installed):
     subprocess.run([sys.executable, "-c", embed, folder / "image.npy", folder / "expected.npy"], check=True)
     embedding, expected = np.load(folder / "embedding.npy"), np.load(folder / "expected.npy")
     difference = float(np.max(np.abs(embedding - expected)))
-    print(f"{suite}/{system.cpu} shipped backbone: max |e_arm64 - e_x86| = {difference:.2e} "
-          f"(largest |e| {np.max(np.abs(expected)):.2f})")
-    np.testing.assert_allclose(embedding, expected, rtol=1e-4, atol=1e-5)
+    scale = float(np.max(np.abs(expected)))
+    print(f"{suite}/{system.cpu} shipped backbone: max |e_arm64 - e_x86| = {difference:.2e} (largest |e| {scale:.2f})")
+    assert difference <= 1e-4 * scale  # float32 sums in another order (NEON, not AVX-512) through 7 M weights
 
 
 def _another_release(unpacked: Path, name: str, broken_bundle: bool = False) -> Path:

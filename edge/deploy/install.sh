@@ -168,7 +168,8 @@ upgrade)
 uninstall)
     check_root
     if [ -e "$UNIT" ]; then
-        systemctl disable --now "$SERVICE"
+        systemctl stop "$SERVICE"
+        systemctl disable "$SERVICE"
         rm -f "$UNIT"
         systemctl daemon-reload
     fi

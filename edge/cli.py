@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("edge.history", "print, export (CSV) or plot the results stored by the monitor"),
     "dashboard": ("edge.dashboard.viewer", "serve the bedside page of a results database (read-only, followed)"),
     "install-service": ("edge.service", "write a systemd unit that runs the monitor"),
+    "deploy": ("edge.deploy.archive", "build an offline installer archive for a Raspberry Pi hub"),
     "simulate-device": ("edge.recording.simulate", "stream simulated sensor frames on a pty or port"),
     "synth": ("training.synth", "generate a synthetic cohort in the AI4PAIN layout"),
     "import-e4": ("training.e4", "import Empatica E4 sessions with per-second labels into the AI4PAIN layout"),
@@ -63,6 +64,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "install-service": (
         "sudo biomoe install-service --config /etc/biomoe/monitor.toml",
         "biomoe install-service --config /etc/biomoe/monitor.toml --print   # show the unit, write nothing",
+    ),
+    "deploy": (
+        "biomoe deploy build --target rpi-arm64 --out biomoe-hub.tar.gz   # then on the Pi: sudo biomoe-hub/install.sh",
+        "biomoe deploy build --target rpi-arm64 --bundle bundles/mine --config monitor.toml --out hub.tar.gz",
     ),
     "simulate-device": (
         "biomoe simulate-device --link /tmp/hub                      # then: biomoe monitor --port /tmp/hub",

@@ -802,6 +802,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="stop after N windows are written, processed or skipped "
                              "(default 0: run until SIGTERM/Ctrl-C)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many wall-clock seconds")
+    parser.add_argument("--self-check", action="store_true",
+                        help="check the bundle (loads, checksums pass) and run one synthetic window, then exit: "
+                             "0 when both pass (what install.sh runs before it keeps an upgrade)")
     parser.add_argument("--quiet", action="store_true", help="no lines on stdout (the database gets every window)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS,
                         help="lines on stdout: text (one readable line per window) or jsonl (one JSON object per "
@@ -874,6 +877,17 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("firmware_bridge").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
+def _self_check(config: MonitorConfig) -> int:
+    """The bundle and inference checks of ``biomoe doctor`` without the time budget, printed; 0 when neither
+    failed (a slow board is a finding for ``biomoe doctor``, not a broken install)."""
+    from edge.doctor import check_bundle, format_check
+
+    checks = list(check_bundle(config, time_budget=False))
+    for check in checks:
+        print(format_check(check), flush=True)
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``biomoe monitor``; see the module docstring."""
     config = config_from_args(args)
@@ -882,6 +896,8 @@ def run(args: argparse.Namespace) -> int:
             raise EdgeError("--replay streams a recording through the simulated hub; leave --port out")
         config = dataclasses.replace(config, simulate=True, port=None)
     _setup_logging(config.log_level)
+    if args.self_check:
+        return _self_check(config)
     config.require_source()
     config.require_dashboard_access()
     if args.windows < 0:

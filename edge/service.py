@@ -1,8 +1,10 @@
 """Run the monitor as a systemd service, and stop it cleanly.
 
 ``biomoe install-service`` writes a unit that starts ``biomoe monitor
---config FILE`` at boot as an unprivileged user, restarts it on failure, and
-confines it (no network, read-only system, one writable state folder). The
+--config FILE`` at boot as an unprivileged user, restarts it on failure
+(without end: the hub may be plugged in late), and confines it (no network,
+no capabilities, read-only system, only the serial device, one private state
+folder, a memory cap; see :func:`render_unit`). The
 unit sends SIGTERM to stop; :class:`GracefulShutdown` turns SIGTERM/SIGINT
 into a flag the monitor checks between windows, so the window in progress is
 finished and committed before the process exits.
@@ -11,6 +13,7 @@ finished and committed before the process exits.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import shutil
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "STATE_DIRECTORY",
     "service_command",
+    "memory_max_mb",
     "render_unit",
     "GracefulShutdown",
     "configure_parser",
@@ -38,6 +42,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/biomoe/monitor.toml")
 #: Writable folder systemd creates for the service user (``StateDirectory=biomoe``).
 STATE_DIRECTORY = Path("/var/lib/biomoe")
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def service_command() -> list[str]:
@@ -53,14 +58,61 @@ def service_command() -> list[str]:
 
 
 def _quote(argument: str) -> str:
-    """Quote one ExecStart argument the way systemd reads it."""
+    """One word of a unit line, quoted and with ``%`` escaped the way systemd reads it.
+
+    A control character (a newline would start a line of its own, such as a
+    root ``ExecStartPre=+``) is refused, never escaped.
+    """
+    if _CONTROL_CHARACTER.search(argument):
+        raise EdgeError(f"{argument!r} contains a control character (a newline?); refused: written into the "
+                        "systemd unit it would add lines of its own; fix the value")
+    argument = argument.replace("%", "%%")  # systemd expands %-specifiers, even inside quotes
     if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", argument):
         return argument
     return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_unit(config_path, user: str = "biomoe", command: list[str] | None = None, database=None) -> str:
-    """Text of the systemd unit that runs the monitor.
+def _absolute(what: str, path) -> str:
+    """``path`` quoted for the unit; a relative path is refused (the unit has no folder to resolve it in)."""
+    text = str(path)
+    if not Path(text).is_absolute():
+        raise EdgeError(f"{what} {text!r} is a relative path; the systemd unit needs an absolute one; "
+                        "write the full path (e.g. /var/lib/biomoe/results.sqlite)")
+    return _quote(text)
+
+
+def _device_lines(port: str | None) -> str:
+    """Only the serial device may be opened (``DevicePolicy=closed`` keeps /dev/null, ptys and the like)."""
+    if not port or "://" in port:  # the simulated hub, or a pyserial URL: no device node
+        return "DevicePolicy=closed\n"
+    return f"DevicePolicy=closed\nDeviceAllow={_absolute('port', port)} rw\n"
+
+
+def _home_protection(paths) -> str:
+    """``ProtectHome=yes`` unless the service must read something under a home folder (a venv in ~)."""
+    homes = (Path("/home"), Path("/root"), Path("/run/user"))
+    inside = any(home == Path(path) or home in Path(path).parents for path in paths for home in homes)
+    return "read-only" if inside else "yes"
+
+
+def memory_max_mb(target: str) -> float:
+    """The hard memory limit of the service: the board's ``peak_rss_mb`` budget (``benchmarks/budgets.toml``)."""
+    from benchmarks.budgets import get_target
+
+    return get_target(target).peak_rss_mb
+
+
+def render_unit(config_path, user: str = "biomoe", command: list[str] | None = None, database=None,
+                port: str | None = None, memory_mb: float = 400.0) -> str:
+    """Text of the systemd unit that runs the monitor, confined.
+
+    Every value written into the unit is checked: a control character (a
+    newline that would start a line of its own) or a relative path is refused.
+    The confinement scores at most 2.0 in ``systemd-analyze security``: no
+    capabilities, no network, system calls of ``@system-service`` only,
+    read-only system, private /tmp, only the serial device, files created
+    ``0600`` (``UMask=0077``) in a ``0700`` state folder, and a memory cap.
+    The service restarts without end (every 10 s) while the hub is unplugged.
 
     Parameters
     ----------
@@ -71,33 +123,38 @@ def render_unit(config_path, user: str = "biomoe", command: list[str] | None = N
     command : list of str, optional
         How to start biomoe; default :func:`service_command`.
     database : str or Path, optional
-        The results database from the settings: its folder is made writable
-        when it lies outside :data:`STATE_DIRECTORY`.
+        The results database from the settings (relative: to
+        :data:`STATE_DIRECTORY`): its folder is made writable when it lies
+        outside that folder.
+    port : str, optional
+        The serial device from the settings (``DeviceAllow``); None or a
+        pyserial URL (the simulated hub): no device.
+    memory_mb : float
+        ``MemoryMax`` in MiB (:func:`memory_max_mb` of the target board).
 
     Returns
     -------
     str
     """
     _check_user(user)
-    config_path = Path(config_path)
-    if not config_path.is_absolute():
-        raise EdgeError(f"the unit needs an absolute config path, got {config_path}; pass --config with a full path")
+    config_text = _absolute("the config path", config_path)
     command = command or service_command()
-    exec_start = " ".join(_quote(part) for part in [*command, "monitor", "--config", str(config_path)])
+    exec_start = " ".join([_absolute("the biomoe command", command[0]), *(_quote(part) for part in command[1:]),
+                           "monitor", "--config", config_text])
     writable = ""
-    if database is not None and Path(database).is_absolute():  # relative: inside WorkingDirectory
-        folder = Path(database).parent
+    if database is not None:  # a relative one lies in WorkingDirectory
+        folder = Path(os.path.normpath(STATE_DIRECTORY / database)).parent
         if folder != STATE_DIRECTORY and STATE_DIRECTORY not in folder.parents:
             writable = f"ReadWritePaths={_quote(str(folder))}\n"
+    protect_home = _home_protection([config_path, command[0], *([database] if database is not None else [])])
     return f"""\
-# Written by `biomoe install-service`. Apply changes with:
-#   sudo systemctl daemon-reload && sudo systemctl restart biomoe-monitor
+# Written by `biomoe install-service`. Settings: {config_text}
+# Apply changes with: sudo systemctl daemon-reload && sudo systemctl restart biomoe-monitor
 [Unit]
 Description=Tiny-BioMoE Edge continuous pain monitor
-Documentation=file://{config_path}
 After=local-fs.target
-StartLimitIntervalSec=300
-StartLimitBurst=10
+# Never give up: a hub unplugged at boot is retried every RestartSec until it is there.
+StartLimitIntervalSec=0
 
 [Service]
 Type=simple
@@ -105,23 +162,38 @@ User={user}
 SupplementaryGroups=dialout
 ExecStart={exec_start}
 Restart=on-failure
-RestartSec=5
+RestartSec=10
 KillSignal=SIGTERM
 TimeoutStopSec=30
 Environment=PYTHONUNBUFFERED=1
 StateDirectory=biomoe
+StateDirectoryMode=0700
 WorkingDirectory={STATE_DIRECTORY}
-{writable}NoNewPrivileges=yes
+UMask=0077
+MemoryMax={memory_mb:.0f}M
+{writable}{_device_lines(port)}NoNewPrivileges=yes
+CapabilityBoundingSet=
 ProtectSystem=strict
-ProtectHome=read-only
+ProtectHome={protect_home}
 PrivateTmp=yes
 PrivateNetwork=yes
+IPAddressDeny=any
 RestrictAddressFamilies=AF_UNIX
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
+ProtectKernelLogs=yes
 ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictNamespaces=yes
+RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
+RemoveIPC=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
@@ -188,6 +260,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
                         help="monitor settings the service reads (default: %(default)s)")
     parser.add_argument("--user", default="biomoe", help="unprivileged account to run as (default: %(default)s)")
+    parser.add_argument("--target", default="rpi4", metavar="BOARD",
+                        help="board whose peak_rss_mb budget caps the service's memory (MemoryMax): rpi4, rpi5, "
+                             "rpi-zero-2w, jetson-orin-nano, dev-x86 (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=DEFAULT_UNIT_PATH,
                         help="where to write the unit (default: %(default)s)")
     parser.add_argument("--print", dest="print_only", action="store_true",
@@ -199,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
     config_path = args.config.expanduser().resolve()
     config = load_config(config_path)  # refuse a unit that would start a monitor with bad settings
     config.require_source()
-    unit = render_unit(config_path, args.user, database=config.database)
+    unit = render_unit(config_path, args.user, database=config.database, port=config.port,
+                       memory_mb=memory_max_mb(args.target))
     if args.print_only:
         sys.stdout.write(unit)
         return 0

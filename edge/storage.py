@@ -218,6 +218,7 @@ class ResultStore:
                 self._conn = self._connect_readonly()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
                 self._conn = sqlite3.connect(self.path, timeout=_WRITE_BUSY_TIMEOUT_S, isolation_level=None,
                                              check_same_thread=False)
             self._prepare()
@@ -419,6 +420,15 @@ class ResultStore:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database readable by its owner only (``0600``): it holds patient results.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database's mode; an
+    existing file keeps its own.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _json_safe(value):

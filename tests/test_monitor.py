@@ -507,3 +507,21 @@ def test_bad_input_from_the_command_has_no_traceback(case, tmp_path):
 def test_docstring_examples_run():
     results = doctest.testmod(edge.bundle_images)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_self_check_runs_one_window_of_the_bundle_without_a_sensor(tmp_path):
+    """Whatever the time budget (a slow board is for biomoe doctor to report, not an install failure)."""
+    config = tmp_path / "monitor.toml"
+    config.write_text("[budgets]\nwindow_ms = 0.001\n")
+    done = _run_monitor("--self-check", "--config", config, "--db", tmp_path / "results.sqlite")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ok", "bundle"] and "checksums pass" in lines[0]
+    assert lines[1].split()[:2] == ["ok", "inference"] and "one synthetic window" in lines[1]
+    assert not (tmp_path / "results.sqlite").exists()  # checks only: no session is stored
+
+
+def test_self_check_fails_a_corrupt_bundle(tmp_path):
+    done = _run_monitor("--self-check", "--bundle", corrupt_bundle(tmp_path))
+    assert done.returncode == 1
+    assert done.stdout.split()[:2] == ["FAIL", "bundle"] and "checksum mismatch" in done.stdout

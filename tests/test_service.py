@@ -1,5 +1,7 @@
 import doctest
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,10 +37,98 @@ def test_unit_runs_the_monitor_unprivileged_and_restarts_on_failure(tmp_path):
     assert settings["SupplementaryGroups"] == "dialout"  # serial ports
     assert settings["StateDirectory"] == "biomoe"
     assert settings["WantedBy"] == "multi-user.target"
-    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateNetwork=yes", "PrivateTmp=yes"):
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateNetwork=yes", "PrivateTmp=yes",
+                      "ProtectHome=yes", "UMask=0077", "StateDirectoryMode=0700", "CapabilityBoundingSet=",
+                      "SystemCallFilter=@system-service", "RestrictAddressFamilies=AF_UNIX", "DevicePolicy=closed"):
         assert hardening in unit.splitlines()
     assert "[Unit]" in unit and "[Service]" in unit and "[Install]" in unit
     assert "ReadWritePaths" not in settings
+
+
+INJECTED_DATABASE = "/srv/biomoe\nExecStartPre=+/bin/sh -c 'id > /root/pwned'\n/results.sqlite"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("database", INJECTED_DATABASE),
+    ("port", "/dev/ttyACM0\nExecStartPre=+/bin/true"),
+    ("config_path", "/etc/biomoe/m.toml\r\nUser=root"),
+    ("command", "/opt/biomoe/bin/biomoe\x1b"),
+])
+def test_control_characters_in_any_value_are_refused(field, value):
+    values = {"config_path": "/etc/biomoe/m.toml", "command": "/usr/bin/biomoe", field: value}
+    with pytest.raises(EdgeError, match="control character"):
+        render_unit(values["config_path"], command=[values["command"]], database=values.get("database"),
+                    port=values.get("port"))
+
+
+@pytest.mark.parametrize("keywords, what", [
+    ({"port": "ttyACM0"}, "port"),
+    ({"command": ["venv/bin/biomoe"]}, "biomoe command"),
+])
+def test_relative_paths_in_the_unit_are_refused(keywords, what):
+    keywords = {"command": ["/usr/bin/biomoe"], **keywords}
+    with pytest.raises(EdgeError, match=f"{what} .* is a relative path"):
+        render_unit("/etc/biomoe/m.toml", **keywords)
+
+
+def test_injected_config_value_writes_no_unit(tmp_path, capsys):
+    config = _config(tmp_path, 'port = "/dev/ttyACM0"\ndatabase = "/srv/biomoe\\nExecStartPre=+/bin/sh -c '
+                               "'id > /root/pwned'\\n/results.sqlite\"\n")
+    output = tmp_path / "biomoe-monitor.service"
+    assert main(["install-service", "--config", str(config), "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert "control character" in err and len(err.strip().splitlines()) == 1
+    assert not output.exists()
+
+
+def test_percent_signs_are_not_systemd_specifiers():
+    unit = render_unit("/etc/biomoe/100%h.toml", command=["/usr/bin/biomoe"])
+    assert _settings(unit)["ExecStart"] == "/usr/bin/biomoe monitor --config /etc/biomoe/100%%h.toml"
+
+
+def test_only_the_serial_device_is_allowed_and_memory_is_capped(tmp_path):
+    unit = render_unit("/etc/biomoe/m.toml", command=["/usr/bin/biomoe"], port="/dev/ttyACM0", memory_mb=250)
+    settings = _settings(unit)
+    assert settings["DeviceAllow"] == "/dev/ttyACM0 rw" and settings["MemoryMax"] == "250M"
+    assert "DeviceAllow" not in render_unit("/etc/biomoe/m.toml", command=["/usr/bin/biomoe"], port="sim://")
+
+
+def test_the_hub_is_retried_without_end():
+    settings = _settings(render_unit("/etc/biomoe/m.toml", command=["/usr/bin/biomoe"]))
+    assert settings["StartLimitIntervalSec"] == "0" and settings["Restart"] == "on-failure"
+    assert "StartLimitBurst" not in settings
+
+
+def test_a_venv_in_a_home_folder_stays_readable():
+    unit = render_unit("/etc/biomoe/m.toml", command=["/home/nurse/.venv/bin/biomoe"])
+    assert _settings(unit)["ProtectHome"] == "read-only"
+
+
+def test_memory_cap_is_the_target_boards_budget(tmp_path, capsys):
+    config = _config(tmp_path)
+    assert main(["install-service", "--config", str(config), "--print", "--target", "rpi-zero-2w"]) == 0
+    assert _settings(capsys.readouterr().out)["MemoryMax"] == "250M"
+
+
+def _systemd_analyze():
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        message = "systemd-analyze is not installed (apt-get install systemd)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (required when CI is set)")
+        pytest.skip(message)
+    return found
+
+
+def test_security_exposure_is_at_most_2(tmp_path):
+    """systemd's own score of the confinement (0 = fully confined, 10 = none)."""
+    unit_path = tmp_path / "biomoe-monitor.service"
+    unit_path.write_text(render_unit("/etc/biomoe/monitor.toml", command=["/opt/biomoe/current/venv/bin/biomoe"],
+                                     database="/var/lib/biomoe/results.sqlite", port="/dev/ttyACM0"))
+    done = subprocess.run([_systemd_analyze(), "security", "--offline=true", "--no-pager", str(unit_path)],
+                          capture_output=True, text=True)
+    score = float(re.search(r"Overall exposure level for .*: (\d+\.\d+)", done.stdout + done.stderr).group(1))
+    assert score <= 2.0, done.stdout
 
 
 def test_database_outside_the_state_folder_is_made_writable(tmp_path):
@@ -46,6 +136,10 @@ def test_database_outside_the_state_folder_is_made_writable(tmp_path):
     assert _settings(unit)["ReadWritePaths"] == "/data/pain"
     unit = render_unit(tmp_path / "m.toml", command=["/usr/bin/biomoe"], database="/var/lib/biomoe/r.sqlite")
     assert "ReadWritePaths" not in unit
+    unit = render_unit(tmp_path / "m.toml", command=["/usr/bin/biomoe"], database="results.sqlite")
+    assert "ReadWritePaths" not in unit  # in the working directory, the state folder
+    unit = render_unit(tmp_path / "m.toml", command=["/usr/bin/biomoe"], database="../../cache/r.sqlite")
+    assert _settings(unit)["ReadWritePaths"] == "/var/cache"
 
 
 def test_paths_with_spaces_are_quoted(tmp_path):
@@ -68,7 +162,7 @@ def test_bad_users_are_refused(tmp_path, user, match):
 
 
 def test_relative_config_path_is_refused():
-    with pytest.raises(EdgeError, match="absolute config path"):
+    with pytest.raises(EdgeError, match="config path .* is a relative path"):
         render_unit("monitor.toml", command=["/usr/bin/biomoe"])
 
 

@@ -1,6 +1,8 @@
 import doctest
 import json
 import math
+import os
+import stat
 import sqlite3
 import subprocess
 import sys
@@ -234,3 +236,18 @@ def test_a_commit_the_disk_refuses_is_reported_not_hidden_by_the_rollback(tmp_pa
 def test_docstring_examples_run():
     results = doctest.testmod(edge.storage)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_the_database_is_private_to_its_owner(tmp_path):
+    """Patient results: 0600 whatever the umask, and SQLite's WAL files follow the database's mode."""
+    path = tmp_path / "results.sqlite"
+    previous = os.umask(0o022)
+    try:
+        with ResultStore(path) as store:
+            store.start_session("abc", False, ["No Pain", "Pain"], ["EDA"])
+            store.append(WindowResult(0, 0.0, 10.0, 1.7e9, {"No Pain": 0.8, "Pain": 0.2}, "No Pain"))
+            written = [path, path.with_name("results.sqlite-wal"), path.with_name("results.sqlite-shm")]
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in written if p.exists()}
+    finally:
+        os.umask(previous)
+    assert len(modes) == 3 and set(modes.values()) == {0o600}, modes

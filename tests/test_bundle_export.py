@@ -183,6 +183,7 @@ def test_unwritable_or_foreign_output_folder_is_refused(inputs, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_tflite_int8_bundle_end_to_end(inputs, tmp_path):
     result = export_bundle(inputs["checkpoint"], inputs["head"], tmp_path / "tflite", fmt="tflite", int8=True,
                            calibration=inputs["calibration"], validation=inputs["validation"])

@@ -93,6 +93,46 @@ def test_out_of_physiological_range():
     assert signal_quality(-_clean("EDA"), RATE, channel_spec("EDA"))["flags"] == ["out_of_range"]
 
 
+def test_the_physiological_range_includes_its_limits():
+    spo2 = np.full(1000, 100.0)  # a healthy, well-oxygenated patient reads exactly 100 %
+    spo2[::2] = 50.0
+    assert signal_quality(spo2, RATE, channel_spec("SpO2"))["out_of_range"] == 0.0
+    spo2[:60] = [49.9, 100.1] * 30
+    assert signal_quality(spo2, RATE, channel_spec("SpO2"))["out_of_range"] == pytest.approx(0.06)
+
+
+def test_saturation_counts_samples_at_the_adc_limits_not_inside():
+    spec = channel_spec("EDA", adc_range=(0.0, 25.0))
+    eda = _clean("EDA") + 10.0
+    eda[:100] = [0.0, 25.0] * 50
+    eda[100:200] = [0.001, 24.999] * 50
+    assert signal_quality(eda, RATE, spec)["saturated"] == pytest.approx(0.1)
+
+
+def _with_fault(flag: str, n_bad: int) -> tuple[np.ndarray, ChannelSpec]:
+    """A clean window whose first ``n_bad`` samples have ``flag``'s fault."""
+    if flag == "missing":
+        signal, spec = _clean("BVP"), channel_spec("BVP")
+        signal[:n_bad] = np.nan
+    elif flag == "saturation":
+        signal, spec = _clean("EDA") + 10.0, channel_spec("EDA", adc_range=(0.0, 25.0))
+        signal[:n_bad] = 25.0
+    else:
+        signal, spec = _clean("SpO2"), channel_spec("SpO2")
+        signal[:n_bad] = 0.0
+    return signal, spec
+
+
+# The defaults of signal_quality: 10 % missing, 1 % saturated, 5 % out of range are still acceptable.
+@pytest.mark.parametrize("flag, threshold", [("missing", 0.1), ("saturation", 0.01), ("out_of_range", 0.05)])
+def test_a_fault_fraction_at_its_default_threshold_is_not_flagged_one_sample_more_is(flag, threshold):
+    n_bad = round(threshold * 1000)
+    signal, spec = _with_fault(flag, n_bad)
+    assert flag not in signal_quality(signal, RATE, spec)["flags"]
+    signal, spec = _with_fault(flag, n_bad + 1)
+    assert flag in signal_quality(signal, RATE, spec)["flags"]
+
+
 def test_device_flags_are_reported():
     verdict = signal_quality(_clean("EDA"), RATE, channel_spec("EDA"), device_flags={"lead_off"})
     assert verdict["flags"] == ["lead_off"] and not verdict["ok"]

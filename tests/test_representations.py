@@ -325,6 +325,15 @@ def test_spectrogram_image_has_low_frequencies_at_the_bottom():
         assert abs(brightest_row - (1 - tone / (FS / 2)) * 224) < 224 / 65 + 2
 
 
+def test_scalogram_image_has_low_frequencies_at_the_bottom():
+    # The scalogram's 64 rows span 0.05-5 Hz on a log scale; the highest frequency row is at the top.
+    t = np.arange(SPEC.n_samples) / FS
+    for tone in (0.3, 1.2, 3.0):
+        image = represent(np.sin(2 * np.pi * tone * t), SPEC, ("scalogram",), sampling_rate=FS)[0]
+        brightest_row = np.argmax(colour_index(image)[:, 56:168].mean(axis=1))
+        assert abs(brightest_row - (1 - np.log(tone / 0.05) / np.log(100)) * 224) < 2 * 224 / 64, tone
+
+
 def test_recurrence_image_diagonal():
     window = bvp_like(seed=13)
     plain = represent(window, SPEC, ("recurrence",), sampling_rate=FS)[0, 0]

@@ -139,6 +139,18 @@ def test_tampered_file_is_refused(tmp_path):
         load_bundle(bundle.path)
 
 
+@pytest.mark.parametrize("tampered", ["backbone.onnx", "head.onnx"])
+def test_every_file_of_the_bundle_is_checksummed(tmp_path, tampered):
+    bundle = save_bundle(tmp_path / "b", _two_graph_manifest(), {"backbone.onnx": b"backbone", "head.onnx": b"head"})
+    assert list(bundle.files) == ["backbone.onnx", "head.onnx"]
+    (bundle.path / tampered).write_bytes(b"modified")
+    with pytest.raises(EdgeError, match=f"checksum mismatch for {tampered} "):
+        load_bundle(bundle.path)
+    (bundle.path / tampered).unlink()
+    with pytest.raises(EdgeError, match=f"file {tampered} listed in the manifest is missing"):
+        load_bundle(bundle.path)
+
+
 def test_missing_file_is_refused(tmp_path):
     bundle = _save(tmp_path)
     (bundle.path / "model.onnx").unlink()

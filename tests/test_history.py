@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from edge import history
 from edge.cli import main
@@ -131,7 +132,7 @@ def test_a_terminal_gets_the_table(tmp_path):
 
 
 def test_timeline_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib")
     database = _fill(tmp_path / "r.sqlite", placeholder=True)
     out = tmp_path / "timeline.png"
     assert main(["history", str(database), "--plot", str(out)]) == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 import pywt
 import scipy.signal
 
@@ -110,7 +111,7 @@ def test_spec_rejects_bad_settings_naming_them(settings, named):
 
 
 def test_viridis_table_is_matplotlibs():
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = require_module("matplotlib")
     expected = matplotlib.colormaps["viridis"](np.arange(256), bytes=True)[:, :3]
     assert VIRIDIS_LUT.shape == (256, 3) and VIRIDIS_LUT.dtype == np.uint8
     np.testing.assert_array_equal(VIRIDIS_LUT, expected)

@@ -90,17 +90,20 @@ def _sample(database: Path, size: int, seed: int = 0) -> None:
         db.set_multiple_results(skipped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
 
 
+def _pending(database: Path) -> int:
+    with use_db(str(database), WorkDB.Mode.open) as db:
+        return sum(1 for _ in db.pending_work_items)
+
+
 def _execute(config: Path, database: Path, repo: Path, label: str) -> None:
     """``cosmic-ray exec`` with a one-line progress display on stderr."""
-    with use_db(str(database), WorkDB.Mode.open) as db:
-        total = db.num_work_items
+    total = _pending(database)
     process = subprocess.Popen([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config), str(database)],
                                cwd=repo, stdout=subprocess.DEVNULL)
     shown = None
     while process.poll() is None:
         time.sleep(2.0)
-        with use_db(str(database), WorkDB.Mode.open) as db:
-            done = db.num_results
+        done = total - _pending(database)
         if done != shown:
             print(f"\r{label}: {done}/{total} mutants", end="", file=sys.stderr, flush=True)
             shown = done

@@ -20,6 +20,7 @@ tests N mutants per module drawn at random (seeded), for a quick estimate.
 from __future__ import annotations
 
 import argparse
+import ast
 import random
 import shutil
 import subprocess
@@ -112,15 +113,35 @@ def _execute(config: Path, database: Path, repo: Path, label: str) -> None:
         raise SystemExit(f"cosmic-ray exec failed for {label} (exit {process.returncode})")
 
 
+def _annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions of every annotation: with ``from __future__ import annotations`` they are strings,
+    never evaluated, so a mutant inside one (``dict | None`` -> ``dict + None``) changes nothing."""
+    tree = ast.parse(source)
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return []
+    annotations = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            annotations.append(node.returns)
+        elif isinstance(node, ast.arg):
+            annotations.append(node.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations if a is not None]
+
+
 def _equivalents(module: str) -> list[dict]:
     entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
     return [entry for entry in entries if entry["module"] == module]
 
 
 def _score(module: str, database: Path, repo: Path, survivors: bool) -> dict:
-    """Counts of one module's tested mutants; a survivor listed in equivalent.toml (operator, source line) is equivalent."""
-    lines = (repo / module).read_text().splitlines()
+    """Counts of one module's tested mutants; a survivor in an annotation or listed in equivalent.toml is equivalent."""
+    source = (repo / module).read_text()
+    lines = source.splitlines()
     known = {(entry["operator"], entry["line"].strip()) for entry in _equivalents(module)}
+    annotations = _annotation_spans(source)
     counts = {"module": module, "mutants": 0, "killed": 0, "equivalent": 0}
     with use_db(str(database), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
@@ -131,7 +152,8 @@ def _score(module: str, database: Path, repo: Path, survivors: bool) -> dict:
             counts["mutants"] += 1
             if result.test_outcome != TestOutcome.SURVIVED:
                 counts["killed"] += 1
-            elif (mutation.operator_name, line) in known:
+            elif (mutation.operator_name, line) in known or any(
+                    start <= tuple(mutation.start_pos) < end for start, end in annotations):
                 counts["equivalent"] += 1
             elif survivors:
                 print(f"{module}:{mutation.start_pos[0]}: {mutation.operator_name} "

@@ -78,6 +78,8 @@ def test_spec_from_dict_rejects_unknown_keys():
     ("settings", "named"),
     [
         ({"sampling_rate": 0}, "sampling_rate"),
+        ({"sampling_rate": -100.0}, "sampling_rate must be a finite number > 0"),
+        ({"window_seconds": -10.0}, "window_seconds must be a finite number > 0"),
         ({"sampling_rate": float("nan")}, "sampling_rate"),
         ({"sampling_rate": "100"}, "sampling_rate"),
         ({"window_seconds": 10.005}, "whole number of samples"),

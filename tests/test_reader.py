@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -234,6 +235,22 @@ def test_no_hello_means_a_clear_config_timeout(loop_reader):
     with pytest.raises(BridgeError, match="no device description") as info:
         loop_reader.wait_for_config(timeout=0.2)
     assert info.value.code == "no_config"
+
+
+def test_wait_for_config_waits_for_a_hello_that_comes_later(loop_reader):
+    later = threading.Timer(0.3, lambda: loop_reader.port.write(wire(device_frames(1))))
+    later.start()
+    try:
+        assert loop_reader.wait_for_config(timeout=30) == CONFIG
+    finally:
+        later.join()
+
+
+def test_read_until_idle_returns_by_its_timeout_on_a_silent_port(loop_reader):
+    started = time.monotonic()
+    events = loop_reader.read_until_idle(idle_s=5.0, timeout=0.3)
+    assert [event.kind for event in events] == ["connected"]  # the port opening, then nothing
+    assert time.monotonic() - started < 0.9  # the timeout, not the idle time nor a second
 
 
 # --------------------------------------------------------------------------- sim://

@@ -228,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
     """Print, export or plot the stored results."""
     if args.last is not None and args.last < 1:
         raise EdgeError(f"--last must be a positive number of windows, got {args.last}")
+    for option, target in (("--csv", args.csv), ("--plot", args.plot)):
+        if target not in (None, "-") and not Path(target).parent.is_dir():
+            raise EdgeError(f"{option} {target}: folder {Path(target).parent} does not exist; create it first")
     with ResultStore(args.database, readonly=True) as store:
         results = store.windows(last=args.last, session=args.session)
         recording_files = store.events("recording_file")

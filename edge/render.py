@@ -59,6 +59,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render every window of the selected columns; returns the exit status."""
+    if args.out.exists() and not args.out.is_dir():
+        raise EdgeError(f"--out {args.out} is a file; pass a folder (new or existing) for the PNGs")
     spec = _spec_from_args(args)
     hop_seconds = spec.window_seconds if args.hop_seconds is None else args.hop_seconds
     if not (math.isfinite(hop_seconds) and round(hop_seconds * spec.sampling_rate) >= 1):
@@ -156,7 +158,13 @@ def _spec_from_args(args: argparse.Namespace) -> RepresentationSpec:
     if args.spec is None:
         settings = {"sampling_rate": args.fs}
     else:
-        spec = RepresentationSpec.from_json(args.spec.read_text())
+        if not args.spec.is_file():
+            raise EdgeError(f"--spec {args.spec} does not exist (or is not a file); pass the JSON of a "
+                            "RepresentationSpec (RepresentationSpec.to_json)")
+        try:
+            spec = RepresentationSpec.from_json(args.spec.read_text())
+        except ValueError as exc:
+            raise EdgeError(f"--spec {args.spec}: {exc}") from None
         if not math.isclose(args.fs, spec.sampling_rate, rel_tol=1e-9):
             raise ValueError(f"--fs {args.fs:g} Hz differs from sampling_rate {spec.sampling_rate:g} Hz in "
                              f"{args.spec}; resample the signal or pass a spec made for {args.fs:g} Hz")
@@ -194,7 +202,8 @@ def _render_column(name: str, samples: np.ndarray, folder: Path, spec: Represent
         _warn(f"column {name!r} window {index} (samples {starts[index]}-{starts[index] + spec.n_samples - 1}) "
               f"has {missing} missing or non-finite samples; skipped")
     kept = np.flatnonzero(finite)
-    folder.mkdir(parents=True, exist_ok=True)
+    if kept.size:
+        folder.mkdir(parents=True, exist_ok=True)
     for first in range(0, kept.size, _WINDOWS_PER_BATCH):
         batch = kept[first : first + _WINDOWS_PER_BATCH]
         images = represent(windows[batch], spec, sampling_rate=spec.sampling_rate)

@@ -232,17 +232,29 @@ class ResultStore:
                 f"cannot use results database {self.path}: {exc}; check the path and its permissions, "
                 "or move the file away to start a new one"
             ) from None
+        except (FileExistsError, NotADirectoryError):
+            raise EdgeError(f"cannot use results database {self.path}: a file stands where its folder should be; "
+                            "choose a path in a folder") from None
 
     def _connect_readonly(self) -> sqlite3.Connection:
-        """A read-only connection; read the file as it is when SQLite cannot set up its WAL index."""
+        """A read-only connection that leaves no file behind.
+
+        With no ``-wal`` file beside it (no monitor has it open), the database
+        file holds every window: it is read as it is (``immutable``), because
+        a ``mode=ro`` connection to a WAL database creates ``-wal`` and
+        ``-shm`` files that it cannot remove. Otherwise ``mode=ro`` reads the
+        WAL too, and the file as it is when SQLite cannot set up its index.
+        """
         uri = self.path.resolve().as_uri()
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not wal.exists():
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return conn
         except sqlite3.OperationalError:  # e.g. a WAL file whose -shm is gone, in a folder we cannot write
             conn.close()
-        wal = self.path.with_name(self.path.name + "-wal")
         self.unread_wal = wal.is_file() and wal.stat().st_size > 0
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
 

@@ -3,6 +3,7 @@ fails the test there (it only skips on a developer machine without them)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,13 @@ def shared_path(relative: str) -> Path:
             pytest.fail(message + " (required when CI is set)")
         pytest.skip(message)
     return path
+
+
+def require_module(name: str):
+    """Import an optional module: skip without it, except in CI (which installs every extra), where it fails."""
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(name)
 
 
 @pytest.fixture

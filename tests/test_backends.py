@@ -3,8 +3,9 @@ import types
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-onnx = pytest.importorskip("onnx")
+onnx = require_module("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edge.backends import LiteRTBackend, OnnxRuntimeBackend, create_backend, onnx_session, softmax  # noqa: E402
@@ -321,8 +322,8 @@ def _tflite_end_to_end(weights):
 
     Built with the schema module that ships inside ai-edge-litert (no TensorFlow needed).
     """
-    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
-    flatbuffers = pytest.importorskip("flatbuffers")
+    schema = require_module("ai_edge_litert.schema_py_generated")
+    flatbuffers = require_module("flatbuffers")
     buffers, tensors, codes, operators = [schema.BufferT()], [], [], []
 
     def tensor(name, shape, dtype=schema.TensorType.FLOAT32, data=None):
@@ -372,7 +373,7 @@ def _tflite_end_to_end(weights):
 
 
 def test_real_litert_runtime(tmp_path):
-    pytest.importorskip("ai_edge_litert.interpreter")
+    require_module("ai_edge_litert.interpreter")
     graphs = {"model": _graph("model.tflite", "images", [K, 3, S, S], "logits", "logits")}
     manifest = _manifest("end_to_end", graphs, backend="litert")
     bundle = save_bundle(tmp_path / "tflite", manifest, {"model.tflite": _tflite_end_to_end(W_E2E)})

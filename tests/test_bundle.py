@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import shutil
 
@@ -139,6 +140,18 @@ def test_tampered_file_is_refused(tmp_path):
         load_bundle(bundle.path)
 
 
+@pytest.mark.parametrize("tampered", ["backbone.onnx", "head.onnx"])
+def test_every_file_of_the_bundle_is_checksummed(tmp_path, tampered):
+    bundle = save_bundle(tmp_path / "b", _two_graph_manifest(), {"backbone.onnx": b"backbone", "head.onnx": b"head"})
+    assert list(bundle.files) == ["backbone.onnx", "head.onnx"]
+    (bundle.path / tampered).write_bytes(b"modified")
+    with pytest.raises(EdgeError, match=f"checksum mismatch for {tampered} "):
+        load_bundle(bundle.path)
+    (bundle.path / tampered).unlink()
+    with pytest.raises(EdgeError, match=f"file {tampered} listed in the manifest is missing"):
+        load_bundle(bundle.path)
+
+
 def test_missing_file_is_refused(tmp_path):
     bundle = _save(tmp_path)
     (bundle.path / "model.onnx").unlink()
@@ -222,6 +235,12 @@ def _set(path, value):
         (_set(["window_seconds"], 1e308), "'window_seconds' must be a number > 0 and at most 600, got 1e"),
         (_set(["sampling_rate"], 1e300), "'sampling_rate' must be a number > 0 and at most 10000, got 1e"),
         (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 10**9, 10**9]), "fixed S of at most 1024"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 32, 32, 1]), r"shape \[k, 3, S, S\]"),
+        (_set(["sampling_rate"], 0), "'sampling_rate' must be a number > 0"),
+        (_set(["channels", 1, "adc_range"], [1, 2, 3]), r"'channels\[1\].adc_range' must be \[low, high\] or null"),
+        (_set(["channels", 1, "valid_range"], ["low", "high"]), r"'channels\[1\].valid_range' must be \[low, high\]"),
+        (_set(["scalars"], ["EDA.mean"]), "'scalars' must name scalars of the bundle's channels for a backbone_head"),
+        (_set(["calibration"], {"method": "baseline", "windows": 6}), "baseline calibrates the head's scalars"),
     ],
 )
 def test_invalid_fields_are_named(tmp_path, edit, match):
@@ -279,6 +298,33 @@ def test_pipeline_graphs_must_match(tmp_path):
     manifest = _manifest(pipeline="backbone_head")
     with pytest.raises(EdgeError, match=r"needs graphs \['backbone', 'head'\]"):
         _save(tmp_path, manifest)
+    backbone_only = _two_graph_manifest()
+    del backbone_only["graphs"]["head"]
+    with pytest.raises(EdgeError, match=r"needs graphs \['backbone', 'head'\], got \['backbone'\]"):
+        save_bundle(tmp_path / "b", backbone_only, {"backbone.onnx": b"backbone"})
+
+
+def test_shapes_at_the_edge_of_what_is_allowed_load(tmp_path):
+    one_image_at_a_time = _two_graph_manifest()
+    one_image_at_a_time["graphs"]["backbone"]["inputs"][0]["shape"] = [1, 3, 32, 32]
+    files = {"backbone.onnx": b"backbone", "head.onnx": b"head"}
+    assert save_bundle(tmp_path / "b1", one_image_at_a_time, files).graphs["backbone"].input_shape == (1, 3, 32, 32)
+    batched_output = _manifest()
+    batched_output["graphs"]["model"]["outputs"][0]["shape"] = [1, 3]
+    assert _save(tmp_path, batched_output).graphs["model"].output_shape == (1, 3)
+
+
+def test_the_fusion_of_a_loaded_bundle_cannot_be_changed(tmp_path):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _save(tmp_path).fusion[0].modality = "ECG"
+
+
+def test_a_folder_of_another_format_is_not_overwritten(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"format": "zzz-model"}))
+    with pytest.raises(EdgeError, match="exists and is not a bundle"):
+        save_bundle(other, _manifest(), {"model.onnx": MODEL_BYTES})
 
 
 def test_save_replaces_an_existing_bundle_atomically(tmp_path):

@@ -13,10 +13,9 @@ _NEEDS_TORCH = ("import-e4", "pretrain", "finetune", "evaluate", "export")
 
 
 def test_help_lists_every_command(capsys):
-    try:
+    with pytest.raises(SystemExit) as exited:
         main(["--help"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert exited.value.code == 0
     out = capsys.readouterr().out
     for name in COMMANDS:
         assert name in out

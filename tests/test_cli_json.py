@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from conftest import require_module
 
 from edge.cli import main
 
 
 def test_evaluate_json_writes_the_report_and_names_it_last(tmp_path, monkeypatch, capsys):
-    evaluate = pytest.importorskip("training.evaluate")  # needs torch
+    evaluate = require_module("training.evaluate")  # needs torch
     report = {"accuracy": 0.5, "macro_f1": 0.4, "per_class_recall": {"No Pain": 0.5}}
     monkeypatch.setattr(evaluate, "evaluate_run", lambda *args, **kwargs: report)
     out = tmp_path / "reports" / "report.json"
@@ -24,7 +24,7 @@ def test_evaluate_json_writes_the_report_and_names_it_last(tmp_path, monkeypatch
 
 
 def test_fusion_table_json(tmp_path, monkeypatch, capsys):
-    evaluate = pytest.importorskip("training.evaluate")
+    evaluate = require_module("training.evaluate")
 
     def fake_table(data, backbone, out, **kwargs):
         (out / "fusion_table.md").write_text("| table |\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 import torch
 
 from training.models import TinyBioMoE, load_backbone, to_export_form
@@ -109,9 +110,9 @@ def test_torch_export_has_no_fft_or_batchnorm(golden_checkpoint, golden_io):
 
 
 def test_dynamo_onnx_export_runs_in_onnxruntime(golden_checkpoint, golden_io, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    onnxruntime = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
+    onnx = require_module("onnx")
+    onnxruntime = require_module("onnxruntime")
+    require_module("onnxscript")
     export_model = _golden_export(golden_checkpoint)
     golden = np.load(golden_io)
     path = tmp_path / "tiny_biomoe.onnx"

@@ -133,9 +133,26 @@ def test_cli_errors_for_missing_data_and_foreign_checkpoint(tiny_cohort, tmp_pat
                  "--pairs", "Eda:waveform", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "biomoe finetune: error:" in err and "nowhere" in err
+    assert not (tmp_path / "a").exists()  # a refused run writes nothing
     foreign = tmp_path / "vit.pth"
     torch.save({"model_state_dict": {"patch_embed.proj.weight": torch.zeros(4, 3, 16, 16)}}, foreign)
     assert main(["finetune", "--data", str(tiny_cohort), "--out", str(tmp_path / "b"), "--pairs", "Eda:waveform",
                  "--backbone", str(foreign), "--device", "cpu", "--cache", str(tmp_path / "cache")]) == 1
     err = capsys.readouterr().err
     assert "not a Tiny-BioMoE checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_refused_run_leaves_out_as_it_was_and_the_retry_runs(tiny_cohort, feature_cache_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    argv = ["finetune", "--data", str(tiny_cohort), "--out", str(out), "--pairs", "Eda:waveform",
+            "--backbone", "random:0", "--cache", str(feature_cache_dir)]
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        assert main(argv + ["--device", "cuda"]) == 1
+    assert "sees no GPU" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+    assert main(argv + ["--device", "cpu"]) == 0  # the retry is not taken for another run
+    assert (out / "config.json").is_file() and (out / "metrics.json").is_file()

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from edge import history
 from edge.cli import main
@@ -47,6 +48,24 @@ def test_prints_a_table(tmp_path, capsys):
     assert len(out) == 1 + 6
     assert "skipped" in out[4] and "EDA:lead_off" in out[5]
     assert "Low Pain" in out[2] and "0.800" in out[2]
+
+
+def test_reading_leaves_the_database_folder_as_it_was(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite")
+    content = database.read_bytes()
+    assert main(["history", str(database), "--format", "jsonl"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["r.sqlite"]  # no -wal or -shm left behind
+    assert database.read_bytes() == content
+
+
+def test_reads_the_windows_a_running_monitor_holds_in_its_wal(tmp_path, capsys):
+    database = _fill(tmp_path / "r.sqlite", n=2)
+    with ResultStore(database) as writer:  # open, like a running monitor: its new windows are in -wal
+        writer.start_session("b1", False, LABELS, ["EDA", "BVP"])
+        writer.append(WindowResult(0, 0.0, 10.0, 1.8e9, bundle_id="b1", skipped=True, skip_reason="behind"))
+        assert main(["history", str(database), "--format", "jsonl"]) == 0
+    assert [json.loads(line)["session_id"] for line in capsys.readouterr().out.splitlines()] == [1, 1, 2]
 
 
 def test_last_limits_the_rows(tmp_path, capsys):
@@ -113,7 +132,7 @@ def test_a_terminal_gets_the_table(tmp_path):
 
 
 def test_timeline_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib")
     database = _fill(tmp_path / "r.sqlite", placeholder=True)
     out = tmp_path / "timeline.png"
     assert main(["history", str(database), "--plot", str(out)]) == 0

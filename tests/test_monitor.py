@@ -167,6 +167,7 @@ def test_simulated_hub_with_faults_end_to_end(tmp_path):
     assert len(exported.read_text().splitlines()) == n_windows + 1
 
 
+@pytest.mark.timeout(120)  # the readline below has no timeout of its own: a monitor that prints nothing fails here
 def test_sigterm_commits_every_printed_window(tmp_path):
     database = tmp_path / "results.sqlite"
     process = subprocess.Popen(_monitor_command("--simulate", "--speed", 20, "--hop", HOP, "--db", database),

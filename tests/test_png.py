@@ -3,6 +3,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from edge.png import encode_png, write_png
 
@@ -39,7 +40,7 @@ def test_round_trip(channels):
 
 
 def test_matplotlib_reads_it_back(tmp_path):
-    image_module = pytest.importorskip("matplotlib.image")
+    image_module = require_module("matplotlib.image")
     image = np.random.default_rng(2).integers(0, 256, size=(31, 9, 3), dtype=np.uint8)
     path = tmp_path / "x.png"
     write_png(path, image)

@@ -191,6 +191,31 @@ def test_channel_spec_errors_name_the_parameter():
         DeviceConfig(1000, (ChannelSpec("A", "", 5000, SampleFormat.INT32),))
 
 
+def test_names_and_units_fill_their_eight_bytes_on_the_wire():
+    hello = Hello(1, 0x2A17, 0, 0, 0, DeviceConfig(100_000, (ChannelSpec("RESPIRAT", "mmHg_abs", 10),)))
+    (decoded,) = frames_only(FrameDecoder().feed(encode_frame(hello)))
+    assert decoded.config.channels[0].name == "RESPIRAT" and decoded.config.channels[0].unit == "mmHg_abs"
+    for name, unit in (("RESPIRATE", "uS"), ("EDA", "microsiem")):
+        with pytest.raises(ValueError, match="1 to 8 printable ASCII characters"):
+            ChannelSpec(name, unit, 10)
+
+
+def test_block_duration_is_the_block_period_in_seconds():
+    assert DeviceConfig(100_000, CONFIG.channels).block_duration_s == 0.1
+    assert DeviceConfig(250_000, CONFIG.channels).block_duration_s == 0.25
+
+
+@pytest.mark.parametrize("field, value", [("flags", 0xFF), ("flags", 0), ("lead_off_mask", 0xFFFF)])
+def test_status_fields_accept_their_whole_range(field, value):
+    assert getattr(Status(1, 0x2A17, 5, 0, **{field: value}), field) == value
+
+
+@pytest.mark.parametrize("field, value", [("flags", 0x100), ("flags", -1), ("lead_off_mask", 0x10000)])
+def test_status_fields_refuse_values_beyond_their_bytes(field, value):
+    with pytest.raises(ValueError, match=field):
+        Status(1, 0x2A17, 5, 0, **{field: value})
+
+
 def test_physical_scaling_round_trips_within_half_a_step():
     spec = CONFIG.channel("EDA")
     physical = np.array([0.0, 1.2345, 16.384, 30.0])
@@ -481,6 +506,27 @@ def test_oversize_garbage_is_dropped_with_bounded_memory():
     assert decoder.stats.oversize == 1
     assert frames_only(out) == frames
     assert MAX_FRAME_SIZE < 5 * 5000
+
+
+def _frame_of_size(size: int, zeros: bool) -> bytes:
+    """A frame of an unknown type, ``size`` bytes before COBS, with a valid CRC; with ``zeros`` False, no zero byte."""
+    header = struct.pack("<BBHHHI", 1, 9, 0x0303, 0x2A17, 0x0101, 0x01010101)
+    for salt in range(1, 256):
+        payload = bytes(size - len(header) - 5) + bytes([salt]) if zeros else bytes([salt]) * (size - len(header) - 4)
+        body = header + payload
+        crc = struct.pack("<I", zlib.crc32(body))
+        if b"\x00" not in crc and (zeros or b"\x00" not in body):
+            return cobs_encode(body + crc) + b"\x00"
+    raise AssertionError("no salt gives a CRC without zero bytes")
+
+
+def test_a_frame_of_the_largest_size_is_taken_one_byte_more_is_oversize():
+    for zeros in (False, True):  # without zeros COBS adds a byte per 254; with them, almost nothing
+        decoder = FrameDecoder()
+        decoder.feed(_frame_of_size(MAX_FRAME_SIZE, zeros))
+        assert (decoder.stats.oversize, decoder.stats.unknown_type) == (0, 1), zeros
+        decoder.feed(_frame_of_size(MAX_FRAME_SIZE + 1, zeros))
+        assert (decoder.stats.oversize, decoder.stats.unknown_type) == (1, 1), zeros
 
 
 def test_sample_block_of_the_wrong_length_is_malformed():

@@ -93,6 +93,78 @@ def test_out_of_physiological_range():
     assert signal_quality(-_clean("EDA"), RATE, channel_spec("EDA"))["flags"] == ["out_of_range"]
 
 
+def test_the_physiological_range_includes_its_limits():
+    spo2 = np.full(1000, 100.0)  # a healthy, well-oxygenated patient reads exactly 100 %
+    spo2[::2] = 50.0
+    assert signal_quality(spo2, RATE, channel_spec("SpO2"))["out_of_range"] == 0.0
+    spo2[:60] = [49.9, 100.1] * 30
+    assert signal_quality(spo2, RATE, channel_spec("SpO2"))["out_of_range"] == pytest.approx(0.06)
+
+
+def test_saturation_counts_samples_at_the_adc_limits_not_inside():
+    spec = channel_spec("EDA", adc_range=(0.0, 25.0))
+    eda = _clean("EDA") + 10.0
+    eda[:100] = [0.0, 25.0] * 50
+    eda[100:200] = [0.001, 24.999] * 50
+    assert signal_quality(eda, RATE, spec)["saturated"] == pytest.approx(0.1)
+
+
+def _with_fault(flag: str, n_bad: int) -> tuple[np.ndarray, ChannelSpec]:
+    """A clean window whose first ``n_bad`` samples have ``flag``'s fault."""
+    if flag == "missing":
+        signal, spec = _clean("BVP"), channel_spec("BVP")
+        signal[:n_bad] = np.nan
+    elif flag == "saturation":
+        signal, spec = _clean("EDA") + 10.0, channel_spec("EDA", adc_range=(0.0, 25.0))
+        signal[:n_bad] = 25.0
+    else:
+        signal, spec = _clean("SpO2"), channel_spec("SpO2")
+        signal[:n_bad] = 0.0
+    return signal, spec
+
+
+# The defaults of signal_quality: 10 % missing, 1 % saturated, 5 % out of range are still acceptable.
+@pytest.mark.parametrize("flag, threshold", [("missing", 0.1), ("saturation", 0.01), ("out_of_range", 0.05)])
+def test_a_fault_fraction_at_its_default_threshold_is_not_flagged_one_sample_more_is(flag, threshold):
+    n_bad = round(threshold * 1000)
+    signal, spec = _with_fault(flag, n_bad)
+    assert flag not in signal_quality(signal, RATE, spec)["flags"]
+    signal, spec = _with_fault(flag, n_bad + 1)
+    assert flag in signal_quality(signal, RATE, spec)["flags"]
+
+
+def test_a_barely_varying_signal_is_flat_by_its_spread_alone():
+    eda = 5.0 + 1e-7 * np.arange(1000)  # no two samples equal; std 2.9e-5 uS, below EDA's 1e-4
+    verdict = signal_quality(eda, RATE, channel_spec("EDA"))
+    assert verdict["longest_constant_seconds"] == pytest.approx(0.01)
+    assert verdict["std"] < 1e-4 and verdict["flags"] == ["flat_line"]
+
+
+def test_the_longest_constant_run_of_short_signals():
+    assert signal_quality([1.0, 2.0], RATE, channel_spec("BVP"))["longest_constant_seconds"] == pytest.approx(0.01)
+    assert signal_quality([1.0, 1.0], RATE, channel_spec("BVP"))["longest_constant_seconds"] == pytest.approx(0.02)
+    assert signal_quality([1.0], RATE, channel_spec("BVP"))["longest_constant_seconds"] == pytest.approx(0.01)
+
+
+def test_fractions_are_rounded_to_six_decimals():
+    eda = _clean("EDA", seconds=30.0) + 10.0
+    eda[0] = -0.5  # below the ADC's range: saturated too
+    verdict = signal_quality(eda, RATE, channel_spec("EDA", adc_range=(0.0, 25.0)))
+    assert verdict["saturated"] == 0.000333  # 1 / 3000
+
+
+@pytest.mark.parametrize("signal, rate, message", [([], RATE, "non-empty 1-D"), ([[1.0, 2.0]], RATE, "1-D"),
+                                                   ([1.0, 2.0], 0.0, "sampling_rate"),
+                                                   ([1.0, 2.0], -100.0, "sampling_rate")])
+def test_bad_signals_and_rates_are_refused(signal, rate, message):
+    with pytest.raises(ValueError, match=message):
+        signal_quality(signal, rate, channel_spec("BVP"))
+
+
+def test_a_slow_sampling_rate_is_accepted():
+    assert signal_quality(_clean("SpO2")[:10], 0.5, channel_spec("SpO2"))["ok"]
+
+
 def test_device_flags_are_reported():
     verdict = signal_quality(_clean("EDA"), RATE, channel_spec("EDA"), device_flags={"lead_off"})
     assert verdict["flags"] == ["lead_off"] and not verdict["ok"]
@@ -129,6 +201,21 @@ def test_signal_fill_interpolates_and_holds_edges():
     np.testing.assert_array_equal(signal_fill(np.full((2, 3), np.nan)), np.zeros((2, 3)))
     rows = signal_fill([[1.0, np.nan, 3.0], [np.nan, 5.0, 5.0]])
     np.testing.assert_allclose(rows, [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+
+
+def test_signal_fill_fills_each_row_of_a_wide_batch():
+    batch = np.full((2, 5), np.nan)
+    batch[0, [0, 4]] = [0.0, 8.0]
+    batch[1, 1] = 3.0
+    np.testing.assert_array_equal(signal_fill(batch), [[0.0, 2.0, 4.0, 6.0, 8.0], [3.0] * 5])
+
+
+def test_a_flag_raised_twice_is_cleared_twice():
+    flags = DeviceFlags()
+    for time, active in ((10.0, {"lead_off"}), (15.0, set()), (20.0, {"lead_off"}), (25.0, set())):
+        flags.update("EDA", time, active)
+    assert flags.during("EDA", 12.0, 13.0) == flags.during("EDA", 21.0, 22.0) == {"lead_off"}
+    assert flags.during("EDA", 16.0, 19.0) == flags.during("EDA", 26.0, 40.0) == set()
 
 
 def test_device_flags_timeline():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -15,6 +17,7 @@ from firmware_bridge.reader import (
     DeviceEvent,
     GapEvent,
     LinkEvent,
+    ReaderStats,
     SensorReader,
     StatusEvent,
     StreamAssembler,
@@ -115,6 +118,20 @@ def test_lost_blocks_become_gap_events_per_channel(loop_reader):
     assert stats.samples_lost_link == {"EDA": 20, "SpO2": 2}
 
 
+def test_a_gap_late_in_the_session_is_placed_from_the_last_block_before_it(loop_reader):
+    send(loop_reader, wire(device_frames(10, skip={6, 7})))
+    gaps = [e for e in loop_reader.read(timeout=1) if isinstance(e, GapEvent)]
+    assert [(g.channel, g.first_sample_index, g.n_samples) for g in gaps] == [("EDA", 60, 20), ("SpO2", 6, 2)]
+    assert [g.device_time_s for g in gaps] == pytest.approx([0.6, 0.6])
+
+
+def test_a_gap_before_the_first_block_starts_at_zero(loop_reader):
+    send(loop_reader, wire(device_frames(4, skip={0, 1})))
+    gaps = [e for e in loop_reader.read(timeout=1) if isinstance(e, GapEvent)]
+    assert [(g.channel, g.first_sample_index, g.n_samples) for g in gaps] == [("EDA", 0, 20), ("SpO2", 0, 2)]
+    assert [g.device_time_s for g in gaps] == [0.0, 0.0]
+
+
 def test_status_flags_are_named_by_channel(loop_reader):
     send(loop_reader, wire(device_frames(2, statuses={1: (0b10, 0b01)})))
     status = [e for e in loop_reader.read(timeout=1) if isinstance(e, StatusEvent)]
@@ -179,12 +196,27 @@ def test_a_port_that_cannot_be_opened_is_named_in_the_error(port):
 @pytest.mark.parametrize(
     "field, value, message",
     [("port", "", "port must be a pyserial URL"), ("queue_blocks", 1, "queue_blocks"),
-     ("reconnect_min_s", 10.0, "reconnect_min_s"), ("read_timeout_s", 0, "read_timeout_s")],
+     ("reconnect_min_s", 10.0, "reconnect_min_s"), ("read_timeout_s", 0, "read_timeout_s"),
+     ("read_timeout_s", 6, "read_timeout_s"), ("baudrate", 0, "baudrate"), ("baudrate", -9600, "baudrate"),
+     ("baudrate", "fast", "baudrate")],
 )
 def test_bad_params_name_the_parameter(field, value, message):
     options = {"port": "loop://", field: value}
     with pytest.raises(ValueError, match=message):
         BridgeParams(**options)
+
+
+def test_params_defaults_and_limits_are_the_documented_ones():
+    params = BridgeParams("loop://")
+    assert (params.reconnect_min_s, params.reconnect_max_s, params.max_pending_blocks) == (0.1, 5.0, 64)
+    assert params.stale_after_s is None
+    assert BridgeParams("loop://", read_timeout_s=5, baudrate=1).read_timeout_s == 5
+
+
+def test_a_new_readers_counters_are_zero():
+    counters = dataclasses.asdict(ReaderStats())  # the decoder's counters nested as a dict
+    leaves = [*counters.pop("decoder").values(), *counters.values()]
+    assert len(leaves) > 10 and all(value in (0, {}) for value in leaves), leaves
 
 
 def test_lifecycle_misuse_is_a_bridge_error():
@@ -203,6 +235,22 @@ def test_no_hello_means_a_clear_config_timeout(loop_reader):
     with pytest.raises(BridgeError, match="no device description") as info:
         loop_reader.wait_for_config(timeout=0.2)
     assert info.value.code == "no_config"
+
+
+def test_wait_for_config_waits_for_a_hello_that_comes_later(loop_reader):
+    later = threading.Timer(0.3, lambda: loop_reader.port.write(wire(device_frames(1))))
+    later.start()
+    try:
+        assert loop_reader.wait_for_config(timeout=30) == CONFIG
+    finally:
+        later.join()
+
+
+def test_read_until_idle_returns_by_its_timeout_on_a_silent_port(loop_reader):
+    started = time.monotonic()
+    events = loop_reader.read_until_idle(idle_s=5.0, timeout=0.3)
+    assert [event.kind for event in events] == ["connected"]  # the port opening, then nothing
+    assert time.monotonic() - started < 0.9  # the timeout, not the idle time nor a second
 
 
 # --------------------------------------------------------------------------- sim://

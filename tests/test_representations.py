@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 import pywt
 import scipy.signal
 
@@ -77,6 +78,8 @@ def test_spec_from_dict_rejects_unknown_keys():
     ("settings", "named"),
     [
         ({"sampling_rate": 0}, "sampling_rate"),
+        ({"sampling_rate": -100.0}, "sampling_rate must be a finite number > 0"),
+        ({"window_seconds": -10.0}, "window_seconds must be a finite number > 0"),
         ({"sampling_rate": float("nan")}, "sampling_rate"),
         ({"sampling_rate": "100"}, "sampling_rate"),
         ({"window_seconds": 10.005}, "whole number of samples"),
@@ -110,7 +113,7 @@ def test_spec_rejects_bad_settings_naming_them(settings, named):
 
 
 def test_viridis_table_is_matplotlibs():
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = require_module("matplotlib")
     expected = matplotlib.colormaps["viridis"](np.arange(256), bytes=True)[:, :3]
     assert VIRIDIS_LUT.shape == (256, 3) and VIRIDIS_LUT.dtype == np.uint8
     np.testing.assert_array_equal(VIRIDIS_LUT, expected)
@@ -323,6 +326,15 @@ def test_spectrogram_image_has_low_frequencies_at_the_bottom():
         image = represent(np.sin(2 * np.pi * tone * t), SPEC, ("spectrogram_psd",), sampling_rate=FS)[0]
         brightest_row = np.argmax(colour_index(image).mean(axis=1))
         assert abs(brightest_row - (1 - tone / (FS / 2)) * 224) < 224 / 65 + 2
+
+
+def test_scalogram_image_has_low_frequencies_at_the_bottom():
+    # The scalogram's 64 rows span 0.05-5 Hz on a log scale; the highest frequency row is at the top.
+    t = np.arange(SPEC.n_samples) / FS
+    for tone in (0.3, 1.2, 3.0):
+        image = represent(np.sin(2 * np.pi * tone * t), SPEC, ("scalogram",), sampling_rate=FS)[0]
+        brightest_row = np.argmax(colour_index(image)[:, 56:168].mean(axis=1))
+        assert abs(brightest_row - (1 - np.log(tone / 0.05) / np.log(100)) * 224) < 2 * 224 / 64, tone
 
 
 def test_recurrence_image_diagonal():

@@ -11,6 +11,7 @@ from edge.bundle import default_bundle_path, load_bundle
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_quick_run_writes_every_part_of_the_report(tmp_path):
     report, plot, record = tmp_path / "RESULTS.md", tmp_path / "latency.png", tmp_path / "all.json"
     assert main(["--quick", "--report", str(report), "--plot", str(plot), "--json", str(record)]) == 0

@@ -50,6 +50,19 @@ def test_majority_votes_over_the_last_windows():
     np.testing.assert_allclose(results[-1][0], np.mean(sequence[-3:], axis=0))
 
 
+def test_majority_counts_votes_before_probabilities():
+    # Two windows vote No Pain, one, very sure, Pain: the mean favours Pain, the vote No Pain.
+    smoother = MajoritySmoother(windows=3)
+    results = [smoother.update(p) for p in ([0.51, 0.49, 0.0], [0.51, 0.49, 0.0], [0.0, 1.0, 0.0])]
+    assert results[-1][1] == 0
+    np.testing.assert_allclose(results[-1][0], [0.34, 0.66, 0.0])
+
+
+def test_majority_of_one_window_is_the_raw_label():
+    smoother = MajoritySmoother(windows=1)
+    assert [smoother.update(p)[1] for p in ([0.1, 0.9], [0.8, 0.2], [0.3, 0.7])] == [1, 0, 1]
+
+
 def test_unreliable_windows_do_not_move_the_smoothed_label():
     for smoother in (ExponentialSmoother(0.5), MajoritySmoother(3), Smoother()):
         settled = smoother.update([0.8, 0.1, 0.1])
@@ -74,24 +87,47 @@ def test_reset_forgets_history():
 
 
 def test_create_smoother_by_name():
-    assert isinstance(create_smoother("ema", alpha=0.2), ExponentialSmoother)
+    assert create_smoother("ema", alpha=0.2).alpha == 0.2
     assert create_smoother("majority", windows=7).windows == 7
-    assert type(create_smoother("none")) is Smoother
+    assert type(create_smoother("".join(["n", "o", "n", "e"]))) is Smoother  # a name built at run time
+    assert type(create_smoother("".join(["e", "m", "a"]))) is ExponentialSmoother
     assert set(SMOOTHING_METHODS) == {"ema", "majority", "none"}
-    with pytest.raises(ValueError, match="allowed"):
-        create_smoother("median")
+    for unknown in ("median", "average", "gaussian", "window"):  # sorting before, between and after the names
+        with pytest.raises(ValueError, match="allowed"):
+            create_smoother(unknown)
+    with pytest.raises(TypeError):
+        create_smoother("ema", 0.2)  # the settings are keyword-only
+
+
+def test_defaults_are_the_documented_ones():
+    # alpha 0.5 (a window's weight halves with each newer one) and a 5-window vote, as the docstrings say.
+    assert ExponentialSmoother().alpha == create_smoother().alpha == create_smoother("ema").alpha == 0.5
+    assert MajoritySmoother().windows == create_smoother("majority").windows == 5
 
 
 @pytest.mark.parametrize("make", [lambda: ExponentialSmoother(0.0), lambda: ExponentialSmoother(1.5),
-                                  lambda: MajoritySmoother(0), lambda: MajoritySmoother(2.5)])
+                                  lambda: ExponentialSmoother(-0.5), lambda: ExponentialSmoother("0.5"),
+                                  lambda: ExponentialSmoother(True), lambda: MajoritySmoother(0),
+                                  lambda: MajoritySmoother(-1), lambda: MajoritySmoother(2.5),
+                                  lambda: MajoritySmoother(True)])
 def test_bad_parameters_are_refused(make):
     with pytest.raises(ValueError, match="must be"):
         make()
 
 
-def test_bad_probabilities_are_refused():
-    with pytest.raises(ValueError, match="probabilities"):
-        Smoother().update([np.nan, 0.5, 0.5])
+def test_the_limits_of_the_parameters_are_accepted():
+    assert ExponentialSmoother(1.0).alpha == 1.0 and ExponentialSmoother(1e-9).alpha == 1e-9
+    assert MajoritySmoother(1).windows == 1
+
+
+@pytest.mark.parametrize("probabilities", [[np.nan, 0.5, 0.5], [1.0], [[0.5, 0.5], [0.5, 0.5]], 1.0, [[0.5, 0.5]]])
+def test_bad_probabilities_are_refused(probabilities):
+    with pytest.raises(ValueError, match="probabilities must be a finite 1-D array of >= 2 classes"):
+        Smoother().update(probabilities)
+
+
+def test_two_classes_are_enough():
+    assert Smoother().update([0.3, 0.7])[1] == 1
 
 
 def test_docstring_examples_run():

@@ -21,6 +21,7 @@ def test_memory_of_a_running_process_and_of_a_gone_one():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_soak_two_simulated_hours_every_window_accounted_for_and_memory_flat():
     # 30x: a window every 167 ms of wall time; the default bundle needs ~120 ms (benchmarks/RESULTS.md)
     report = soak(hours=2.0, speed=30.0, window=10.0, hop=5.0, progress=None)

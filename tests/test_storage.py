@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -105,6 +107,50 @@ def test_last_and_session_filters(tmp_path):
         assert len(store.windows(session=second)) == 2
         assert store.count() == 7 and store.count(skipped=True) == 2 and store.count(skipped=False) == 5
         assert [s["bundle_id"] for s in store.sessions()] == ["b1", "b2"]
+
+
+def test_sessions_are_listed_with_what_started_them(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        before = time.time()
+        session = store.start_session("b1", True, LABELS, ["EDA", "BVP"], {"hop_seconds": 5.0})
+        (listed,) = store.sessions()
+    assert listed["id"] == session and listed["bundle_id"] == "b1" and listed["placeholder"] is True
+    assert before <= listed["started_wall_time"] <= time.time()
+    assert listed["labels"] == LABELS and listed["channels"] == ["EDA", "BVP"] and listed["info"] == {"hop_seconds": 5.0}
+
+
+def test_the_file_says_biom_in_its_application_id(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite"):
+        pass
+    with sqlite3.connect(tmp_path / "r.sqlite") as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == int.from_bytes(b"BIOM", "big")
+
+
+def test_another_programs_database_is_refused_whatever_its_application_id(tmp_path):
+    for application_id in (0, 0x7FFFFFFF):
+        path = tmp_path / f"other-{application_id}.sqlite"
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA application_id = {application_id}")
+            conn.execute("CREATE TABLE notes(text)")
+        conn.close()
+        for readonly in (False, True):
+            with pytest.raises(EdgeError, match="is not a biomoe results database"):
+                ResultStore(path, readonly=readonly)
+
+
+def test_the_monitor_writes_and_history_reads_from_other_threads(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as writer:
+        writer.start_session("b1", False, LABELS, ["EDA", "BVP"])
+        worker = threading.Thread(target=lambda: [writer.append(_result(i)) for i in range(3)])
+        worker.start()
+        worker.join(timeout=30)
+        with ResultStore(path, readonly=True) as reader:
+            read = []
+            worker = threading.Thread(target=lambda: read.extend(reader.windows()))
+            worker.start()
+            worker.join(timeout=30)
+    assert [r.window_index for r in read] == [0, 1, 2]
 
 
 def test_events_are_stored(tmp_path):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import require_module, shared_path
 
-pytest.importorskip("litert_torch")
-pytest.importorskip("ai_edge_quantizer")
+require_module("litert_torch")
+require_module("ai_edge_quantizer")
 
-from conftest import shared_path  # noqa: E402
 from quantize.build_default_bundle import fit_head  # noqa: E402
 from quantize.parity import INT8_THRESHOLDS, GraphRunner, int8_parity  # noqa: E402
 from quantize.tflite import (  # noqa: E402

@@ -163,6 +163,24 @@ def test_a_channel_that_never_sends_is_missing_after_the_wait():
     np.testing.assert_allclose(windows[1].data[0], 10.0 + np.arange(1000) / 100.0)
 
 
+def test_a_channel_that_starts_within_the_wait_sets_the_grid():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "EDA", 100.0, 0.0, 9.5, lambda t: t)  # 9.5 s alone: less than window + wait
+    windows += windower.push("SpO2", 9.0, [97.0])  # SpO2 starts at 9 s
+    for second in range(10, 31):  # then both, as a serial stream interleaves them
+        windows += windower.push("SpO2", float(second), [97.0])
+        windows += windower.push("EDA", second - 0.5, np.ones(100))
+    assert [w.start_time for w in windows] == [9.0, 19.0] and not any(w.forced for w in windows)
+
+
+def test_next_window_start_follows_the_grid():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, hop_seconds=2.5)
+    assert windower.next_window_start is None
+    windows = _feed(windower, "EDA", 100.0, 100.0, 13.0, lambda t: t)
+    assert [w.start_time for w in windows] == [100.0, 102.5]
+    assert windower.next_window_start == 105.0
+
+
 def test_device_clock_reset_restarts_the_grid():
     windower = Windower({"EDA": 100.0}, 100.0, 10.0, resync_seconds=30.0)
     first = _feed(windower, "EDA", 100.0, 5000.0, 25.0, lambda t: t)
@@ -208,6 +226,8 @@ def test_memory_stays_bounded_over_a_long_feed():
     assert windower.nbytes == held
     assert held < 200_000  # about (window + wait + 1 s) of each channel
     assert len(windows) == int(hours * 3600 / 10) - 1  # the last one needs samples past the feed
+    last = windows[-1]  # still read from the right place of the ring buffers
+    np.testing.assert_allclose(last.data[0], np.sin(last.start_time + np.arange(1000) / 100.0), atol=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -414,7 +414,7 @@ def _save_head(head: FusionHead, config: FinetuneConfig, path: Path, labels, sca
 
 
 def _check_run_folder(out: Path, settings: dict, resume: bool) -> bool:
-    """Write config.json; True when ``out`` already holds this finished run (resume)."""
+    """True when ``out`` already holds this finished run (resume); refuse another run's folder. Writes nothing."""
     config_path = out / CONFIG_NAME
     if config_path.is_file():
         if not resume:
@@ -424,8 +424,6 @@ def _check_run_folder(out: Path, settings: dict, resume: bool) -> bool:
             changed = sorted(key for key in settings if saved.get(key) != settings.get(key))
             raise TrainingError(f"--resume with other settings than {config_path} ({changed}); use a new --out")
         return (out / "metrics.json").is_file()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, settings)
     return False
 
 
@@ -607,6 +605,8 @@ def finetune(
     train = load_windows(data, split, config)
     cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir())
     backbone = open_backbone(config.backbone, torch_device) if config.inputs != "scalars" else None
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves --out as it was
+    write_json(out / CONFIG_NAME, settings)
     if config.mode == "frozen":
         metrics = _run_frozen(config, train, cache, backbone, out)
     else:

@@ -88,6 +88,20 @@ def _device_lines(port: str | None) -> str:
     return f"DevicePolicy=closed\nDeviceAllow={_absolute('port', port)} rw\n"
 
 
+#: Addresses a dashboard on the hub's own networks may talk to: loopback, link-local and the private ranges.
+_LOCAL_NETWORKS = "localhost link-local 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7"
+
+
+def _network_lines(dashboard: str | None) -> str:
+    """No network at all, or with the bedside page only this machine (loopback bind) or the local networks."""
+    if dashboard is None:
+        return "PrivateNetwork=yes\nIPAddressDeny=any\nRestrictAddressFamilies=AF_UNIX\n"
+    from edge.dashboard.access import parse_bind_address
+
+    allowed = "localhost" if parse_bind_address(dashboard).loopback else _LOCAL_NETWORKS
+    return f"IPAddressDeny=any\nIPAddressAllow={allowed}\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+
+
 def _home_protection(paths) -> str:
     """``ProtectHome=yes`` unless the service must read something under a home folder (a venv in ~)."""
     homes = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -103,13 +117,14 @@ def memory_max_mb(target: str) -> float:
 
 
 def render_unit(config_path, user: str = "biomoe", command: list[str] | None = None, database=None,
-                port: str | None = None, memory_mb: float = 400.0) -> str:
+                port: str | None = None, memory_mb: float = 400.0, dashboard: str | None = None) -> str:
     """Text of the systemd unit that runs the monitor, confined.
 
     Every value written into the unit is checked: a control character (a
     newline that would start a line of its own) or a relative path is refused.
     The confinement scores at most 2.0 in ``systemd-analyze security``: no
-    capabilities, no network, system calls of ``@system-service`` only,
+    capabilities, no network (loopback or the local networks only with the
+    bedside page), system calls of ``@system-service`` only,
     read-only system, private /tmp, only the serial device, files created
     ``0600`` (``UMask=0077``) in a ``0700`` state folder, and a memory cap.
     The service restarts without end (every 10 s) while the hub is unplugged.
@@ -131,6 +146,9 @@ def render_unit(config_path, user: str = "biomoe", command: list[str] | None = N
         pyserial URL (the simulated hub): no device.
     memory_mb : float
         ``MemoryMax`` in MiB (:func:`memory_max_mb` of the target board).
+    dashboard : str, optional
+        The settings' ``dashboard`` (``[HOST:]PORT``): the unit then keeps the
+        network, for loopback only or, bound elsewhere, for the local networks.
 
     Returns
     -------
@@ -176,10 +194,7 @@ CapabilityBoundingSet=
 ProtectSystem=strict
 ProtectHome={protect_home}
 PrivateTmp=yes
-PrivateNetwork=yes
-IPAddressDeny=any
-RestrictAddressFamilies=AF_UNIX
-ProtectKernelTunables=yes
+{_network_lines(dashboard)}ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
@@ -275,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(config_path)  # refuse a unit that would start a monitor with bad settings
     config.require_source()
     unit = render_unit(config_path, args.user, database=config.database, port=config.port,
-                       memory_mb=memory_max_mb(args.target))
+                       memory_mb=memory_max_mb(args.target), dashboard=config.dashboard)
     if args.print_only:
         sys.stdout.write(unit)
         return 0

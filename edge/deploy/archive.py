@@ -140,7 +140,8 @@ def build_archive(target: DeployTarget, out: Path, bundle_path: Path | None = No
             (wheels / "requirements.txt").write_text(pinned_requirements(wheels), encoding="utf-8")
         download_wheels(["pip"], target, target.pythons[0], stage, dependencies=False)
         unit = render_unit(HUB_CONFIG, "biomoe", [str(HUB_PREFIX / "current" / "venv" / "bin" / "biomoe")],
-                           database=config.database, port=config.port, memory_mb=memory_max_mb(target.board))
+                           database=config.database, port=config.port, memory_mb=memory_max_mb(target.board),
+                           dashboard=config.dashboard)
         (stage / "biomoe-monitor.service").write_text(unit, encoding="utf-8")
         shutil.copy2(_INSTALLER, stage / "install.sh")
         os.chmod(stage / "install.sh", 0o755)

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import edge.deploy.wheelhouse
-from edge.bundle import default_bundle_path, load_bundle
+from edge.bundle import load_bundle
 from edge.config import load_config
 from edge.deploy.archive import HUB_BUNDLE, HUB_CONFIG, HUB_PREFIX
 from edge.deploy.targets import DEPLOY_TARGETS

@@ -123,6 +123,7 @@ def test_a_gap_late_in_the_session_is_placed_from_the_last_block_before_it(loop_
     gaps = [e for e in loop_reader.read(timeout=1) if isinstance(e, GapEvent)]
     assert [(g.channel, g.first_sample_index, g.n_samples) for g in gaps] == [("EDA", 60, 20), ("SpO2", 6, 2)]
     assert [g.device_time_s for g in gaps] == pytest.approx([0.6, 0.6])
+    assert [g.sampling_rate for g in gaps] == [100.0, 10.0]  # 10 and 1 samples per 0.1 s block
 
 
 def test_a_gap_before_the_first_block_starts_at_zero(loop_reader):
@@ -208,9 +209,10 @@ def test_bad_params_name_the_parameter(field, value, message):
 
 def test_params_defaults_and_limits_are_the_documented_ones():
     params = BridgeParams("loop://")
+    assert (params.baudrate, params.read_timeout_s, params.queue_blocks) == (115200, 0.05, 4096)
     assert (params.reconnect_min_s, params.reconnect_max_s, params.max_pending_blocks) == (0.1, 5.0, 64)
     assert params.stale_after_s is None
-    assert BridgeParams("loop://", read_timeout_s=5, baudrate=1).read_timeout_s == 5
+    assert BridgeParams("loop://", read_timeout_s=5, baudrate=1, queue_blocks=2).queue_blocks == 2
 
 
 def test_a_new_readers_counters_are_zero():

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, Status, encode_frame
+from firmware_bridge.protocol import (
+    ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, SessionStarted, Status, encode_frame,
+)
 from firmware_bridge.reader import (
     BridgeParams,
     ChannelBlock,
@@ -174,11 +176,20 @@ def test_device_clock_is_unwrapped_across_its_32_bit_limit():
     for block in range(4):
         samples = (np.zeros(10, np.int16), np.zeros(1, np.int16))
         frames.append(SampleBlock(1, 9, block + 1, (near_end + 100 * block) % 2**32, block, samples, CONFIG))
-    from firmware_bridge.protocol import SessionStarted
-
     events = assembler.process([SessionStarted(1, 9, False)] + frames, received_at=0.0)
     times = [e.device_time_s for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
     assert np.diff(times) == pytest.approx([0.1, 0.1, 0.1])
+
+
+def test_a_device_clock_that_steps_back_a_little_is_not_a_jump_forward():
+    assembler = StreamAssembler()
+    frames = [Hello(1, 9, 0, 1000, 0, CONFIG)]
+    for block, timestamp_ms in enumerate((1000, 1100, 1050, 1200)):  # the third block stamped 50 ms early
+        samples = (np.zeros(10, np.int16), np.zeros(1, np.int16))
+        frames.append(SampleBlock(1, 9, block + 1, timestamp_ms, block, samples, CONFIG))
+    events = assembler.process([SessionStarted(1, 9, False)] + frames, received_at=0.0)
+    times = [e.device_time_s for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert times == pytest.approx([1.0, 1.1, 1.05, 1.2])
 
 
 # --------------------------------------------------------------------------- errors and lifecycle

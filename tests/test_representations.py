@@ -80,6 +80,7 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"sampling_rate": 0}, "sampling_rate"),
         ({"sampling_rate": -100.0}, "sampling_rate must be a finite number > 0"),
         ({"window_seconds": -10.0}, "window_seconds must be a finite number > 0"),
+        ({"window_seconds": 100_000.0}, "window_seconds x sampling_rate must be at most"),
         ({"sampling_rate": float("nan")}, "sampling_rate"),
         ({"sampling_rate": "100"}, "sampling_rate"),
         ({"window_seconds": 10.005}, "whole number of samples"),
@@ -120,6 +121,13 @@ def test_spec_accepts_the_limits_of_its_settings():
     spec = RepresentationSpec(recurrence_points=10, recurrence_dimension=5, recurrence_delay=2, stft_noverlap=0)
     assert spec.n_recurrence_vectors == 2 and spec.stft_noverlap == 0
     assert RepresentationSpec(recurrence_points=2, recurrence_dimension=1).n_recurrence_vectors == 2
+    assert RepresentationSpec(image_size=8).image_size == 8
+
+
+def test_a_spec_read_back_from_json_draws_the_same_images():
+    window = bvp_like(seed=21)
+    again = RepresentationSpec.from_json(SPEC.to_json())  # its strings are new objects, equal to the defaults
+    np.testing.assert_array_equal(represent(window, again, sampling_rate=FS), represent(window, SPEC, sampling_rate=FS))
 
 
 def test_model_input_refuses_images_that_are_not_rgb():

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, Status, encode_frame
+from firmware_bridge.protocol import (
+    ChannelSpec, DeviceConfig, Hello, SampleBlock, SampleFormat, SessionStarted, Status, encode_frame,
+)
 from firmware_bridge.reader import (
     BridgeParams,
     ChannelBlock,
@@ -123,6 +125,7 @@ def test_a_gap_late_in_the_session_is_placed_from_the_last_block_before_it(loop_
     gaps = [e for e in loop_reader.read(timeout=1) if isinstance(e, GapEvent)]
     assert [(g.channel, g.first_sample_index, g.n_samples) for g in gaps] == [("EDA", 60, 20), ("SpO2", 6, 2)]
     assert [g.device_time_s for g in gaps] == pytest.approx([0.6, 0.6])
+    assert [g.sampling_rate for g in gaps] == [100.0, 10.0]  # 10 and 1 samples per 0.1 s block
 
 
 def test_a_gap_before_the_first_block_starts_at_zero(loop_reader):
@@ -173,11 +176,20 @@ def test_device_clock_is_unwrapped_across_its_32_bit_limit():
     for block in range(4):
         samples = (np.zeros(10, np.int16), np.zeros(1, np.int16))
         frames.append(SampleBlock(1, 9, block + 1, (near_end + 100 * block) % 2**32, block, samples, CONFIG))
-    from firmware_bridge.protocol import SessionStarted
-
     events = assembler.process([SessionStarted(1, 9, False)] + frames, received_at=0.0)
     times = [e.device_time_s for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
     assert np.diff(times) == pytest.approx([0.1, 0.1, 0.1])
+
+
+def test_a_device_clock_that_steps_back_a_little_is_not_a_jump_forward():
+    assembler = StreamAssembler()
+    frames = [Hello(1, 9, 0, 1000, 0, CONFIG)]
+    for block, timestamp_ms in enumerate((1000, 1100, 1050, 1200)):  # the third block stamped 50 ms early
+        samples = (np.zeros(10, np.int16), np.zeros(1, np.int16))
+        frames.append(SampleBlock(1, 9, block + 1, timestamp_ms, block, samples, CONFIG))
+    events = assembler.process([SessionStarted(1, 9, False)] + frames, received_at=0.0)
+    times = [e.device_time_s for e in events if isinstance(e, ChannelBlock) and e.channel == "EDA"]
+    assert times == pytest.approx([1.0, 1.1, 1.05, 1.2])
 
 
 # --------------------------------------------------------------------------- errors and lifecycle
@@ -208,9 +220,10 @@ def test_bad_params_name_the_parameter(field, value, message):
 
 def test_params_defaults_and_limits_are_the_documented_ones():
     params = BridgeParams("loop://")
+    assert (params.baudrate, params.read_timeout_s, params.queue_blocks) == (115200, 0.05, 4096)
     assert (params.reconnect_min_s, params.reconnect_max_s, params.max_pending_blocks) == (0.1, 5.0, 64)
     assert params.stale_after_s is None
-    assert BridgeParams("loop://", read_timeout_s=5, baudrate=1).read_timeout_s == 5
+    assert BridgeParams("loop://", read_timeout_s=5, baudrate=1, queue_blocks=2).queue_blocks == 2
 
 
 def test_a_new_readers_counters_are_zero():

@@ -80,6 +80,7 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"sampling_rate": 0}, "sampling_rate"),
         ({"sampling_rate": -100.0}, "sampling_rate must be a finite number > 0"),
         ({"window_seconds": -10.0}, "window_seconds must be a finite number > 0"),
+        ({"window_seconds": 100_000.0}, "window_seconds x sampling_rate must be at most"),
         ({"sampling_rate": float("nan")}, "sampling_rate"),
         ({"sampling_rate": "100"}, "sampling_rate"),
         ({"window_seconds": 10.005}, "whole number of samples"),
@@ -92,7 +93,10 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"stft_window": "no-such-window"}, "stft_window"),
         ({"stft_detrend": "mean"}, "stft_detrend"),
         ({"stft_fmax_hz": 0.5}, "stft_fmax_hz"),
-        ({"stft_fmax_hz": 60.0}, "stft_fmax_hz"),
+        ({"stft_fmax_hz": 60.0}, "sampling_rate / 2 = 50 Hz; got 60"),
+        ({"scalogram_fmin_hz": 1.0, "scalogram_fmax_hz": 1.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
+        ({"recurrence_points": 1, "recurrence_dimension": 1}, "recurrence_points"),
+        ({"stft_noverlap": -1}, "stft_noverlap"),
         ({"scalogram_wavelet": "db4"}, "scalogram_wavelet"),
         ({"scalogram_wavelet": "cmor"}, "scalogram_wavelet"),
         ({"scalogram_fmin_hz": 6.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
@@ -110,6 +114,25 @@ def test_spec_from_dict_rejects_unknown_keys():
 def test_spec_rejects_bad_settings_naming_them(settings, named):
     with pytest.raises(ValueError, match=named.replace("/", r"\/").replace("<", "<")):
         RepresentationSpec(**settings)
+
+
+def test_spec_accepts_the_limits_of_its_settings():
+    # two embedded vectors (10 points - (5 - 1) x 2) are the fewest a recurrence plot can compare
+    spec = RepresentationSpec(recurrence_points=10, recurrence_dimension=5, recurrence_delay=2, stft_noverlap=0)
+    assert spec.n_recurrence_vectors == 2 and spec.stft_noverlap == 0
+    assert RepresentationSpec(recurrence_points=2, recurrence_dimension=1).n_recurrence_vectors == 2
+    assert RepresentationSpec(image_size=8).image_size == 8
+
+
+def test_a_spec_read_back_from_json_draws_the_same_images():
+    window = bvp_like(seed=21)
+    again = RepresentationSpec.from_json(SPEC.to_json())  # its strings are new objects, equal to the defaults
+    np.testing.assert_array_equal(represent(window, again, sampling_rate=FS), represent(window, SPEC, sampling_rate=FS))
+
+
+def test_model_input_refuses_images_that_are_not_rgb():
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        to_model_input(np.zeros((2, 8, 8, 4), np.uint8))
 
 
 def test_viridis_table_is_matplotlibs():

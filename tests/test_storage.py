@@ -1,3 +1,4 @@
+import dataclasses
 import doctest
 import json
 import math
@@ -107,6 +108,38 @@ def test_last_and_session_filters(tmp_path):
         assert len(store.windows(session=second)) == 2
         assert store.count() == 7 and store.count(skipped=True) == 2 and store.count(skipped=False) == 5
         assert [s["bundle_id"] for s in store.sessions()] == ["b1", "b2"]
+
+
+def test_every_field_of_a_window_comes_back_as_written(tmp_path):
+    written = [
+        WindowResult(7, 70.0, 80.0, 1.7e9 + 7.5, {"No Pain": 0.6, "Low Pain": 0.3, "High Pain": 0.1}, "No Pain",
+                     {"No Pain": 0.2, "Low Pain": 0.5, "High Pain": 0.3}, "Low Pain",
+                     {"EDA": {"ok": False, "flags": ["lead_off"]}}, {"infer": 30.5, "total": 151.0},
+                     bundle_id="b9", placeholder=True),
+        WindowResult(8, 75.0, 85.0, 1.7e9 + 12.5, skipped=True, skip_reason="behind", bundle_id="b9"),
+    ]
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        session = store.start_session("b9", True, LABELS, ["EDA"])
+        for result in written:
+            store.append(result)
+        read = store.windows()
+    assert read == [dataclasses.replace(result, session_id=session) for result in written]
+
+
+def test_opening_a_current_database_needs_no_lock_another_program_holds(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path):
+        pass
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # e.g. the monitor in the middle of a write
+    try:
+        started = time.monotonic()
+        with ResultStore(path) as store:
+            assert store.count() == 0
+        assert time.monotonic() - started < 2.0
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
 
 
 def test_sessions_are_listed_with_what_started_them(tmp_path):

@@ -5,10 +5,10 @@ weights dequantized and re-laid out). glibc serves large blocks with
 ``mmap`` until a freed one raises its threshold (up to 32 MB), after which
 such blocks come from the heap and stay resident once freed. Measured with
 the default bundle, ``biomoe monitor --simulate --windows 20``: peak RSS
-157-169 MB with glibc's defaults, 142 MB when the threshold is held at
-128 kB during the load and fixed at 4 MB afterwards (a window's arrays then
-still reuse heap memory: 128 kB throughout also gave 140 MB, but its page
-faults doubled the time to draw a window's images).
+157-169 MB with glibc's defaults, 143 MB when the threshold is held at
+128 kB during the load and fixed at 4 MB afterwards (``python -m
+benchmarks.peak_rss``). Above 4 MB the threshold lets a window's arrays reuse
+heap memory instead of faulting in fresh pages for every image drawn.
 
 Only glibc has these settings; on other C libraries nothing is changed.
 """

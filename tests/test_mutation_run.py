@@ -1,26 +1,48 @@
-"""The mutation-testing runner's own logic: which mutants count as equivalent, and the README table."""
+"""The mutation-testing runner's own logic: its mutmut settings, how it reads a mutant, and the README table."""
 
 from __future__ import annotations
 
 import textwrap
 
-from tests.mutation.run import MODULES, ROOT, _annotation_spans, format_table
+import libcst
+
+from tests.mutation.run import (EQUIVALENT_FILE, MODULES, ROOT, changed_lines, equivalents, format_table,
+                                function_of, mutmut_settings, tomllib)
 
 
-def test_annotations_are_found_only_where_nothing_evaluates_them():
-    source = textwrap.dedent('''\
-        from __future__ import annotations
-        limit: int | None = None
-        def f(x: dict | None, *, y: float = 0.5) -> list[int]:
-            return [x | y]
-        ''')
-    spans = _annotation_spans(source)
-    inside = lambda line, col: any(start <= (line, col) < end for start, end in spans)  # noqa: E731
-    assert inside(2, 11)  # int | None
-    assert inside(3, 16) and inside(3, 29) and inside(3, 44)  # dict | None, float, list[int]
-    assert not inside(3, 37)  # the default 0.5 is evaluated
-    assert not inside(4, 14)  # x | y in the body
-    assert _annotation_spans(source.replace("from __future__ import annotations\n", "")) == []
+def test_the_settings_mutate_one_module_and_run_only_its_own_tests():
+    settings = tomllib.loads(mutmut_settings("edge/quality.py", ("tests/test_quality.py",)))["tool"]["mutmut"]
+    assert settings["only_mutate"] == ["edge/quality.py"]
+    assert settings["pytest_add_cli_args_test_selection"] == ["tests/test_quality.py"]
+    assert "edge" in settings["source_paths"]
+
+
+def test_a_mutant_is_read_as_the_lines_it_changes():
+    mutated = libcst.parse_module(textwrap.dedent('''\
+        def x_clip__mutmut_orig(value, high):
+            """Docstring."""
+            if value > high:
+                return high
+            return value
+        def x_clip__mutmut_3(value, high):
+            """Docstring."""
+            if value >= high:
+                return high
+            return value
+        '''))
+    assert changed_lines(mutated, "edge.quality.x_clip__mutmut_3") == ("if value > high:", "if value >= high:")
+
+
+def test_a_method_mutant_is_named_class_dot_method():
+    assert function_of("edge.quality.xǁDeviceFlagsǁprune__mutmut_6") == "DeviceFlags.prune"
+    assert function_of("edge.quality.x_signal_quality__mutmut_35") == "signal_quality"
+
+
+def test_every_listed_equivalent_mutant_says_why_and_names_a_known_module():
+    entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
+    for entry in entries:
+        assert entry["module"] in MODULES and entry["reason"].strip() and entry["original"] != entry["mutant"], entry
+    assert sum(len(equivalents(module)) for module in MODULES) == len(entries)  # no duplicate keys
 
 
 def test_the_table_has_one_row_per_module_and_rounds_the_score():

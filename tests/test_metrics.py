@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -42,6 +44,12 @@ def test_a_class_never_seen_nor_predicted_scores_zero_in_the_mean():
     assert report["macro_f1"] == pytest.approx(2 / 3)
     assert report["per_class_recall"]["High"] == 0.0 and report["per_class_f1"]["High"] == 0.0
     assert report["support"]["High"] == 0
+
+
+def test_an_absent_class_scores_zero_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. numpy's "where used without out: uninitialised memory"
+        assert macro_f1([0, 1, 1], [0, 1, 1], 3) == pytest.approx(2 / 3)
 
 
 def test_a_class_never_predicted_has_zero_recall_and_f1():

@@ -1,4 +1,6 @@
 import doctest
+import statistics
+import warnings
 
 import numpy as np
 import pytest
@@ -151,6 +153,52 @@ def test_fractions_are_rounded_to_six_decimals():
     eda[0] = -0.5  # below the ADC's range: saturated too
     verdict = signal_quality(eda, RATE, channel_spec("EDA", adc_range=(0.0, 25.0)))
     assert verdict["saturated"] == 0.000333  # 1 / 3000
+    assert verdict["out_of_range"] == 0.000333  # -0.5 uS is below EDA's 0.05
+    eda[1] = np.nan
+    assert signal_quality(eda, RATE, channel_spec("EDA"))["missing"] == 0.000333
+    # a run of one sample at 3 Hz lasts 1/3 s
+    assert signal_quality([1.0, 2.0, 3.0], 3.0, channel_spec("BVP"))["longest_constant_seconds"] == 0.333333
+
+
+def test_a_missing_fraction_exactly_at_the_threshold_is_not_flagged():
+    signal = [1.0, 2.0, 3.0, np.nan]  # 1/4 missing, exactly representable
+    assert "missing" not in signal_quality(signal, RATE, channel_spec("BVP"), max_missing_fraction=0.25)["flags"]
+    assert "missing" in signal_quality(signal, RATE, channel_spec("BVP"), max_missing_fraction=0.24)["flags"]
+
+
+def test_a_channel_with_no_sample_reports_no_fault_fractions_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.std of nothing would warn on every lost window
+        verdict = signal_quality(np.full(50, np.nan), RATE, channel_spec("EDA", adc_range=(0.0, 25.0)))
+    assert verdict["saturated"] == 0.0 and verdict["out_of_range"] == 0.0 and np.isnan(verdict["std"])
+
+
+def test_unchecked_fractions_are_zero():
+    verdict = signal_quality(_clean("BVP"), RATE, channel_spec("BVP"))  # BVP has no ADC or physiological range
+    assert verdict["saturated"] == 0.0 and verdict["out_of_range"] == 0.0
+
+
+def test_the_spread_is_computed_in_double_precision_for_float32_samples():
+    samples = (5.0 + 0.001 * np.random.default_rng(3).standard_normal(100_000)).astype(np.float32)
+    reference = statistics.pstdev(float(value) for value in samples)
+    assert signal_quality(samples, RATE, channel_spec("EDA"))["std"] == pytest.approx(reference, rel=1e-9)
+
+
+def test_flat_by_spread_needs_two_present_samples_and_includes_its_limit():
+    spec = ChannelSpec("X", flat_std=0.5)  # no constant-run check
+    one = [np.nan] * 3 + [2.0]
+    assert "flat_line" not in signal_quality(one, RATE, spec, max_missing_fraction=1.0)["flags"]
+    two = [np.nan, np.nan, 2.0, 2.0]
+    assert "flat_line" in signal_quality(two, RATE, spec, max_missing_fraction=1.0)["flags"]
+    assert "flat_line" in signal_quality([0.0, 1.0, 0.0, 1.0], RATE, spec)["flags"]  # std exactly 0.5
+    assert "flat_line" not in signal_quality([0.0, 1.1, 0.0, 1.1], RATE, spec)["flags"]
+
+
+def test_a_constant_run_exactly_as_long_as_allowed_is_flat():
+    spec = ChannelSpec("X", flat_std=None, max_constant_seconds=5.0)
+    run_of_five = [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]  # five equal samples at 1 Hz: 5 s
+    assert signal_quality(run_of_five, 1.0, spec)["flags"] == ["flat_line"]
+    assert signal_quality(run_of_five, 1.25, spec)["flags"] == []  # the same run lasts 4 s
 
 
 @pytest.mark.parametrize("signal, rate, message", [([], RATE, "non-empty 1-D"), ([[1.0, 2.0]], RATE, "1-D"),
@@ -182,6 +230,14 @@ def test_several_faults_are_listed_in_a_fixed_order():
     assert list(verdict["flags"]) == [f for f in QUALITY_FLAGS if f in verdict["flags"]]
 
 
+def test_window_quality_passes_its_thresholds_to_every_channel():
+    window = np.stack([_clean("EDA"), _clean("BVP")])
+    window[:, :300] = np.nan  # 30 % missing
+    specs = [channel_spec("EDA"), channel_spec("BVP")]
+    assert all(v["flags"] == ["missing"] for v in window_quality(window, RATE, specs).values())
+    assert all(v["ok"] for v in window_quality(window, RATE, specs, max_missing_fraction=0.5).values())
+
+
 def test_window_quality_reports_every_channel():
     names = ["EDA", "BVP", "RESP", "SpO2"]
     window = np.stack([_clean(name) for name in names])
@@ -201,6 +257,13 @@ def test_signal_fill_interpolates_and_holds_edges():
     np.testing.assert_array_equal(signal_fill(np.full((2, 3), np.nan)), np.zeros((2, 3)))
     rows = signal_fill([[1.0, np.nan, 3.0], [np.nan, 5.0, 5.0]])
     np.testing.assert_allclose(rows, [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+
+
+def test_signal_fill_fills_a_row_after_a_complete_one_and_returns_float64():
+    rows = signal_fill([[1.0, 2.0, 3.0], [4.0, np.nan, 6.0]])
+    np.testing.assert_array_equal(rows, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert signal_fill([1, 2, 3]).dtype == np.float64  # ADC counts arrive as integers
+    assert signal_fill(np.ones(3, dtype=np.float32)).dtype == np.float64
 
 
 def test_signal_fill_fills_each_row_of_a_wide_batch():
@@ -230,8 +293,18 @@ def test_device_flags_timeline():
     flags.prune(before=20.0)
     assert flags.during("EDA", 10.0, 20.0) == set()
     assert flags.during("BVP", 40.0, 50.0) == {"saturation"}
+    assert flags.during("RESP", 0.0, 100.0) == set()  # a channel that never raised a flag
     with pytest.raises(ValueError, match="unknown device flags"):
         flags.update("EDA", 1.0, {"overheat"})
+
+
+def test_prune_forgets_an_interval_that_ended_exactly_at_the_limit():
+    flags = DeviceFlags()
+    flags.update("EDA", 1.0, {"lead_off"})
+    flags.update("EDA", 5.0, set())
+    assert flags.during("EDA", 4.0, 6.0) == {"lead_off"}
+    flags.prune(before=5.0)
+    assert flags.during("EDA", 4.0, 6.0) == set()
 
 
 def test_channel_specs_validate_and_default():
@@ -241,6 +314,12 @@ def test_channel_specs_validate_and_default():
         ChannelSpec("EDA", valid_range=(5.0, 1.0))
     with pytest.raises(ValueError, match="max_constant_seconds"):
         ChannelSpec("EDA", max_constant_seconds=0)
+    with pytest.raises(ValueError, match="adc_range"):  # checked also when valid_range is unset
+        ChannelSpec("EDA", valid_range=None, adc_range=(5.0, 1.0))
+    with pytest.raises(ValueError, match="low < high"):
+        ChannelSpec("EDA", valid_range=(1.0, 1.0))
+    with pytest.raises(ValueError, match="flat_std must be >= 0"):
+        ChannelSpec("EDA", flat_std=-1.0)
 
 
 def test_docstring_examples_run():

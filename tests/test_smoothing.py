@@ -86,6 +86,21 @@ def test_reset_forgets_history():
     assert smoother.update([0.1, 0.1, 0.8])[1] == 2
 
 
+def test_reset_makes_the_next_window_the_first():
+    smoother = ExponentialSmoother(0.5)
+    smoother.update([0.9, 0.05, 0.05])
+    smoother.reset()
+    np.testing.assert_array_equal(smoother.update([0.2, 0.2, 0.6], reliable=False)[0], [0.2, 0.2, 0.6])
+    np.testing.assert_array_equal(smoother.update([0.1, 0.1, 0.8])[0], [0.1, 0.1, 0.8])
+
+
+@pytest.mark.parametrize("make", [lambda: ExponentialSmoother(0.5), lambda: MajoritySmoother(3)])
+def test_integer_one_hot_probabilities_come_back_as_float64(make):
+    smoother = make()
+    assert smoother.update([0, 1, 0], reliable=False)[0].dtype == np.float64
+    assert smoother.update([0, 1, 0])[0].dtype == np.float64
+
+
 def test_create_smoother_by_name():
     assert create_smoother("ema", alpha=0.2).alpha == 0.2
     assert create_smoother("majority", windows=7).windows == 7

@@ -121,7 +121,8 @@ def test_a_heart_rate_step_shows_in_the_pulse():
         if not events or rate > 100 or events["heart_rate_step"][0] > 4 or events["heart_rate_step"][1] < 10:
             continue
         onset_s, step_bpm = events["heart_rate_step"]
-        peaks, _ = scipy.signal.find_peaks(signal, distance=int(100 * 60 / (rate + 45)), prominence=0.3 * np.ptp(signal))
+        peaks, _ = scipy.signal.find_peaks(signal, distance=int(100 * 60 / (rate + 45)),
+                                           prominence=0.3 * np.ptp(signal))
         intervals = np.diff(peaks) / 100
         after = intervals[peaks[1:] > (onset_s + 3) * 100]
         assert 60 / np.median(after) > rate + 0.3 * step_bpm

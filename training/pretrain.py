@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -416,7 +417,7 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
     batches = iter(_loader(train_corpus, sampler, workers, ranks.device))
     bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step", disable=not ranks.main)
     while step < config.steps:
-        model.train()
+        wrapped.train()
         optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(len(_LOSSES), device=ranks.device)
         for micro in range(sampler.accumulation):
@@ -441,7 +442,7 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
     bar.close()
 
     if ranks.main:
-        save_backbone(backbone, out / "backbone.pth")
+        save_backbone(copy.deepcopy(backbone).cpu(), out / "backbone.pth")
         torch.save({"heads": heads.state_dict(), "signal_types": SIGNAL_TYPES, "events": EVENTS,
                     "representations": config.representations}, out / "heads.pt")
     ranks.broadcast_from_main(list(model.buffers()))  # rank 0's BatchNorm statistics, the ones saved

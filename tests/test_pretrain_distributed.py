@@ -32,7 +32,7 @@ def test_torchrun_two_ranks_then_resume_alone(tmp_path, capsys):
                    if name not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     launched = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "edge.cli", "pretrain", "--out", str(out), "--steps", "4", *TINY_RUN],
+         "-m", "edge.cli", "pretrain", "--out", str(out), "--steps", "4", "--workers", "1", *TINY_RUN],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240,
     )
     log = launched.stdout + launched.stderr

@@ -88,6 +88,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "pretrain": (
         "biomoe pretrain --out runs/pretrain",
         "biomoe pretrain --out runs/pretrain_s1 --steps 100 --seed 1 --threads 2",
+        "biomoe pretrain --out runs/big --corpus-size 1000000 --global-batch 256 --trainable all --workers 8"
+        "   # a GPU; N of them: torchrun --nproc-per-node N --no-python biomoe pretrain ...",
     ),
     "finetune": (
         "biomoe finetune --data data/synth --out runs/fusion         # the defaults: frozen backbone, fusion head",

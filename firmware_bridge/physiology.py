@@ -125,6 +125,7 @@ __all__ = [
     "PainEffects",
     "EFFECT_PRESETS",
     "pain_effects",
+    "effect_size",
     "SensorSettings",
     "DeviceSettings",
     "DEVICE_PRESETS",
@@ -516,8 +517,9 @@ class _SkinConductanceResponses:
         return (slow - fast) / self._peak
 
 
-def _effect(effects: PainEffects, name: str, response) -> np.ndarray:
-    """Size of pain effect ``name`` for a response of strength ``response``, saturating at its ceiling."""
+def effect_size(effects: PainEffects, name: str, response) -> np.ndarray:
+    """Size of pain effect ``name`` (a field of :class:`PainEffects`, in its unit) for a response of
+    strength ``response``, saturating at its ceiling: what the model adds at that strength."""
     limit = _LIMITS[name]
     return limit * np.tanh(getattr(effects, name) * np.asarray(response, dtype=np.float64) / limit)
 
@@ -596,16 +598,16 @@ class _Eda:
         t = (first + np.arange(n)) / fs
         session = 1 + profile.scl_session_change * (1 - np.exp(-t / _SCL_CHANGE_S)) / (1 - math.exp(-1))
         spontaneous, spontaneous_heights = self._spontaneous(np.full(n, profile.scr_rate_per_min / 60.0 / fs))
-        extra, extra_marks = self._extra(_effect(effects, "extra_scr_rate_per_min", strength) / 60.0 / fs)
+        extra, extra_marks = self._extra(effect_size(effects, "extra_scr_rate_per_min", strength) / 60.0 / fs)
         heights = np.concatenate([
             spontaneous_heights,
-            scl * _effect(effects, "scr_of_scl", evoked_strengths),
-            0.5 * scl * _effect(effects, "scr_of_scl", strength[extra]) * extra_marks,
+            scl * effect_size(effects, "scr_of_scl", evoked_strengths),
+            0.5 * scl * effect_size(effects, "scr_of_scl", strength[extra]) * extra_marks,
         ])
         phasic = self._scrs(_impulses(n, np.concatenate([spontaneous, evoked_positions, extra]), heights))
         eda = (
             scl * np.exp(self._drift(n)) * session
-            + scl * _effect(effects, "tonic_of_scl", tonic_response)
+            + scl * effect_size(effects, "tonic_of_scl", tonic_response)
             + phasic
             + 0.3 * motion * self._electrode(n)
             + self._noise.normal(0.0, 0.002, n)
@@ -642,7 +644,7 @@ class _Breathing:
             profile.breathing_rate_per_min
             + self._slow_rate(n)
             + self._fast_rate(n)
-            + _effect(self._effects, "breathing_rate_per_min", response)
+            + effect_size(self._effects, "breathing_rate_per_min", response)
         )
         phase = self._phase + np.cumsum(np.clip(rate, 4.0, 40.0) / 60.0 / fs)
         if n:
@@ -660,7 +662,7 @@ class _Breathing:
         depth = (
             profile.breathing_depth
             * np.exp(self._depth(n))
-            * (1 + _effect(self._effects, "breathing_depth", response))
+            * (1 + effect_size(self._effects, "breathing_depth", response))
             * (1 + deep)
         )
         shake = self._shake_gain * motion * self._shake(n)
@@ -698,7 +700,7 @@ class _Pulse:
             + profile.rsa_bpm * breathing
             + self._slow_rate(n)
             + self._fast_rate(n)
-            + _effect(effects, "heart_rate_bpm", heart_response)
+            + effect_size(effects, "heart_rate_bpm", heart_response)
         )
         phase = self._phase + np.cumsum(np.clip(heart_rate, 35.0, 180.0) / 60.0 / fs)
         if n:
@@ -706,7 +708,9 @@ class _Pulse:
         u = phase % 1.0
         pulse = sum(height * _wrapped_bump(u, centre, width) for centre, width, height in self._waves) - self._mean
         log_amplitude = (
-            self._slow_amplitude(n) + self._fast_amplitude(n) + _effect(effects, "log_pulse_amplitude", pulse_response)
+            self._slow_amplitude(n)
+            + self._fast_amplitude(n)
+            + effect_size(effects, "log_pulse_amplitude", pulse_response)
         )
         amplitude = profile.pulse_amplitude * np.exp(log_amplitude) * (1 + 0.07 * breathing)
         shake = self._shake_gain * motion * self._shake(n)
@@ -727,7 +731,7 @@ class _Saturation:
         return (
             self._profile.spo2_percent
             + self._drift(len(motion))
-            + _effect(self._effects, "spo2_percent", response)
+            + effect_size(self._effects, "spo2_percent", response)
             - self._motion_drop * np.minimum(motion, 1.0)
         )
 
@@ -760,9 +764,9 @@ class _Physiology:
         self._pulse = _Pulse(profile, effects, device.ppg_site, fs, streams)
         self._saturation = _Saturation(profile, effects, fs, streams)
 
-    def start_episode(self, onset: int, offset: int | None, level: int, scale: float = 1.0) -> dict[str, float]:
+    def start_episode(self, onset: int, offset: int | None, level: int, scale: float = 1.0) -> _Episode:
         """Schedule a pain episode of ``level`` (1 low, 2 high) from sample ``onset`` to ``offset``
-        (None: until :meth:`end_episode`); returns its response strength per response channel."""
+        (None: until :meth:`end_episode`); returns it (its response strengths and latency)."""
         profile, rng = self.profile, self._episode_rng
         shared = rng.lognormal(0.0, 0.2)
         per_channel = rng.lognormal(0.0, 0.45, len(RESPONSES))
@@ -773,9 +777,10 @@ class _Physiology:
         strengths = {name: float(base * profile.gains[name] * k) for name, k in zip(RESPONSES, per_channel)}
         gasp = gasp_height if gasp_draw < min(0.8, self.effects.gasp_probability * strengths["resp"]) else 0.0
         latency = int(round((profile.latency_s + jitter_s) * self.fs))
-        self._episodes.append(_Episode(onset, _RUNNING if offset is None else offset, latency, strengths, gasp))
+        episode = _Episode(onset, _RUNNING if offset is None else offset, latency, strengths, gasp)
+        self._episodes.append(episode)
         self._episode_count += 1
-        return strengths
+        return episode
 
     def end_episode(self, offset: int) -> None:
         """End the running episode at sample ``offset``."""
@@ -867,6 +872,10 @@ class Recording:
         Channel -> readings in the device's units, float64, shape (n_samples,).
     strengths : dict of str to ndarray
         Response channel (:data:`RESPONSES`) -> strength of each episode, in the order given.
+    onsets : dict of str to ndarray
+        Response channel -> sample at which each episode's response in that channel starts
+        (the episode's onset, plus the subject's latency with this episode's jitter, plus the
+        channel's delay: the evoked SCR's impulse, the start of the heart-rate step, ...).
     """
 
     profile: SubjectProfile
@@ -875,6 +884,7 @@ class Recording:
     sampling_rate: float
     signals: dict[str, np.ndarray]
     strengths: dict[str, np.ndarray] = field(default_factory=dict)
+    onsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def units(self) -> dict[str, str]:
@@ -937,6 +947,7 @@ def simulate_recording(
     model = _Physiology(profile, effects, device, sampling_rate, streams)
     sensors = _sensors(device, sampling_rate, streams)
     drawn = [model.start_episode(onset, offset, level, scale) for onset, offset, level in episodes]
+    delays = {name: int(round(delay_s * sampling_rate)) for name, (delay_s, _, _) in _RESPONSE_DYNAMICS.items()}
     physiology = model.advance(int(n_samples))
     signals = {}
     for channel, sensor in sensors.items():
@@ -945,8 +956,9 @@ def simulate_recording(
             where = np.flatnonzero(fresh)
             held = np.interp(np.arange(n_samples), where, held[where])
         signals[channel] = held
-    strengths = {name: np.array([s[name] for s in drawn]) for name in RESPONSES}
-    return Recording(profile, device, effects, float(sampling_rate), signals, strengths)
+    strengths = {name: np.array([e.strengths[name] for e in drawn]) for name in RESPONSES}
+    onsets = {name: np.array([e.onset + e.latency + delays[name] for e in drawn], dtype=np.int64) for name in RESPONSES}
+    return Recording(profile, device, effects, float(sampling_rate), signals, strengths, onsets)
 
 
 class PhysiologyStream:

@@ -14,6 +14,7 @@ from firmware_bridge.physiology import (
     RESPONSES,
     PhysiologyStream,
     draw_profile,
+    effect_size,
     simulate_recording,
 )
 from rhythm import breathing_rate, heart_rate
@@ -96,6 +97,18 @@ def test_batch_pain_raises_heart_rate_and_skin_conductance():
     assert heart_rate(bvp[pain]) > heart_rate(bvp[rest]) + 5
     assert eda[pain].mean() > eda[rest].mean() + 0.05 * TYPICAL.skin_conductance_us
     assert recording.strengths["heart"].shape == (1,) and recording.strengths["heart"][0] > 0
+
+
+def test_a_recording_says_when_each_response_starts_and_how_big_it_is():
+    episodes = [(10 * FS, 20 * FS, HIGH), (40 * FS, 50 * FS, LOW)]
+    recording = simulate_recording(60 * FS, np.random.default_rng(6), episodes, profile=TYPICAL)
+    heart = recording.onsets["heart"]
+    assert ((heart - [10 * FS, 40 * FS]) / FS >= TYPICAL.latency_s - 0.31).all()
+    assert ((heart - [10 * FS, 40 * FS]) / FS <= TYPICAL.latency_s + 0.31).all()
+    assert (recording.onsets["eda"] == heart).all() and (recording.onsets["pulse"] == heart + FS).all()
+    assert (recording.onsets["spo2"] == heart + 4 * FS).all()
+    step = effect_size(recording.effects, "heart_rate_bpm", recording.strengths["heart"])
+    assert step.shape == (2,) and (0 < step).all() and (step < 40).all()  # below the +40 bpm ceiling
 
 
 def test_effects_and_device_change_no_random_draw():

@@ -16,8 +16,8 @@ def test_synth_pretrain_finetune_evaluate(tmp_path, capsys):
     trim_cohort(data)
 
     pretrained = tmp_path / "pretrain"
-    assert main(["pretrain", "--out", str(pretrained), "--steps", "2", "--per-type", "1", "--batch-size", "3",
-                 "--representations", "waveform", "--device", "auto"]) == 0
+    assert main(["pretrain", "--out", str(pretrained), "--steps", "2", "--corpus-size", "6", "--holdout-size", "3",
+                 "--global-batch", "3", "--representations", "waveform", "--device", "auto"]) == 0
     load_backbone(pretrained / "backbone.pth")
 
     run = tmp_path / "run"

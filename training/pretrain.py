@@ -1,40 +1,53 @@
 """``biomoe pretrain``: multi-task pretraining of the backbone on generated biosignal images.
 
-The backbone learns three things at once from the corpus of
-:mod:`training.pretrain_corpus`: the signal type (cross-entropy), the
-representation (cross-entropy) and the generating rate, scaled to [0, 1]
-(mean squared error, weighted by ``parameter_weight``). AdamW, linear warm-up
-then cosine decay, no mixed precision. The result is a backbone checkpoint in
-the release's format (``backbone.pth``, loadable with
-:func:`training.models.load_backbone`) and, separately, the three heads
-(``heads.pt``) with the optimiser state for resuming.
+The backbone learns from the streaming corpus of
+:mod:`training.pretrain_corpus`: the signal type and the representation
+(cross-entropy), the generating rate scaled to [0, 1] (mean squared error,
+weighted by ``parameter_weight``) and the planted events (skin-conductance
+responses, heart-rate steps, pulse-amplitude falls, breathing pauses):
+presence (binary cross-entropy, on the windows whose signal type carries the
+event), onset and amplitude (mean squared error where present, weighted by
+``event_weight``). AdamW, linear warm-up then cosine decay. The result is a
+backbone checkpoint in the release's format (``backbone.pth``, loadable with
+:func:`training.models.load_backbone`) and, separately, the task heads
+(``heads.pt``), with the training state for resuming.
+
+The same command runs in one process or as every rank of a ``torchrun``
+launch (:mod:`training.distributed`): DistributedDataParallel, each rank
+training on its own share of every step's images
+(:mod:`training.pretrain_sampler`), the forward passes of ``--batch-size``
+images accumulated to the ``global_batch`` of a step, bf16 autocast on CUDA,
+losses and held-out metrics summed over the ranks, files and the progress
+bar on rank 0 only. The state holds the step, weights and optimiser, nothing
+per rank, so a run resumes on any number of processes.
 
 Run folder::
 
-    OUT/config.json       every setting (image spec included)
-    OUT/corpus/           images.npy (uint8, memory-mapped) + targets.npz
+    OUT/config.json       every setting (image spec included), world size and batch per rank
     OUT/state.pt          last training state (resume with --resume)
     OUT/backbone.pth      the pretrained backbone, release format
-    OUT/heads.pt          the three task heads
+    OUT/heads.pt          the task heads
     OUT/metrics.json      losses and held-out accuracy / error per task
-
-Runs on CPU for small corpora and on the GPU when there is one (``--device
-auto``). The defaults take about 20 min on two CPU cores.
 
 Examples
 --------
 ``biomoe pretrain --out runs/pretrain`` then, after an interruption,
-``biomoe pretrain --out runs/pretrain --resume``.
+``biomoe pretrain --out runs/pretrain --resume``; on 8 GPUs,
+``torchrun --nproc-per-node 8 --no-python biomoe pretrain --out runs/big
+--corpus-size 4000000 --global-batch 1024 --trainable all``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
-import logging
 import math
+import os
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +56,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
-from edge.representations import RepresentationSpec, to_model_input
+from edge.representations import RepresentationSpec
+from training.distributed import Ranks, distributed
 from training.errors import TrainingError
 from training.models import load_backbone, save_backbone, tiny_biomoe
-from training.pretrain_corpus import SIGNAL_TYPES, Corpus, generate_corpus
+from training.pretrain_corpus import EVENTS, SIGNAL_TYPES, StreamingCorpus
+from training.pretrain_sampler import StepSampler
 from training.settings import (
     CONFIG_NAME,
     DEFAULT_REPRESENTATIONS,
@@ -55,13 +72,12 @@ from training.settings import (
     TRAINABLE_PREFIXES,
     merge_settings,
     read_config_file,
-    resolve_device,
     write_json,
 )
 
 __all__ = ["PretrainConfig", "PretrainHeads", "configure_parser", "pretrain", "run"]
 
-logger = logging.getLogger(__name__)
+_LOSSES = ("loss", "signal_type", "representation", "parameter", "event_presence", "event_onset", "event_amplitude")
 
 
 @dataclass(frozen=True)
@@ -72,43 +88,49 @@ class PretrainConfig:
     ----------
     representations : tuple of str
         Representations of the corpus images (the representation head's classes).
-    n_per_type : int
-        Windows per signal type; each gives one image per representation.
-    holdout_fraction : float
-        Share of the corpus windows kept out of training to measure the tasks.
-    steps, batch_size : int
-        Optimiser steps and images per step.
+    corpus_size : int
+        Training images of the streaming corpus (made on demand, never held in
+        memory: thousands to millions).
+    holdout_size : int
+        Images after the training ones (no window shared) that measure the tasks.
+    steps : int
+        Optimiser steps.
+    global_batch : int
+        Images per optimiser step, over all ranks and accumulated forward passes.
     learning_rate, weight_decay : float
         AdamW settings; the rate warms up linearly over ``warmup_steps``, then
         decays along a cosine to 5 % of its peak.
     parameter_weight : float
         Weight of the rate regression loss against the two cross-entropies.
+    event_weight : float
+        Weight of the event onset and amplitude regression losses.
     checkpoint_every : int
         Steps between saves of ``state.pt``.
     seed : int
-        Seeds the corpus, the initial weights and the batch order.
+        Seeds the corpus, the initial weights and the image order.
     init : str or None
         Backbone checkpoint to start from; None for random initial weights.
     trainable : {"late", "all"}
         "late" trains only the last stage of each expert, the gate and the
         output norm (the earlier layers keep their initial weights): the
         backward pass through the high-resolution early stages costs most of
-        a CPU step, so this is the default that fits a 20 min CPU budget.
-        "all" trains every layer (use it on a GPU).
+        a CPU step, so this is the default that fits a CPU budget. "all"
+        trains every layer (use it on a GPU).
     representation_spec : dict
         :class:`~edge.representations.RepresentationSpec` settings (the key
         bundle manifests and head files use too).
     """
 
     representations: tuple[str, ...] = DEFAULT_REPRESENTATIONS
-    n_per_type: int = 160
-    holdout_fraction: float = 0.1
+    corpus_size: int = 2880
+    holdout_size: int = 288
     steps: int = 200
-    batch_size: int = 16
+    global_batch: int = 16
     learning_rate: float = 5e-4
     weight_decay: float = 0.05
     warmup_steps: int = 30
     parameter_weight: float = 10.0
+    event_weight: float = 10.0
     checkpoint_every: int = 50
     seed: int = 0
     init: str | None = None
@@ -116,12 +138,10 @@ class PretrainConfig:
     representation_spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
-        for name in ("n_per_type", "steps", "batch_size", "checkpoint_every"):
+        for name in ("corpus_size", "holdout_size", "steps", "global_batch", "checkpoint_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if not 0 < self.holdout_fraction < 0.5:
-            raise ValueError(f"holdout_fraction must be in (0, 0.5); got {self.holdout_fraction!r}")
         if self.trainable not in TRAINABLE_PREFIXES:
             raise ValueError(f"trainable must be one of {tuple(TRAINABLE_PREFIXES)}; got {self.trainable!r}")
         if not self.learning_rate > 0:
@@ -134,56 +154,78 @@ class PretrainConfig:
         """The image settings as a :class:`~edge.representations.RepresentationSpec`."""
         return RepresentationSpec.from_dict(self.representation_spec)
 
+    def corpora(self) -> tuple[StreamingCorpus, StreamingCorpus]:
+        """The training corpus and the hold-out one, which starts at the next window after it."""
+        n_reps = len(self.representations)
+        train = StreamingCorpus(self.corpus_size, self.representations, self.spec, self.seed)
+        first = -(-self.corpus_size // n_reps) * n_reps
+        return train, StreamingCorpus(self.holdout_size, self.representations, self.spec, self.seed, first=first)
+
 
 class PretrainHeads(nn.Module):
-    """Three heads on the 192-D embedding: signal type, representation, rate."""
+    """Heads on the 192-D embedding: signal type, representation, rate, and per event
+    of :data:`~training.pretrain_corpus.EVENTS` presence (logit), onset and amplitude."""
 
-    def __init__(self, embedding_dim: int, n_signal_types: int, n_representations: int):
+    def __init__(self, embedding_dim: int, n_signal_types: int, n_representations: int, n_events: int = len(EVENTS)):
         super().__init__()
+        self.n_events = n_events
         self.signal_type = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, n_signal_types))
         self.representation = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, n_representations))
         self.parameter = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, 1))
+        self.event = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, 3 * n_events))
 
-    def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.signal_type(embeddings), self.representation(embeddings), self.parameter(embeddings)[:, 0]
-
-
-def _split_windows(corpus: Corpus, n_reps: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image indices for training and hold-out, split by window (all its representations together)."""
-    n_windows = len(corpus) // n_reps
-    order = np.random.default_rng(seed + 1).permutation(n_windows)
-    n_holdout = max(1, int(round(fraction * n_windows)))
-    expand = lambda windows: (np.sort(windows)[:, None] * n_reps + np.arange(n_reps)).ravel()  # noqa: E731
-    return expand(order[n_holdout:]), expand(order[:n_holdout])
-
-
-def _batch_indices(train: np.ndarray, step: int, batch_size: int, seed: int) -> np.ndarray:
-    """Images of one step: epochs of seeded permutations, a pure function of the step (resumable)."""
-    per_epoch = max(1, len(train) // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(len(train))
-    return np.sort(train[order[position * batch_size : (position + 1) * batch_size]])
+    def forward(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+        event = self.event(embeddings).view(-1, 3, self.n_events)
+        return {
+            "signal_type": self.signal_type(embeddings),
+            "representation": self.representation(embeddings),
+            "parameter": self.parameter(embeddings)[:, 0],
+            "event_presence": event[:, 0],
+            "event_onset": event[:, 1],
+            "event_amplitude": event[:, 2],
+        }
 
 
-def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(to_model_input(np.asarray(images))).to(device)
+class _Pretrainer(nn.Module):
+    """Backbone and heads as one module (what DistributedDataParallel wraps)."""
+
+    def __init__(self, backbone: nn.Module, heads: PretrainHeads):
+        super().__init__()
+        self.backbone, self.heads = backbone, heads
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.heads(self.backbone(images))
 
 
-def _load_corpus(folder: Path, config: PretrainConfig) -> Corpus:
-    """The corpus in ``folder``, generated first if absent (or interrupted)."""
-    images_path, targets_path = folder / "images.npy", folder / "targets.npz"
-    if not (images_path.is_file() and targets_path.is_file()):
-        folder.mkdir(parents=True, exist_ok=True)
-        corpus = generate_corpus(
-            config.n_per_type, config.representations, config.spec, config.seed,
-            path=images_path, progress=True,
-        )
-        np.savez(targets_path, signal_types=corpus.signal_types, representations=corpus.representations,
-                 parameters=corpus.parameters)
-        return corpus
-    targets = np.load(targets_path)
-    return Corpus(np.load(images_path, mmap_mode="r"), targets["signal_types"], targets["representations"],
-                  targets["parameters"])
+def _images(batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> float32 (B, 3, S, S) in [0, 1] on ``device`` (as ``to_model_input``)."""
+    images = batch["image"].to(device, non_blocking=True)
+    return images.permute(0, 3, 1, 2).float().mul_(1 / 255)
+
+
+def _masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``mask`` is 1 (0 when there are none)."""
+    return ((prediction - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], config: PretrainConfig):
+    """Every task's loss of one forward pass, and their weighted sum (``loss``)."""
+    outputs = {name: value.float() for name, value in outputs.items()}
+    applicable, present = batch["event_applicable"], batch["event_present"]
+    presence = F.binary_cross_entropy_with_logits(outputs["event_presence"], present, reduction="none")
+    losses = {
+        "signal_type": F.cross_entropy(outputs["signal_type"], batch["signal_type"]),
+        "representation": F.cross_entropy(outputs["representation"], batch["representation"]),
+        "parameter": F.mse_loss(outputs["parameter"], batch["parameter"]),
+        "event_presence": (presence * applicable).sum() / applicable.sum().clamp(min=1),
+        "event_onset": _masked_mse(outputs["event_onset"], batch["event_onset"], present),
+        "event_amplitude": _masked_mse(outputs["event_amplitude"], batch["event_amplitude"], present),
+    }
+    losses["loss"] = (
+        losses["signal_type"] + losses["representation"] + config.parameter_weight * losses["parameter"]
+        + losses["event_presence"] + config.event_weight * (losses["event_onset"] + losses["event_amplitude"])
+    )
+    return losses
 
 
 def _learning_rate_factor(config: PretrainConfig):
@@ -196,84 +238,156 @@ def _learning_rate_factor(config: PretrainConfig):
     return factor
 
 
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def _loader(corpus: StreamingCorpus, batches, workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(corpus, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
+
+
 @torch.no_grad()
-def _evaluate(model, heads, corpus: Corpus, indices: np.ndarray, batch_size: int, device) -> dict[str, float]:
+def _evaluate(model: _Pretrainer, corpus: StreamingCorpus, batch_size: int, ranks: Ranks,
+              workers: int) -> dict[str, Any]:
+    """Held-out accuracy and errors per task, this rank's share summed over the ranks."""
     model.eval()
-    heads.eval()
-    type_hits = rep_hits = 0
-    errors = []
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start : start + batch_size]
-        type_logits, rep_logits, parameter = heads(model(_to_tensor(corpus.images[chunk], device)))
-        type_hits += int((type_logits.argmax(1).cpu().numpy() == corpus.signal_types[chunk]).sum())
-        rep_hits += int((rep_logits.argmax(1).cpu().numpy() == corpus.representations[chunk]).sum())
-        errors.append(parameter.cpu().numpy() - corpus.parameters[chunk])
-    errors = np.concatenate(errors)
-    spread = float(np.std(corpus.parameters[indices]))
+    share = np.arange(ranks.rank, len(corpus), ranks.world_size)
+    batches = [share[start : start + batch_size].tolist() for start in range(0, len(share), batch_size)]
+    n_events = len(EVENTS)
+    # images, type hits, representation hits, sum |rate error|, sum rate error^2, sum rate, sum rate^2
+    totals = torch.zeros(7, dtype=torch.float64)
+    # per event: applicable, presence hits, present, sum |onset error|, sum |amplitude error|
+    events = torch.zeros(5, n_events, dtype=torch.float64)
+    for batch in _loader(corpus, batches, workers, ranks.device):
+        with _autocast(ranks.device):
+            outputs = model(_images(batch, ranks.device))
+        outputs = {name: value.float().cpu() for name, value in outputs.items()}
+        error = outputs["parameter"] - batch["parameter"]
+        totals += torch.tensor([
+            len(error),
+            (outputs["signal_type"].argmax(1) == batch["signal_type"]).sum(),
+            (outputs["representation"].argmax(1) == batch["representation"]).sum(),
+            error.abs().sum(), (error**2).sum(), batch["parameter"].sum(), (batch["parameter"] ** 2).sum(),
+        ], dtype=torch.float64)
+        applicable, present = batch["event_applicable"], batch["event_present"]
+        hits = ((outputs["event_presence"] > 0).float() == present).float() * applicable
+        events += torch.stack([
+            applicable.sum(0), hits.sum(0), present.sum(0),
+            ((outputs["event_onset"] - batch["event_onset"]).abs() * present).sum(0),
+            ((outputs["event_amplitude"] - batch["event_amplitude"]).abs() * present).sum(0),
+        ]).double()
+    packed = ranks.all_reduce_sum(torch.cat([totals, events.ravel()]).to(ranks.device)).cpu()
+    totals, events = packed[:7].tolist(), packed[7:].view(5, n_events).tolist()
+    n, type_hits, rep_hits, abs_error, squared_error, rate_sum, rate_squares = totals
+    variance = rate_squares / n - (rate_sum / n) ** 2
+    duration_s = corpus.spec.n_samples / corpus.spec.sampling_rate
+    ratio = lambda a, b: a / b if b else None  # noqa: E731
     return {
-        "images": int(len(indices)),
-        "signal_type_accuracy": type_hits / len(indices),
-        "representation_accuracy": rep_hits / len(indices),
-        "parameter_mae": float(np.mean(np.abs(errors))),
-        "parameter_r2": float(1 - np.mean(errors**2) / spread**2) if spread > 0 else None,
+        "images": int(n),
+        "signal_type_accuracy": type_hits / n,
+        "representation_accuracy": rep_hits / n,
+        "parameter_mae": abs_error / n,
+        "parameter_r2": 1 - squared_error / n / variance if variance > 0 else None,
+        "events": {
+            name: {
+                "windows": int(events[0][k]),
+                "present": int(events[2][k]),
+                "presence_accuracy": ratio(events[1][k], events[0][k]),
+                "onset_mae_s": ratio(events[3][k] * duration_s, events[2][k]),
+                "amplitude_mae": ratio(events[4][k], events[2][k]),
+            }
+            for k, name in enumerate(EVENTS)
+        },
     }
 
 
-def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) multi-task pretraining; see the module docstring for the outputs.
+def _check_run_folder(out: Path, settings: dict[str, Any], resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume it with other settings (only ``steps`` may grow)."""
+    config_path = out / CONFIG_NAME
+    if not config_path.is_file():
+        return
+    if not resume:
+        raise TrainingError(f"{out} already holds a pretraining run; pass --resume to continue it or choose another --out")
+    saved = json.loads(config_path.read_text())
+    changed = sorted(key for key in settings if saved.get(key) != settings[key])
+    if changed and changed != ["steps"]:
+        raise TrainingError(
+            f"--resume with other settings than {config_path} ({changed}); only --steps may change "
+            "(to extend a run); use a new --out"
+        )
+
+
+def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", resume: bool = False,
+             batch_size: int | None = None, workers: int = 0) -> dict[str, Any]:
+    """Run (or resume) multi-task pretraining, alone or as a rank of a torchrun launch.
 
     Parameters
     ----------
     config : PretrainConfig
     out : path-like
-        Run folder.
+        Run folder (see the module docstring).
     device : str, default "auto"
-        "auto" (CUDA if available), "cpu" or "cuda[:N]".
+        "auto" (CUDA if available), "cpu" or "cuda[:N]" (under torchrun, GPU
+        ``LOCAL_RANK``).
     resume : bool, default False
-        Continue from ``out/state.pt``. The saved config must equal
-        ``config`` except for ``steps``, which may grow to extend a finished
-        run (the cosine schedule is then stretched to the new length, a warm
-        restart). Without it an existing run in ``out`` is an error.
+        Continue from ``out/state.pt``, on any number of processes. The saved
+        config must equal ``config`` except for ``steps``, which may grow to
+        extend a finished run (the cosine schedule is then stretched to the
+        new length, a warm restart). Without it an existing run in ``out`` is
+        an error.
+    batch_size : int, optional
+        Images per forward pass on each rank; default ``global_batch`` divided
+        by the number of processes (no accumulation).
+    workers : int, default 0
+        DataLoader worker processes per rank making the images (0: in the
+        training process).
 
     Returns
     -------
     dict
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json`` (on every rank).
     """
-    out = Path(out)
-    config_path = out / CONFIG_NAME
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0; got {workers}")
+    with distributed(device) as ranks:
+        return _pretrain(config, Path(out), ranks, resume, batch_size, workers)
+
+
+def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, batch_size: int | None,
+              workers: int) -> dict[str, Any]:
     settings = json.loads(json.dumps(dataclasses.asdict(config)))
-    if config_path.is_file():
-        if not resume:
-            raise TrainingError(f"{out} already holds a pretraining run; pass --resume to continue it or choose another --out")
-        saved = json.loads(config_path.read_text())
-        changed = sorted(key for key in settings if saved.get(key) != settings[key])
-        if changed and changed != ["steps"]:
-            raise TrainingError(
-                f"--resume with other settings than {config_path} ({changed}); only --steps may change "
-                "(to extend a run); use a new --out"
-            )
-        if changed:
-            logger.info("extending the run from %d to %d steps", saved["steps"], settings["steps"])
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, settings)
-    torch_device = resolve_device(device)
+    _check_run_folder(out, settings, resume)
+    if batch_size is None:
+        batch_size = max(1, config.global_batch // ranks.world_size)
+    state_path = out / "state.pt"
+    step, history = 0, []
+    state = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
+    if state is not None:
+        step, history = state["step"], state["history"]
+    sampler = StepSampler(config.corpus_size, global_batch=config.global_batch, batch_size=batch_size,
+                          rank=ranks.rank, world_size=ranks.world_size, seed=config.seed, start_step=step,
+                          steps=config.steps)
+    ranks.barrier()  # every rank has read the folder before rank 0 writes to it
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / CONFIG_NAME, {**settings, "world_size": ranks.world_size, "batch_size_per_rank": batch_size,
+                                       "accumulation_steps": sampler.accumulation})
+    print(f"pretrain: rank {ranks.rank} of {ranks.world_size} on {ranks.device}, {batch_size} images per forward "
+          f"x {sampler.accumulation} accumulated, from step {step}", file=sys.stderr)
     started = time.perf_counter()
 
-    corpus = _load_corpus(out / "corpus", config)
-    n_reps = len(config.representations)
-    train, holdout = _split_windows(corpus, n_reps, config.holdout_fraction, config.seed)
-
     torch.manual_seed(config.seed)
-    model = load_backbone(config.init) if config.init else tiny_biomoe()
+    backbone = load_backbone(config.init) if config.init else tiny_biomoe()
     prefixes = TRAINABLE_PREFIXES[config.trainable]
-    for name, parameter in model.named_parameters():
+    for name, parameter in backbone.named_parameters():
         parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
-    heads = PretrainHeads(model.num_features, len(SIGNAL_TYPES), n_reps)
-    model.to(torch_device)
-    heads.to(torch_device)
-    no_decay = model.no_weight_decay()
-    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    heads = PretrainHeads(backbone.num_features, len(SIGNAL_TYPES), len(config.representations))
+    model = _Pretrainer(backbone, heads).to(ranks.device)
+    no_decay = backbone.no_weight_decay()
+    trained = [(n, p) for n, p in backbone.named_parameters() if p.requires_grad]
     decayed = [p for n, p in trained if n not in no_decay and p.ndim > 1] + list(heads.parameters())
     others = [p for n, p in trained if n in no_decay or p.ndim <= 1]
     optimizer = torch.optim.AdamW(
@@ -281,66 +395,70 @@ def pretrain(config: PretrainConfig, out: str | Path, *, device: str = "auto", r
         lr=config.learning_rate,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _learning_rate_factor(config))
-    history: list[dict[str, float]] = []
-    step = 0
-    state_path = out / "state.pt"
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=torch_device, weights_only=False)
-        model.load_state_dict(state["model"])
+    if state is not None:
+        backbone.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        step, history = state["step"], state["history"]
-        logger.info("resuming pretraining at step %d of %d", step, config.steps)
+    wrapped = model
+    if ranks.joined:
+        wrapped = DistributedDataParallel(model, device_ids=[ranks.device] if ranks.device.type == "cuda" else None)
+    clipped = [p for _, p in trained] + list(heads.parameters())
 
     def save_state() -> None:
         partial = state_path.with_name(state_path.name + ".partial")
-        torch.save({"model": model.state_dict(), "heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+        torch.save({"model": backbone.state_dict(), "heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "history": history}, partial)
         partial.replace(state_path)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step")
+    train_corpus, holdout_corpus = config.corpora()
+    batches = iter(_loader(train_corpus, sampler, workers, ranks.device))
+    bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step", disable=not ranks.main)
     while step < config.steps:
-        model.train()
-        heads.train()
-        batch = _batch_indices(train, step, config.batch_size, config.seed)
-        images = _to_tensor(corpus.images[batch], torch_device)
-        type_logits, rep_logits, parameter = heads(model(images))
-        losses = {
-            "signal_type": F.cross_entropy(type_logits, torch.from_numpy(corpus.signal_types[batch]).to(torch_device)),
-            "representation": F.cross_entropy(rep_logits, torch.from_numpy(corpus.representations[batch]).to(torch_device)),
-            "parameter": F.mse_loss(parameter, torch.from_numpy(corpus.parameters[batch]).to(torch_device)),
-        }
-        loss = losses["signal_type"] + losses["representation"] + config.parameter_weight * losses["parameter"]
+        wrapped.train()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for _, p in trained] + list(heads.parameters()), 5.0)
+        totals = torch.zeros(len(_LOSSES), device=ranks.device)
+        for micro in range(sampler.accumulation):
+            batch = {name: value.to(ranks.device, non_blocking=True) for name, value in next(batches).items()}
+            last = micro == sampler.accumulation - 1
+            with nullcontext() if last or not ranks.joined else wrapped.no_sync():
+                with _autocast(ranks.device):
+                    outputs = wrapped(_images(batch, ranks.device))
+                losses = _losses(outputs, batch, config)
+                (losses["loss"] / sampler.accumulation).backward()
+            totals += torch.stack([losses[name].detach() for name in _LOSSES]) / sampler.accumulation
+        torch.nn.utils.clip_grad_norm_(clipped, 5.0)
         optimizer.step()
         scheduler.step()
         step += 1
-        history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in losses.items()}})
+        means = (ranks.all_reduce_sum(totals) / ranks.world_size).tolist()
+        history.append({"step": step, **dict(zip(_LOSSES, means))})
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", rate_mse=f"{history[-1]['parameter']:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if ranks.main and (step % config.checkpoint_every == 0 or step == config.steps):
             save_state()
     bar.close()
 
-    save_backbone(model.cpu(), out / "backbone.pth")
-    torch.save({"heads": heads.state_dict(), "signal_types": SIGNAL_TYPES,
-                "representations": config.representations}, out / "heads.pt")
-    model.to(torch_device)
+    if ranks.main:
+        save_backbone(copy.deepcopy(backbone).cpu(), out / "backbone.pth")
+        torch.save({"heads": heads.state_dict(), "signal_types": SIGNAL_TYPES, "events": EVENTS,
+                    "representations": config.representations}, out / "heads.pt")
+    ranks.broadcast_from_main(list(model.buffers()))  # rank 0's BatchNorm statistics, the ones saved
     last = history[-min(len(history), 20):] if history else []
     metrics = {
         "steps": step,
-        "device": str(torch_device),
+        "device": str(ranks.device),
+        "world_size": ranks.world_size,
+        "global_batch": config.global_batch,
         "wall_seconds_this_session": round(time.perf_counter() - started, 1),
         "final_train_loss_mean_last_20": float(np.mean([h["loss"] for h in last])) if last else None,
-        "holdout": _evaluate(model, heads, corpus, holdout, config.batch_size, torch_device),
+        "holdout": _evaluate(model, holdout_corpus, batch_size, ranks, workers),
         "history": history,
     }
-    write_json(out / "metrics.json", metrics)
+    if ranks.main:
+        write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -349,17 +467,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run folder (backbone.pth, heads.pt, config.json, ...)")
     parser.add_argument("--config", type=Path, help="TOML or JSON file of PretrainConfig settings")
     parser.add_argument("--steps", type=int, help=f"optimiser steps (default {PretrainConfig.steps})")
-    parser.add_argument("--batch-size", type=int, help=f"images per step (default {PretrainConfig.batch_size})")
-    parser.add_argument("--per-type", dest="n_per_type", type=int,
-                        help=f"corpus windows per signal type (default {PretrainConfig.n_per_type})")
+    parser.add_argument("--global-batch", type=int,
+                        help=f"images per optimiser step over all processes (default {PretrainConfig.global_batch})")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass on each process; smaller than "
+                        "--global-batch / processes accumulates gradients (default: --global-batch / processes)")
+    parser.add_argument("--corpus-size", type=int,
+                        help=f"training images of the streaming corpus (default {PretrainConfig.corpus_size})")
+    parser.add_argument("--holdout-size", type=int,
+                        help=f"held-out images measuring the tasks (default {PretrainConfig.holdout_size})")
     parser.add_argument("--representations", help="comma-separated representations (default: "
                         + ",".join(DEFAULT_REPRESENTATIONS) + ")")
     parser.add_argument("--learning-rate", type=float, help=f"peak AdamW rate (default {PretrainConfig.learning_rate})")
+    parser.add_argument("--trainable", choices=tuple(TRAINABLE_PREFIXES),
+                        help=f"layers to train: late (CPU) or all (GPU) (default {PretrainConfig.trainable})")
     parser.add_argument("--init", help="start from this backbone checkpoint instead of random weights")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N] (default auto)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader processes per rank making the images (default 0: the training process)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (on any number of processes)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -367,16 +494,21 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {
-        "steps": args.steps, "batch_size": args.batch_size, "n_per_type": args.n_per_type,
-        "learning_rate": args.learning_rate, "init": args.init, "seed": args.seed,
+        "steps": args.steps, "global_batch": args.global_batch, "corpus_size": args.corpus_size,
+        "holdout_size": args.holdout_size, "learning_rate": args.learning_rate, "trainable": args.trainable,
+        "init": args.init, "seed": args.seed,
         "representations": tuple(args.representations.split(",")) if args.representations else None,
     }
     config = merge_settings(PretrainConfig(), read_config_file(args.config), overrides)
-    metrics = pretrain(config, args.out, device=args.device, resume=args.resume)
+    metrics = pretrain(config, args.out, device=args.device, resume=args.resume, batch_size=args.batch_size,
+                       workers=args.workers)
     holdout = metrics["holdout"]
-    print(
-        f"{args.out / 'backbone.pth'}: {metrics['steps']} steps on {metrics['device']}; held-out signal type "
-        f"{holdout['signal_type_accuracy']:.1%}, representation {holdout['representation_accuracy']:.1%}, "
-        f"rate MAE {holdout['parameter_mae']:.3f} (scaled to [0, 1])"
-    )
+    if os.environ.get("RANK", "0") == "0":
+        scr = holdout["events"]["scr"]["presence_accuracy"]
+        print(
+            f"{args.out / 'backbone.pth'}: {metrics['steps']} steps on {metrics['world_size']} x {metrics['device']}; "
+            f"held-out signal type {holdout['signal_type_accuracy']:.1%}, representation "
+            f"{holdout['representation_accuracy']:.1%}, rate MAE {holdout['parameter_mae']:.3f} (scaled to [0, 1]), "
+            f"SCR presence {'-' if scr is None else f'{scr:.1%}'}"
+        )
     return 0

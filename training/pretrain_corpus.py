@@ -1,21 +1,22 @@
-"""A generated corpus of biosignal images for multi-task pretraining.
+"""A streaming corpus of biosignal images for multi-task pretraining.
 
-The paper pretrained Tiny-BioMoE on ECG, EMG and EEG images at scale; here a
-seeded generator stands in: six signal types, each driven by one rate-like
-parameter drawn uniformly from a physiological range, rendered at 100 Hz in
-10 s windows and turned into images by :func:`edge.representations.represent`
-(the device's own code, so pretraining sees exactly the images the monitor
-makes). Every image comes with three targets: its signal type, its
-representation and its generating parameter scaled to [0, 1].
+The paper pretrained Tiny-BioMoE on 4.4 million ECG, EMG and EEG images;
+here seeded generators stand in, and the corpus is made on demand: image
+``i`` of a :class:`StreamingCorpus` is window ``i // R`` in representation
+``i % R`` (``R`` representations), and window ``w`` is drawn from
+``numpy.random.default_rng([seed, w])`` alone, so any DataLoader worker on
+any rank makes exactly the same image ``i`` and the corpus is never held in
+memory: its size is a number, from thousands to millions of images. Windows
+cycle through six signal types, each driven by one rate-like parameter drawn
+uniformly from a physiological range, rendered at 100 Hz in 10 s windows and
+turned into images by :func:`edge.representations.represent` (the device's
+own code, so pretraining sees exactly the images the monitor makes).
 
 ECG, EMG and EEG are deliberately simple generators; PPG, RESP and EDA are a
 random resting subject of the project's physiology model
 (:mod:`firmware_bridge.physiology`, the model behind ``biomoe synth`` and the
 simulated hub, with its artefacts), with the drawn parameter in place of the
-subject's own rate. What matters for the backbone is that telling the rates
-apart needs the same cues as telling pain levels apart in the target task
-(heart rate, breathing rate, skin-conductance responses, amplitude
-envelopes):
+subject's own rate:
 
 ==========  ==============================================  ===============
 type        model                                           parameter
@@ -35,32 +36,57 @@ type        model                                           parameter
                                                             0.5-15 /min
 ==========  ==============================================  ===============
 
+Rates and types are not what separates pain levels; the size and timing of
+responses within a window are. So half of the EDA, PPG and RESP windows
+carry a planted event, with exact targets (the generator knows what it
+planted): presence, onset (s from the window's start) and amplitude.
+
+==========================  ======  ==============================================  ===================
+event                       type    how it is planted                               amplitude
+==========================  ======  ==============================================  ===================
+``scr``                     eda     a pain episode of the physiology model: its     evoked SCR height,
+                                    evoked SCR (with its extra SCRs and tonic        fraction of SCL
+                                    rise); onset = the SCR's impulse                 0-1
+``heart_rate_step``         ppg     a pain episode: the heart rate steps up         bpm, 0-40
+                                    (time constant 1.5 s) and holds
+``pulse_amplitude_change``  ppg     the same episode's vasoconstriction, 1 s after  fraction of pulse
+                                    the heart-rate step                             amplitude lost, 0-1
+``breathing_pause``         resp    the belt held at the end of an expiration       duration, 2-6 s
+==========================  ======  ==============================================  ===================
+
+A planted episode's response starts 1-7 s into the window (+- 0.3 s, the
+model's latency jitter; the target is the exact onset); its strength scale
+is log-uniform in 0.3-3 (times the model's per-episode spread), every subject
+a responder. A pause starts at the lowest point of the breath after a time
+drawn in 1-7 s.
+
 Examples
 --------
 >>> from edge.representations import RepresentationSpec
->>> corpus = generate_corpus(2, ("scalogram",), RepresentationSpec(), seed=0)
->>> corpus.images.shape, corpus.signal_types.tolist()[:4]
-((12, 224, 224, 3), [0, 1, 2, 3])
+>>> corpus = StreamingCorpus(12, ("scalogram",), RepresentationSpec(), seed=0)
+>>> sample = corpus[3]
+>>> sample["image"].shape, SIGNAL_TYPES[sample["signal_type"]]
+((224, 224, 3), 'ppg')
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import scipy.signal
 
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent
-from firmware_bridge.physiology import draw_profile, simulate_recording
+from firmware_bridge.physiology import PAIN_LEVELS, RESPONSES, draw_profile, effect_size, simulate_recording
 
 __all__ = [
+    "EVENTS",
+    "EVENT_AMPLITUDE_RANGES",
+    "EVENT_SIGNALS",
     "PARAMETER_RANGES",
     "SIGNAL_TYPES",
-    "Corpus",
-    "generate_corpus",
+    "StreamingCorpus",
     "generate_signal",
 ]
 
@@ -77,30 +103,26 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "eda": (0.5, 15.0),
 }
 
+#: Planted events, in the order of the event head's outputs.
+EVENTS: tuple[str, ...] = ("scr", "heart_rate_step", "pulse_amplitude_change", "breathing_pause")
 
-@dataclass
-class Corpus:
-    """Images and their three targets.
+#: The signal type that carries each event.
+EVENT_SIGNALS: dict[str, str] = {
+    "scr": "eda", "heart_rate_step": "ppg", "pulse_amplitude_change": "ppg", "breathing_pause": "resp",
+}
 
-    Attributes
-    ----------
-    images : ndarray of uint8, shape (n, S, S, 3)
-        May be a read-only memory map (see :func:`generate_corpus`).
-    signal_types : ndarray of int64, shape (n,)
-        Index into :data:`SIGNAL_TYPES`.
-    representations : ndarray of int64, shape (n,)
-        Index into the ``representations`` the corpus was made with.
-    parameters : ndarray of float32, shape (n,)
-        Generating parameter scaled to [0, 1] over :data:`PARAMETER_RANGES`.
-    """
+#: Range of each event's amplitude (unit in the module table); targets are scaled to [0, 1] over it.
+EVENT_AMPLITUDE_RANGES: dict[str, tuple[float, float]] = {
+    "scr": (0.0, 1.0),
+    "heart_rate_step": (0.0, 40.0),
+    "pulse_amplitude_change": (0.0, 1.0),
+    "breathing_pause": (2.0, 6.0),
+}
 
-    images: np.ndarray
-    signal_types: np.ndarray
-    representations: np.ndarray
-    parameters: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.signal_types)
+EVENT_PROBABILITY = 0.5  # share of EDA, PPG and RESP windows with a planted event
+_EVENT_ONSET_S = (1.0, 7.0)  # when a planted response starts in the window
+_EVENT_SCALE = (0.3, 3.0)  # log-uniform response strength scale of a planted episode
+_WARMUP_S = 20.0  # simulated before each physiology window
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, fs: float, correlation_s: float) -> np.ndarray:
@@ -171,38 +193,95 @@ def _eeg(rng, n, fs, peak_hz):
     return 0.6 * pink + rng.uniform(0.8, 1.6) * envelope * rhythm
 
 
-def _physiology(channel: str, profile_field: str, warmup_s: float = 20.0):
-    """A generator of ``channel`` from the physiology model: a random subject at rest whose
-    ``profile_field`` is the drawn parameter, after ``warmup_s`` seconds (so earlier SCRs decay into the window)."""
+def _physiology(channel: str, profile_field: str, rng, n, fs, value, episode: bool):
+    """``n`` samples of ``channel`` from the physiology model: a random resting subject whose
+    ``profile_field`` is ``value``, after a 20 s warm-up (so earlier SCRs decay into the window),
+    with one pain episode whose response starts 1-7 s into the window when ``episode``.
 
-    def generate(rng, n, fs, value):
-        profile = replace(draw_profile(rng), **{profile_field: value})
-        warmup = int(warmup_s * fs)
-        recording = simulate_recording(n + warmup, rng, sampling_rate=fs, profile=profile)
-        return recording.signals[channel][warmup:]
+    Returns the window and the :class:`~firmware_bridge.physiology.Recording` (its ``onsets``
+    and ``strengths`` say what the episode planted).
+    """
+    profile = replace(draw_profile(rng), **{profile_field: value})
+    warmup = int(_WARMUP_S * fs)
+    onset_s, scale = rng.uniform(*_EVENT_ONSET_S), float(np.exp(rng.uniform(*np.log(_EVENT_SCALE))))
+    episodes = ()
+    if episode:
+        # every channel answers at the drawn scale (times the model's per-episode spread), so the
+        # planted response is never a near non-responder's invisible one
+        profile = replace(profile, responsiveness=1.0, gains=dict.fromkeys(RESPONSES, 1.0))
+        onset = warmup + int(round((onset_s - profile.latency_s) * fs))
+        episodes = [(onset, warmup + n + 1, PAIN_LEVELS["high"])]
+    recording = simulate_recording(n + warmup, rng, episodes, sampling_rate=fs, profile=profile, scale=scale)
+    return recording.signals[channel][warmup:], recording
 
-    return generate
+
+def _onset_s(recording, response: str) -> float:
+    """Seconds from the window's start to the planted episode's response in ``response``."""
+    return float(recording.onsets[response][0]) / recording.sampling_rate - _WARMUP_S
+
+
+def _eda(rng, n, fs, scr_rate):
+    """EDA at spontaneous SCR rate ``scr_rate``; event: an evoked SCR (height as a fraction of the SCL)."""
+    planted = rng.random() < EVENT_PROBABILITY
+    signal, recording = _physiology("EDA", "scr_rate_per_min", rng, n, fs, scr_rate, planted)
+    if not planted:
+        return signal, {}
+    height = float(effect_size(recording.effects, "scr_of_scl", recording.strengths["eda"][0]))
+    return signal, {"scr": (_onset_s(recording, "eda"), height)}
+
+
+def _ppg(rng, n, fs, heart_rate):
+    """Finger PPG at ``heart_rate``; events: a heart-rate step (bpm) and the pulse-amplitude fall it brings."""
+    planted = rng.random() < EVENT_PROBABILITY
+    signal, recording = _physiology("BVP", "heart_rate_bpm", rng, n, fs, heart_rate, planted)
+    if not planted:
+        return signal, {}
+    step = float(effect_size(recording.effects, "heart_rate_bpm", recording.strengths["heart"][0]))
+    fall = 1 - float(np.exp(effect_size(recording.effects, "log_pulse_amplitude", recording.strengths["pulse"][0])))
+    return signal, {
+        "heart_rate_step": (_onset_s(recording, "heart"), step),
+        "pulse_amplitude_change": (_onset_s(recording, "pulse"), fall),
+    }
+
+
+def _resp(rng, n, fs, breathing_rate):
+    """Breathing belt at ``breathing_rate``; event: a pause (s) starting at the end of an expiration
+    (the belt held at its lowest point of the breath after the drawn time)."""
+    planted = rng.random() < EVENT_PROBABILITY
+    duration = int(round(rng.uniform(*EVENT_AMPLITUDE_RANGES["breathing_pause"]) * fs))
+    signal, recording = _physiology("RESP", "breathing_rate_per_min", rng, n, fs, breathing_rate, False)
+    if not planted:
+        return signal, {}
+    start = int(round(rng.uniform(*_EVENT_ONSET_S) * fs))
+    breath = int(60 / breathing_rate * fs)
+    pause = start + int(np.argmin(signal[start : start + breath]))
+    held = np.concatenate([signal[:pause], np.full(duration, signal[pause]), signal[pause:]])[:n]
+    return held, {"breathing_pause": (pause / fs, duration / fs)}
+
+
+def _no_events(generate):
+    return lambda rng, n, fs, value: (generate(rng, n, fs, value), {})
 
 
 _GENERATORS = {
-    "ecg": _ecg,
-    "emg": _emg,
-    "eeg": _eeg,
-    "ppg": _physiology("BVP", "heart_rate_bpm"),
-    "resp": _physiology("RESP", "breathing_rate_per_min"),
-    "eda": _physiology("EDA", "scr_rate_per_min"),
+    "ecg": _no_events(_ecg),
+    "emg": _no_events(_emg),
+    "eeg": _no_events(_eeg),
+    "ppg": _ppg,
+    "resp": _resp,
+    "eda": _eda,
 }
 
 
 def generate_signal(kind: str, rng: np.random.Generator, n_samples: int = 1000, sampling_rate: float = 100.0):
-    """One window of one signal type, with its generating parameter.
+    """One window of one signal type, with its generating parameter and the events planted in it.
 
     Parameters
     ----------
     kind : str
         One of :data:`SIGNAL_TYPES`.
     rng : numpy.random.Generator
-        Source of every random draw (the parameter included).
+        Source of every random draw (the parameter and the events included).
     n_samples : int, default 1000
         Window length in samples.
     sampling_rate : float, default 100.0
@@ -213,88 +292,89 @@ def generate_signal(kind: str, rng: np.random.Generator, n_samples: int = 1000, 
     signal : ndarray of float64, shape (n_samples,)
     parameter : float
         The generating parameter in its unit (see :data:`PARAMETER_RANGES`).
+    events : dict of str to (float, float)
+        Each planted event (a name from :data:`EVENTS`) -> (onset in s from the
+        window's start, amplitude in its unit); empty when none was planted.
     """
     if kind not in _GENERATORS:
         raise ValueError(f"kind must be one of {SIGNAL_TYPES}; got {kind!r}")
     low, high = PARAMETER_RANGES[kind]
     parameter = float(rng.uniform(low, high))
-    return _GENERATORS[kind](rng, n_samples, sampling_rate, parameter), parameter
+    signal, events = _GENERATORS[kind](rng, n_samples, sampling_rate, parameter)
+    return signal, parameter, events
 
 
-def generate_corpus(
-    n_per_type: int,
-    representations: Sequence[str],
-    spec: RepresentationSpec,
-    seed: int = 0,
-    *,
-    path: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> Corpus:
-    """Generate ``n_per_type`` windows of every signal type, each in every representation.
+class StreamingCorpus:
+    """Images made on demand, each a pure function of ``(seed, index)`` (a map-style dataset).
 
-    Image ``i`` is window ``i // len(representations)`` in representation
-    ``i % len(representations)``; windows cycle through the signal types.
+    Image ``i`` is window ``(first + i) // R`` in representation ``(first + i) % R``;
+    window ``w`` has signal type ``SIGNAL_TYPES[w % 6]`` and is drawn from
+    ``numpy.random.default_rng([seed, w])``. ``first`` places a corpus further
+    along the same sequence: a hold-out set starting at a window boundary after
+    the training images shares no window with them.
 
     Parameters
     ----------
-    n_per_type : int
-        Windows per signal type (>= 1).
+    size : int
+        Images (>= 1).
     representations : sequence of str
         Names from :data:`edge.representations.REPRESENTATIONS`.
     spec : RepresentationSpec
         Image settings (the same as fine-tuning's and the device's).
     seed : int, default 0
-        Corpus seed.
-    path : path-like, optional
-        Write the images to this ``.npy`` file (written to ``path + ".partial"``
-        and renamed when complete) and return them memory-mapped, so a large
-        corpus need not fit in memory. None keeps them in memory.
-    progress : bool, default False
-        Show a tqdm progress bar.
+    first : int, default 0
+        Index of image 0 in the seed's sequence.
 
-    Returns
-    -------
-    Corpus
+    Notes
+    -----
+    ``corpus[i]`` is a dict of NumPy values: ``image`` (uint8, (S, S, 3)),
+    ``signal_type`` and ``representation`` (int64), ``parameter`` (float32,
+    scaled to [0, 1] over :data:`PARAMETER_RANGES`) and, per event of
+    :data:`EVENTS` (float32, shape (4,)): ``event_applicable`` (1 where the
+    window's signal type carries that event), ``event_present``,
+    ``event_onset`` (fraction of the window) and ``event_amplitude`` (scaled
+    to [0, 1] over :data:`EVENT_AMPLITUDE_RANGES`), both 0 where absent.
     """
-    if isinstance(n_per_type, bool) or not isinstance(n_per_type, int) or n_per_type < 1:
-        raise ValueError(f"n_per_type must be an integer >= 1; got {n_per_type!r}")
-    representations = tuple(representations)
-    unknown = [name for name in representations if name not in REPRESENTATIONS]
-    if unknown or not representations:
-        raise ValueError(f"representations must be names from {REPRESENTATIONS}; got {list(representations)}")
-    rng = np.random.default_rng(seed)
-    n_windows = n_per_type * len(SIGNAL_TYPES)
-    n_images = n_windows * len(representations)
-    shape = (n_images, spec.image_size, spec.image_size, 3)
-    if path is None:
-        images = np.empty(shape, dtype=np.uint8)
-    else:
-        partial = Path(str(path) + ".partial")
-        images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
-    signal_types = np.repeat(np.arange(n_windows) % len(SIGNAL_TYPES), len(representations))
-    parameters = np.empty(n_windows, dtype=np.float32)
-    indices = range(n_windows)
-    if progress:
-        from tqdm import tqdm
 
-        indices = tqdm(indices, desc="pretraining corpus", unit="window")
-    for window in indices:
+    def __init__(self, size: int, representations: Sequence[str], spec: RepresentationSpec, seed: int = 0,
+                 first: int = 0):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be an integer >= 1; got {size!r}")
+        representations = tuple(representations)
+        unknown = [name for name in representations if name not in REPRESENTATIONS]
+        if unknown or not representations:
+            raise ValueError(f"representations must be names from {REPRESENTATIONS}; got {list(representations)}")
+        self.size, self.representations, self.spec, self.seed, self.first = size, representations, spec, seed, first
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if not 0 <= index < self.size:
+            raise IndexError(f"image {index} of a corpus of {self.size}")
+        window, representation = divmod(self.first + int(index), len(self.representations))
         kind = SIGNAL_TYPES[window % len(SIGNAL_TYPES)]
-        signal, value = generate_signal(kind, rng, spec.n_samples, spec.sampling_rate)
-        low, high = PARAMETER_RANGES[kind]
-        parameters[window] = (value - low) / (high - low)
-        start = window * len(representations)
-        images[start : start + len(representations)] = represent(
-            signal, spec, representations, sampling_rate=spec.sampling_rate
+        spec = self.spec
+        signal, parameter, events = generate_signal(
+            kind, np.random.default_rng([self.seed, window]), spec.n_samples, spec.sampling_rate
         )
-    if path is not None:
-        images.flush()
-        del images
-        os.replace(partial, path)
-        images = np.load(path, mmap_mode="r")
-    return Corpus(
-        images=images,
-        signal_types=signal_types.astype(np.int64),
-        representations=np.tile(np.arange(len(representations)), n_windows).astype(np.int64),
-        parameters=np.repeat(parameters, len(representations)),
-    )
+        image = represent(signal, spec, (self.representations[representation],), sampling_rate=spec.sampling_rate)[0]
+        low, high = PARAMETER_RANGES[kind]
+        targets = np.zeros((4, len(EVENTS)), dtype=np.float32)  # applicable, present, onset, amplitude
+        duration_s = spec.n_samples / spec.sampling_rate
+        for k, name in enumerate(EVENTS):
+            targets[0, k] = EVENT_SIGNALS[name] == kind
+            if name in events:
+                onset_s, amplitude = events[name]
+                low_a, high_a = EVENT_AMPLITUDE_RANGES[name]
+                targets[1:, k] = 1.0, onset_s / duration_s, (amplitude - low_a) / (high_a - low_a)
+        return {
+            "image": image,
+            "signal_type": np.int64(SIGNAL_TYPES.index(kind)),
+            "representation": np.int64(representation),
+            "parameter": np.float32((parameter - low) / (high - low)),
+            "event_applicable": targets[0],
+            "event_present": targets[1],
+            "event_onset": targets[2],
+            "event_amplitude": targets[3],
+        }

@@ -1,0 +1,74 @@
+"""Pretraining throughput: images per second of ``biomoe pretrain`` on 1 and N processes, and the scaling efficiency.
+
+Each setting runs ``biomoe pretrain`` twice from scratch, for ``--steps`` and
+for twice as many steps, and divides the extra images by the extra wall time,
+so start-up, the held-out measurement and the checkpoint writes cancel out.
+The images are generated on the fly as in any run (in the training process,
+``--workers 0``). Several processes are launched by torchrun
+(``python -m torch.distributed.run --standalone``), gloo on the CPU; the CPU
+threads are shared out between them (``--threads`` in all). Scaling
+efficiency is ``rate(N) / (N x rate(1))`` at the same global batch.
+
+Usage::
+
+    python -m benchmarks.bench_pretrain [--processes 1 2] [--steps 8] [--global-batch 16] [--threads 2]
+                                        [--device cpu] [--trainable late]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _command(processes: int, out: Path, args: argparse.Namespace, steps: int) -> list[str]:
+    pretrain = ["--out", str(out), "--steps", str(steps), "--global-batch", str(args.global_batch),
+                "--holdout-size", str(args.global_batch), "--corpus-size", str(100 * args.global_batch),
+                "--device", args.device, "--trainable", args.trainable,
+                "--threads", str(max(1, args.threads // processes))]
+    if processes == 1:
+        return [sys.executable, "-m", "edge.cli", "pretrain", *pretrain]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+            "-m", "edge.cli", "pretrain", *pretrain]
+
+
+def images_per_second(processes: int, args: argparse.Namespace) -> float:
+    """Extra images over extra wall time between a run of ``steps`` and one of ``2 * steps`` steps."""
+    walls = []
+    for steps in (args.steps, 2 * args.steps):
+        with tempfile.TemporaryDirectory(prefix="biomoe-bench-pretrain-") as folder:
+            started = time.perf_counter()
+            subprocess.run(_command(processes, Path(folder) / "run", args, steps), check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - started)
+    return args.steps * args.global_batch / (walls[1] - walls[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts (default 1 2)")
+    parser.add_argument("--steps", type=int, default=8, help="steps of the shorter run (default 8)")
+    parser.add_argument("--global-batch", type=int, default=16, help="images per step over all processes")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads shared by the processes (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--trainable", choices=("late", "all"), default="late", help="layers trained (default late)")
+    args = parser.parse_args(argv)
+    if min(args.processes) < 1 or args.steps < 1:
+        parser.error("--processes and --steps must be positive")
+    rates = {n: images_per_second(n, args) for n in args.processes}
+    single = rates.get(1)
+    print(f"| processes | images/s | scaling efficiency |  ({args.device}, global batch {args.global_batch}, "
+          f"trainable {args.trainable}, {args.threads} threads in all)")
+    print("| ---: | ---: | ---: |")
+    for n, rate in rates.items():
+        efficiency = f"{rate / (n * single):.0%}" if single else "-"
+        print(f"| {n} | {rate:.1f} | {efficiency} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -258,3 +258,36 @@ def test_unknown_channel_is_refused():
 def test_docstring_examples_run():
     results = doctest.testmod(edge.windows)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_a_fast_channel_is_not_cut_short_by_its_own_filter_margin():
+    """1000 Hz read at 4 Hz: the anti-aliasing filter reads 2.5 s past each window, more than max_wait_seconds."""
+    windower = Windower({"X": 1000.0}, 4.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "X", 1000.0, 0.0, 40.0, lambda t: np.sin(2 * np.pi * 0.05 * t), block_seconds=1.0)
+    assert [(w.start_time, w.forced) for w in windows] == [(0.0, False), (10.0, False), (20.0, False)]
+    for window in windows[1:]:  # the first has no signal before it for the filter
+        grid = window.start_time + np.arange(40) / 4.0
+        np.testing.assert_allclose(window.data[0], np.sin(2 * np.pi * 0.05 * grid), atol=1e-3)
+    assert windower.stats()["X"] == {"received": 40_000, "lost": 0, "dropped": 0}
+
+
+def test_a_slow_channel_is_waited_for_until_its_sample_after_the_window_is_due():
+    """SpO2 at 1 Hz, grid from 0.5 s: the window [0.5, 10.5) needs SpO2's sample at 11 s, due after max_wait 0.5 s."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=0.5)
+    assert windower.push("EDA", 0.5, np.ones(1000)) == []
+    (window,) = windower.push("SpO2", 0.0, 90.0 + np.arange(13.0))  # samples at 0..12 s in one block
+    assert (window.start_time, window.forced) == (0.5, False)
+    np.testing.assert_allclose(window.data[1], 90.5 + np.arange(1000) / 100.0)
+    assert windower.stats()["SpO2"] == {"received": 13, "lost": 0, "dropped": 0}
+
+
+def test_a_slow_leader_keeps_its_window_while_a_fast_channel_stalls():
+    """The slow channel runs a downsampling margin plus max_wait past the window before it is cut: all held."""
+    windower = Windower({"X": 1000.0, "EDA": 4.0}, 4.0, 10.0, max_wait_seconds=2.0)
+    windows = windower.push("X", 0.0, np.ones(5000))  # X stalls after 5 s
+    for second in range(40):
+        windows += windower.push("EDA", float(second), np.full(4, float(second)))
+    assert [(w.start_time, w.forced) for w in windows] == [(0.0, True), (10.0, True), (20.0, True)]
+    for window in windows:
+        np.testing.assert_array_equal(window.data[1], np.repeat(window.start_time + np.arange(10.0), 4))
+        assert np.isnan(window.data[0, 20:]).all()

@@ -61,6 +61,8 @@ def test_spec_json_round_trip():
     assert RepresentationSpec.from_json(text) == spec
     assert RepresentationSpec.from_dict(json.loads(text)) == spec
     assert json.loads(text)["waveform_line_rgb"] == [31, 119, 180]
+    assert spec.to_dict()["waveform_line_rgb"] == [31, 119, 180] and type(spec.to_dict()["waveform_line_rgb"]) is list
+    assert text.startswith('{\n  "sampling_rate": 100.0,\n  "window_seconds": 10.0,')  # indented 2 by default
     assert RepresentationSpec.from_json(SPEC.to_json()) == SPEC
     assert RepresentationSpec.from_dict({}) == SPEC  # missing keys take defaults
 
@@ -70,7 +72,7 @@ def test_spec_from_dict_rejects_unknown_keys():
         RepresentationSpec.from_dict({"imagesize": 128})
     with pytest.raises(ValueError, match="not valid JSON"):
         RepresentationSpec.from_json("{image_size: 1")
-    with pytest.raises(ValueError, match="JSON object"):
+    with pytest.raises(ValueError, match="JSON object / dict; got list"):
         RepresentationSpec.from_json("[1, 2]")
 
 
@@ -97,8 +99,8 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"scalogram_fmin_hz": 1.0, "scalogram_fmax_hz": 1.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
         ({"recurrence_points": 1, "recurrence_dimension": 1}, "recurrence_points"),
         ({"stft_noverlap": -1}, "stft_noverlap"),
-        ({"scalogram_wavelet": "db4"}, "scalogram_wavelet"),
-        ({"scalogram_wavelet": "cmor"}, "scalogram_wavelet"),
+        ({"scalogram_wavelet": "db4"}, r"got 'db4' \(Invalid wavelet name 'db4'.\)"),
+        ({"scalogram_wavelet": "cmor"}, "got 'cmor' \\(Wavelets from the family cmor, without parameters"),
         ({"scalogram_fmin_hz": 6.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
         ({"scalogram_fmax_hz": 50.0}, "sampling_rate / 2"),
         ({"recurrence_points": 1001}, "recurrence_points"),
@@ -623,3 +625,126 @@ def test_model_input_is_channels_first_in_unit_range():
     assert (model_input[0] == 1).all() and model_input[2, 2, 5] == pytest.approx(0.2) and model_input[1].max() == 0
     with pytest.raises(ValueError, match=r"got uint8 \(8, 3\)"):
         to_model_input(np.zeros((8, 3), np.uint8))
+
+
+def test_validating_the_default_hann_window_needs_no_scipy(monkeypatch):
+    """Every bundle load validates its spec; "hann" is valid for any length, so SciPy's window code stays unloaded."""
+    import edge.representations
+
+    def no_scipy(name, nperseg):
+        raise AssertionError("scipy.signal.get_window called")
+
+    monkeypatch.setattr(edge.representations, "_stft_taper", no_scipy)
+    assert RepresentationSpec(stft_nperseg=77, stft_noverlap=7).stft_window == "hann"
+    with pytest.raises(AssertionError, match="get_window called"):
+        RepresentationSpec(stft_window="hamming")
+
+
+def test_spectrogram_crop_keeps_the_row_at_exactly_the_top_frequency():
+    spec = RepresentationSpec(stft_nfft=256, stft_fmax_hz=12.5)  # 12.5 Hz is bin 32 of a 256-point FFT at 100 Hz
+    frequencies = spectrogram_frequencies(spec)
+    np.testing.assert_allclose(frequencies, np.arange(33) * 100 / 256)
+    assert spectrogram(bvp_like(seed=33)[0], spec).shape[0] == 33
+    one_step = RepresentationSpec(stft_nfft=1000, stft_fmax_hz=0.1)
+    np.testing.assert_allclose(spectrogram_frequencies(one_step), [0.0, 0.1])
+
+
+def expected_image(matrix: np.ndarray, flip_rows: bool, matplotlib) -> np.ndarray:
+    """Independent image path: separable resize (area mean shrinking, linear enlarging), min-max, matplotlib viridis."""
+
+    def resize(values, axis):
+        values = np.moveaxis(values, axis, -1)
+        values = (np.apply_along_axis(area_resample, -1, values, 224) if values.shape[-1] > 224
+                  else linear_resize(values, 224))
+        return np.moveaxis(values, -1, axis)
+
+    resized = resize(resize(matrix, -1), -2)
+    if flip_rows:
+        resized = resized[::-1]
+    unit = (resized - resized.min()) / np.ptp(resized)
+    return matplotlib.colormaps["viridis"](unit, bytes=True)[..., :3]
+
+
+@pytest.mark.parametrize("kind", ["spectrogram_angle", "spectrogram_phase", "spectrogram_psd", "scalogram"])
+def test_frequency_images_are_their_matrix_resized_flipped_and_coloured(kind):
+    """Each frequency image shows its own matrix (angle, phase, PSD, scalogram), highest frequency row on top."""
+    matplotlib = require_module("matplotlib")
+    window = bvp_like(seed=34)[0]
+    matrix = scalogram(window, SPEC) if kind == "scalogram" else spectrogram(window, SPEC, kind.split("_")[1])
+    image = represent(window, SPEC, (kind,), sampling_rate=FS)[0]
+    expected = expected_image(matrix, True, matplotlib)
+    index, expected_index = colour_index(image), colour_index(expected)
+    assert np.abs(index - expected_index).max() <= 1  # float32 rounding may move a value across a colour bin
+    assert (index == expected_index).mean() > 0.99
+
+
+@pytest.mark.parametrize("wavelet", ["morl", "cmor1.5-1.0"])
+def test_scalogram_of_windows_with_an_odd_fft_length_matches_pywt(wavelet):
+    """563 samples: the FFT length 1125 = 3^2 5^3 is odd, where a real inverse FFT must be told the length."""
+    if "precision" not in inspect.signature(pywt.cwt).parameters:
+        pytest.skip("pywt.cwt before PyWavelets 1.9 samples wavelets at another precision")
+    spec = RepresentationSpec(window_seconds=5.63, scalogram_wavelet=wavelet, recurrence_points=100)
+    window = bvp_like(seed=35, n=563)[0]
+    scales = pywt.frequency2scale(wavelet, scalogram_frequencies(spec) / FS)
+    coefficients, _ = pywt.cwt(window - window.mean(), scales, wavelet, sampling_period=1 / FS, precision=12)
+    reference = np.abs(coefficients)
+    np.testing.assert_allclose(scalogram(window, spec), reference, rtol=0, atol=1e-10 * reference.max())
+
+
+def test_matrices_of_windows_in_any_leading_shape_are_those_of_each_window():
+    """(windows, channels, samples) in, one matrix per window and channel: nothing mixes across windows."""
+    windows = np.stack([bvp_like(3, seed=36), 5.0 * bvp_like(3, seed=37)])  # (2, 3, 1000), different scales
+    threshold = RepresentationSpec(recurrence_points=40, recurrence_threshold=0.3)
+    percentile = RepresentationSpec(recurrence_points=40, recurrence_threshold=30.0,
+                                    recurrence_threshold_mode="percentile")
+    for function, spec in ((scalogram, SPEC), (waveform_coverage, SPEC), (recurrence_matrix, threshold),
+                           (recurrence_matrix, percentile), (lambda w, s: spectrogram(w, s, "phase"), SPEC)):
+        batched = function(windows, spec)
+        assert batched.shape[:2] == (2, 3)
+        for i in range(2):
+            for j in range(3):
+                np.testing.assert_allclose(batched[i, j], function(windows[i, j], spec), rtol=1e-12, atol=1e-12)
+
+
+def test_percentile_threshold_includes_the_distance_at_the_percentile():
+    """11 points: 121 distances, the 25th percentile is exactly the 31st smallest: it recurs (distance <= radius)."""
+    spec = RepresentationSpec(recurrence_points=11, recurrence_threshold=25.0, recurrence_threshold_mode="percentile")
+    window = bvp_like(seed=38)[0]
+    distances = explicit_recurrence(area_resample(window, 11), 1, 1)
+    radius = np.sort(distances.ravel())[30]
+    assert np.percentile(distances, 25.0) == radius
+    np.testing.assert_array_equal(recurrence_matrix(window, spec), (distances <= radius).astype(float))
+    assert (distances == radius).sum() == 2  # the pair (i, j), (j, i) at the percentile recurs
+
+
+def test_waveform_reaches_single_sample_spikes():
+    """A one-sample spike up and one down inside pixel columns: the stroke spans them, not just the column edges."""
+    window = np.zeros(SPEC.n_samples)
+    window[502], window[702] = 1.0, -1.0  # in columns 112 and 157, away from their edges
+    coverage = waveform_coverage(window, SPEC)
+    rows = np.flatnonzero(coverage[:, 112] > 0.5)
+    assert rows.min() <= 2 and rows.max() >= 111  # from the top margin down to the zero line
+    rows = np.flatnonzero(coverage[:, 157] > 0.5)
+    assert rows.min() <= 112 and rows.max() >= 221  # from the zero line down to the bottom margin
+
+
+def test_waveform_of_a_window_shorter_than_the_image_is_a_continuous_line():
+    """100 samples over 224 columns: columns between samples follow the line joining them."""
+    spec = RepresentationSpec(window_seconds=1.0, stft_nperseg=64, stft_noverlap=32, recurrence_points=100)
+    ramp = np.linspace(0.0, 1.0, spec.n_samples)
+    coverage = waveform_coverage(ramp, spec)
+    assert coverage.shape == (224, 224)
+    centres = np.arange(224) + 0.5
+    drawn_row = (coverage * centres[:, None]).sum(axis=0) / coverage.sum(axis=0)
+    margin = spec.waveform_line_width / 2 + 0.5
+    # sample i sits at x = (i + 0.5) * 2.24: column c's centre is at sample (c + 0.5) / 2.24 - 0.5
+    position = np.clip((centres / 2.24 - 0.5) / 99, 0, 1)
+    expected_row = margin + (1 - position) * (224 - 2 * margin)
+    assert np.abs(drawn_row - expected_row)[3:-3].max() < 0.6
+
+
+def test_flat_windows_of_an_inexact_constant_give_the_documented_images():
+    """98.6 % SpO2 for 10 s: its mean is not exactly 98.6 in floating point, the images are still uniform."""
+    spec = RepresentationSpec(image_size=32)
+    images = represent(np.full(spec.n_samples, 98.6), spec, REPRESENTATIONS[:5], sampling_rate=FS)
+    assert (images == VIRIDIS_LUT[0]).all()

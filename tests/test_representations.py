@@ -2,6 +2,7 @@ import dataclasses
 import inspect
 import json
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def test_spec_accepts_the_limits_of_its_settings():
         {"stft_nfft": 1000, "stft_fmax_hz": 0.1},  # exactly one frequency step of a 1000-point FFT
         {"stft_fmax_hz": 50.0},  # the Nyquist frequency
         {"scalogram_n_scales": 2},
+        {"scalogram_fmax_hz": 49.0},  # just below the Nyquist frequency
         {"recurrence_points": 1000},
         {"recurrence_threshold": 0.999},
         {"recurrence_threshold": 99.9, "recurrence_threshold_mode": "percentile"},
@@ -748,3 +750,11 @@ def test_flat_windows_of_an_inexact_constant_give_the_documented_images():
     spec = RepresentationSpec(image_size=32)
     images = represent(np.full(spec.n_samples, 98.6), spec, REPRESENTATIONS[:5], sampling_rate=FS)
     assert (images == VIRIDIS_LUT[0]).all()
+
+
+def test_psd_of_a_silent_window_warns_about_nothing():
+    """A sensor reading exact zeros has zero power: the dB floor comes from a tiny positive guard, not log10(0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        psd = spectrogram(np.zeros(SPEC.n_samples), SPEC, "psd")
+    assert np.isfinite(psd).all() and np.ptp(psd) == 0

@@ -356,6 +356,8 @@ def test_gap_notices_are_validated_and_counted():
     assert windower.resyncs == 0 and windower.stats()["EDA"]["lost"] == 3005
     windower.mark_lost("EDA", 3001)  # longer: the grid restarts
     assert windower.resyncs == 1 and windower.stats()["EDA"]["lost"] == 6006
+    windower.mark_lost("EDA", 7)  # before the first block on the new clock: counted, not placed
+    assert windower.stats()["EDA"]["lost"] == 6013
 
 
 def test_a_timestamp_jump_of_exactly_resync_seconds_is_a_gap():

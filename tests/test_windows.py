@@ -417,7 +417,10 @@ def test_a_channel_that_starts_within_the_wait_sets_the_grid_on_any_clock():
     windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=2.0)
     windows = _feed(windower, "EDA", 100.0, 100.0, 9.5, lambda t: t)
     windows += windower.push("SpO2", 109.0, [97.0])
-    assert windows == []
+    for second in range(110, 131):
+        windows += windower.push("SpO2", float(second), [97.0])
+        windows += windower.push("EDA", second - 0.5, np.ones(100))
+    assert [w.start_time for w in windows] == [109.0, 119.0] and not any(w.forced for w in windows)
 
 
 def test_a_lone_channel_waits_exactly_window_plus_wait_for_the_others():

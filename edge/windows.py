@@ -197,7 +197,9 @@ class Windower:
         Start-to-start distance of consecutive windows; default
         ``window_seconds`` (no overlap). Less overlaps, more leaves gaps.
     max_wait_seconds : float
-        How far the most advanced channel may run past a window's end before
+        How far the most advanced channel may run past a window's end (or
+        past the last sample a lagging channel needs for it, when later: a
+        slow channel's next sample, a downsampled one's filter margin) before
         the window is cut without the lagging channels.
     resync_seconds : float
         A timestamp that jumps by more than this from a channel's expected
@@ -261,7 +263,6 @@ class Windower:
         self._resampling: dict[str, tuple[int, int, int]] = {}  # name -> (up, down, margin) when downsampling
         self._chunks: dict[str, int] = {}
         for name, rate in channel_rates.items():
-            margin = 0
             if rate > self.sampling_rate * (1 + _EPS):
                 ratio = Fraction(self.sampling_rate / rate).limit_denominator(1000)
                 # resample_poly's default filter has 10 * max(up, down) taps on each side at
@@ -269,8 +270,12 @@ class Windower:
                 margin = math.ceil(10 * ratio.denominator / ratio.numerator) + 1
                 self._resampling[name] = (ratio.numerator, ratio.denominator, margin)
             self._chunks[name] = max(1, math.ceil(rate * _CHUNK_SECONDS))
-            span = self.window_seconds + self.max_wait_seconds + _CHUNK_SECONDS
-            capacity = math.ceil(span * rate) + 2 * margin + 4
+        # A window may need a channel's samples up to a sample (and a filter margin) past its end, and the
+        # leader runs max_wait_seconds past that before the window is cut: hold that much of every channel.
+        overhang = max((self._margin(name) + 1) / rate for name, rate in channel_rates.items())
+        span = self.window_seconds + overhang + self.max_wait_seconds + _CHUNK_SECONDS
+        for name, rate in channel_rates.items():
+            capacity = math.ceil(span * rate) + 2 * self._margin(name) + 4
             self._buffers[name] = ChannelBuffer(name, rate, capacity)
         self._start: float | None = None  # device time of grid window 0
         self._next = 0  # grid index of the next window
@@ -427,7 +432,10 @@ class Windower:
             end = start + self.window_seconds
             needs = {name: self._needed_end(b, start) for name, b in self._buffers.items()}
             lagging = [b for name, b in self._buffers.items() if b.origin is None or b.end < needs[name]]
-            if lagging and leader < end + wait:
+            # Wait from the window's end, or from the last sample a lagging channel needs if that is later
+            # (a slow channel's next sample, a downsampled channel's filter margin).
+            due = max([end] + [b.origin + (needs[b.name] - 1) / b.sampling_rate for b in lagging if b.origin is not None])
+            if lagging and leader < due + wait:
                 break
             for buffer in lagging:
                 if buffer.origin is not None:
@@ -453,8 +461,11 @@ class Windower:
             return 0
         last = (start - buffer.origin) * buffer.sampling_rate
         last += (self.n_samples - 1) * buffer.sampling_rate / self.sampling_rate
-        margin = self._resampling.get(buffer.name, (1, 1, 0))[2]
-        return math.ceil(last - _EPS) + 1 + margin
+        return math.ceil(last - _EPS) + 1 + self._margin(buffer.name)
+
+    def _margin(self, name: str) -> int:
+        """Samples the channel's downsampling filter reads on each side of a window (0 when not downsampled)."""
+        return self._resampling.get(name, (1, 1, 0))[2]
 
     def _extract(self, buffer: ChannelBuffer, start: float) -> np.ndarray:
         if buffer.origin is None:

@@ -2,6 +2,7 @@ import dataclasses
 import inspect
 import json
 import subprocess
+import warnings
 import sys
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def test_spec_json_round_trip():
     assert RepresentationSpec.from_json(text) == spec
     assert RepresentationSpec.from_dict(json.loads(text)) == spec
     assert json.loads(text)["waveform_line_rgb"] == [31, 119, 180]
+    assert spec.to_dict()["waveform_line_rgb"] == [31, 119, 180] and type(spec.to_dict()["waveform_line_rgb"]) is list
+    assert text.startswith('{\n  "sampling_rate": 100.0,\n  "window_seconds": 10.0,')  # indented 2 by default
     assert RepresentationSpec.from_json(SPEC.to_json()) == SPEC
     assert RepresentationSpec.from_dict({}) == SPEC  # missing keys take defaults
 
@@ -70,7 +73,7 @@ def test_spec_from_dict_rejects_unknown_keys():
         RepresentationSpec.from_dict({"imagesize": 128})
     with pytest.raises(ValueError, match="not valid JSON"):
         RepresentationSpec.from_json("{image_size: 1")
-    with pytest.raises(ValueError, match="JSON object"):
+    with pytest.raises(ValueError, match="JSON object / dict; got list"):
         RepresentationSpec.from_json("[1, 2]")
 
 
@@ -97,8 +100,8 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"scalogram_fmin_hz": 1.0, "scalogram_fmax_hz": 1.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
         ({"recurrence_points": 1, "recurrence_dimension": 1}, "recurrence_points"),
         ({"stft_noverlap": -1}, "stft_noverlap"),
-        ({"scalogram_wavelet": "db4"}, "scalogram_wavelet"),
-        ({"scalogram_wavelet": "cmor"}, "scalogram_wavelet"),
+        ({"scalogram_wavelet": "db4"}, r"got 'db4' \(Invalid wavelet name 'db4'.\)"),
+        ({"scalogram_wavelet": "cmor"}, "got 'cmor' \\(Wavelets from the family cmor, without parameters"),
         ({"scalogram_fmin_hz": 6.0}, "scalogram_fmin_hz < scalogram_fmax_hz"),
         ({"scalogram_fmax_hz": 50.0}, "sampling_rate / 2"),
         ({"recurrence_points": 1001}, "recurrence_points"),
@@ -109,6 +112,33 @@ def test_spec_from_dict_rejects_unknown_keys():
         ({"waveform_line_width": 100.0}, "waveform_line_width"),
         ({"waveform_line_rgb": (256, 0, 0)}, "waveform_line_rgb"),
         ({"waveform_background_rgb": (0, 0)}, "waveform_background_rgb"),
+        ({"image_size": 7}, "image_size must be an integer >= 8; got 7"),
+        ({"stft_nperseg": 1}, "stft_nperseg must be an integer >= 2; got 1"),
+        ({"scalogram_n_scales": 1}, "scalogram_n_scales must be an integer >= 2; got 1"),
+        ({"recurrence_dimension": 0}, "recurrence_dimension must be an integer >= 1; got 0"),
+        ({"recurrence_delay": 0}, "recurrence_delay must be an integer >= 1; got 0"),
+        ({"stft_nfft": 127}, "stft_nfft must be an integer >= 128; got 127"),
+        ({"stft_nfft": 128.0}, "stft_nfft must be an integer >= 128; got 128.0"),
+        ({"window_seconds": 1000.01}, "at most 100000 samples; got 1000.01 s x 100 Hz = 100001 samples"),
+        ({"window_seconds": 10.00001}, "whole number of samples; got 10.00001 s x 100.0 Hz"),
+        ({"stft_fmax_hz": 0.5}, r"frequency resolution 0.78125 Hz \(sampling_rate / nfft\)"),
+        ({"stft_fmax_hz": float("inf")}, "stft_fmax_hz must be a finite number > 0; got inf"),
+        ({"sampling_rate": True}, "sampling_rate must be a number; got True"),
+        ({"recurrence_threshold": 0.0}, "recurrence_threshold must be a finite number > 0"),
+        ({"recurrence_threshold": 1.0}, r"recurrence_threshold_mode='fraction' must be in \(0, 1\); got 1"),
+        ({"recurrence_threshold": 100.0, "recurrence_threshold_mode": "percentile"},
+         r"recurrence_threshold_mode='percentile' must be in \(0, 100\); got 100"),
+        ({"image_size": 8, "waveform_line_width": 2.01}, "at most image_size / 4 = 2 pixels; got 2.01"),
+        ({"waveform_line_rgb": (True, 0, 0)}, r"waveform_line_rgb must be three integers 0-255 \(red, green, blue\)"),
+        ({"waveform_line_rgb": 5}, "waveform_line_rgb must be three integers 0-255"),
+        ({"waveform_line_rgb": (0, -1, 0)}, "waveform_line_rgb must be three integers 0-255"),
+        ({"stft_window": 3}, "stft_window must be a window name such as 'hann'; got 3"),
+        ({"scalogram_wavelet": 5}, r"got 5 \(not a string\)"),
+        ({"stft_nperseg": 1001, "stft_noverlap": 0}, "stft_nperseg must be at most the window length 1000 samples; got 1001"),
+        ({"stft_noverlap": 128}, "stft_noverlap must be smaller than stft_nperseg=128; got 128"),
+        ({"recurrence_points": 1001}, "recurrence_points must be at most the window length 1000 samples; got 1001"),
+        ({"recurrence_points": 10, "recurrence_dimension": 5, "recurrence_delay": 3},
+         "recurrence_dimension=5 with recurrence_delay=3 leaves -2 embedded vectors of 10 points"),
     ],
 )
 def test_spec_rejects_bad_settings_naming_them(settings, named):
@@ -122,6 +152,39 @@ def test_spec_accepts_the_limits_of_its_settings():
     assert spec.n_recurrence_vectors == 2 and spec.stft_noverlap == 0
     assert RepresentationSpec(recurrence_points=2, recurrence_dimension=1).n_recurrence_vectors == 2
     assert RepresentationSpec(image_size=8).image_size == 8
+    # each bound itself is allowed: the longest window, the shortest segment, a segment of the whole window...
+    for settings in (
+        {"window_seconds": 1000.0},  # 100000 samples, the most a device holds the scalogram of
+        {"stft_nperseg": 2, "stft_noverlap": 0},
+        {"stft_nperseg": 1000},
+        {"stft_nfft": 128},
+        {"stft_nfft": 1000, "stft_fmax_hz": 0.1},  # exactly one frequency step of a 1000-point FFT
+        {"stft_fmax_hz": 50.0},  # the Nyquist frequency
+        {"scalogram_n_scales": 2},
+        {"scalogram_fmax_hz": 49.0},  # just below the Nyquist frequency
+        {"recurrence_points": 1000},
+        {"recurrence_threshold": 0.999},
+        {"recurrence_threshold": 99.9, "recurrence_threshold_mode": "percentile"},
+        {"image_size": 8, "waveform_line_width": 2.0},
+    ):
+        spec = RepresentationSpec(**settings)
+        assert all(getattr(spec, name) == value for name, value in settings.items()), settings
+
+
+def test_spec_from_numpy_scalars_holds_python_numbers_and_serialises():
+    """Settings read from arrays (np.float32, np.int64, np.uint8) are stored as float, int and tuple of int."""
+    spec = RepresentationSpec(sampling_rate=np.int64(100), window_seconds=np.float32(10.0), image_size=np.int64(64),
+                              stft_nfft=np.int64(256), stft_fmax_hz=np.float64(20.0),
+                              recurrence_threshold=np.float32(0.25), waveform_line_rgb=(np.uint8(3), 0, 255),
+                              waveform_background_rgb=[255, 255, np.int16(250)])
+    assert type(spec.sampling_rate) is float and type(spec.window_seconds) is float
+    assert type(spec.image_size) is int and type(spec.stft_nfft) is int
+    assert type(spec.stft_fmax_hz) is float and type(spec.recurrence_threshold) is float
+    assert spec.waveform_line_rgb == (3, 0, 255) and all(type(c) is int for c in spec.waveform_line_rgb)
+    assert spec.waveform_background_rgb == (255, 255, 250) and type(spec.waveform_background_rgb) is tuple
+    assert json.loads(spec.to_json())["waveform_background_rgb"] == [255, 255, 250]
+    assert RepresentationSpec.from_json(spec.to_json()) == spec
+    assert json.loads(spec.to_json(indent=None)) == json.loads(spec.to_json()) and "\n" not in spec.to_json(indent=None)
 
 
 def test_a_spec_read_back_from_json_draws_the_same_images():
@@ -455,3 +518,243 @@ def test_scipy_is_imported_only_for_spectrograms():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.split() == ["False", "True"]
+
+
+# --- building blocks: FFT length, image resize, colouring, caches ---
+
+
+def test_fast_fft_length_is_scipys_next_fast_len():
+    """The scalogram's FFT length is the smallest 2^a 3^b 5^c >= 2n - 1, as scipy.fft.next_fast_len(real=True)."""
+    from edge.representations import _next_fast_len
+
+    sizes = list(range(1, 2100)) + [2 * 100_000 - 1, 3**7 * 5**3 + 1, 2**17 - 1, 2**17, 2**17 + 1]
+    assert [_next_fast_len(size) for size in sizes] == [scipy.fft.next_fast_len(size, real=True) for size in sizes]
+
+
+def linear_resize(values: np.ndarray, n_out: int) -> np.ndarray:
+    """Linear interpolation along the last axis between cell centres, edges clamped (as image resizers do)."""
+    n_in = values.shape[-1]
+    source = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    return np.apply_along_axis(lambda row: np.interp(source, np.arange(n_in), row), -1, values)
+
+
+def test_image_resize_is_linear_when_enlarging_and_area_mean_when_shrinking():
+    from edge.representations import _resize
+
+    matrix = np.random.default_rng(30).standard_normal((2, 65, 1000))  # scalogram-like: few rows, many columns
+    expected = np.swapaxes(linear_resize(np.swapaxes(np.apply_along_axis(area_resample, -1, matrix, 224), -1, -2),
+                                         224), -1, -2)
+    np.testing.assert_allclose(_resize(matrix, 224, flip_rows=False), expected, atol=1e-12)
+    np.testing.assert_allclose(_resize(matrix, 224, flip_rows=True), expected[:, ::-1], atol=1e-12)
+    tall = matrix[0, :, :300].T  # 300 rows shrink, 65 columns grow
+    np.testing.assert_allclose(_resize(tall, 224, flip_rows=False),
+                               np.apply_along_axis(area_resample, 0, linear_resize(tall, 224), 224), atol=1e-12)
+    square = matrix[0, :, :65]
+    np.testing.assert_array_equal(_resize(square, 65, flip_rows=True), square[::-1])
+    single_frame = matrix[0, :, :1]  # one STFT segment spanning the whole window: one column
+    np.testing.assert_allclose(_resize(single_frame, 224, flip_rows=False),
+                               np.repeat(linear_resize(single_frame.T, 224).T, 224, axis=1), atol=1e-12)
+
+
+def test_spectrogram_of_a_single_segment_spans_the_image_width():
+    spec = RepresentationSpec(stft_nperseg=1000, stft_noverlap=0)
+    t = np.arange(spec.n_samples) / FS
+    psd = spectrogram(np.sin(2 * np.pi * 10.0 * t), spec)
+    assert psd.shape == (501, 1)
+    image = represent(np.sin(2 * np.pi * 10.0 * t), spec, ("spectrogram_psd",), sampling_rate=FS)[0]
+    assert (image == image[:, :1]).all()  # every column the same
+    assert np.argmax(colour_index(image[:, 0][:, None])[:, 0]) == pytest.approx((1 - 10.0 / 50.0) * 224, abs=1)
+
+
+def test_matrix_colours_are_matplotlibs_viridis_of_the_min_max_normalised_matrix():
+    """A 224 x 224 recurrence matrix is drawn unresized: pixel = viridis((d - min) / (max - min)) as matplotlib bins it."""
+    matplotlib = require_module("matplotlib")
+    window = bvp_like(seed=31)[0]
+    distances = recurrence_matrix(window, SPEC).astype(np.float32)
+    unit = (distances - distances.min()) / (distances.max() - distances.min())
+    expected = matplotlib.colormaps["viridis"](unit, bytes=True)[..., :3]
+    np.testing.assert_array_equal(represent(window, SPEC, ("recurrence",), sampling_rate=FS)[0], expected)
+
+
+def test_cached_tables_are_read_only():
+    """Tapers, filter banks and resize taps are shared by every later window: no caller may edit them in place."""
+    from edge.representations import _resampling_taps, _stft_taper, _wavelet_filter_bank
+
+    tables = [_stft_taper("hann", 128), _wavelet_filter_bank(SPEC)[0], *_resampling_taps(1000, 224),
+              *_resampling_taps(65, 224)]
+    assert not any(table.flags.writeable for table in tables)
+
+
+# --- inputs the device gives ---
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.float32])
+def test_integer_and_float32_windows_render_like_their_float64_values(dtype):
+    """ADC counts arrive as integers: they are the same numbers, so the same images (no integer arithmetic)."""
+    t = np.arange(SPEC.n_samples) / FS
+    counts = np.rint(30000 + 2000 * np.sin(2 * np.pi * 1.1 * t) + 300 * np.sin(2 * np.pi * 0.3 * t)).astype(dtype)
+    np.testing.assert_array_equal(represent(counts, SPEC, sampling_rate=FS),
+                                  represent(counts.astype(np.float64), SPEC, sampling_rate=FS))
+    np.testing.assert_array_equal(recurrence_matrix(counts, SPEC), recurrence_matrix(counts.astype(np.float64), SPEC))
+    np.testing.assert_array_equal(represent(counts.tolist(), SPEC, ("waveform",), sampling_rate=FS),
+                                  represent(counts.astype(np.float64), SPEC, ("waveform",), sampling_rate=FS))
+
+
+def test_one_kind_may_be_named_by_a_plain_string():
+    window = bvp_like(seed=32)[0]
+    image = represent(window, SPEC, "scalogram", sampling_rate=FS)
+    assert image.shape == (1, 224, 224, 3)
+    np.testing.assert_array_equal(image, represent(window, SPEC, sampling_rate=FS)[[4]])
+
+
+def test_bad_window_messages_locate_the_problem():
+    windows = np.zeros((3, 1000))
+    windows[1, 7] = np.inf
+    windows[2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"2 NaN or inf sample\(s\), first at index \(1, 7\)"):
+        represent(windows, SPEC, sampling_rate=FS)
+    with pytest.raises(ValueError, match="real numeric array; got dtype bool"):
+        represent(np.zeros(1000, dtype=bool), SPEC, sampling_rate=FS)
+    with pytest.raises(ValueError, match=r"got 999 samples \(shape \(2, 999\)\)"):
+        represent(np.zeros((2, 999)), SPEC, sampling_rate=FS)
+
+
+def test_model_input_is_channels_first_in_unit_range():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[..., 0], image[2, 5, 2] = 255, 51
+    model_input = to_model_input(image)
+    assert model_input.shape == (3, 8, 8) and model_input.dtype == np.float32
+    assert (model_input[0] == 1).all() and model_input[2, 2, 5] == pytest.approx(0.2) and model_input[1].max() == 0
+    with pytest.raises(ValueError, match=r"got uint8 \(8, 3\)"):
+        to_model_input(np.zeros((8, 3), np.uint8))
+
+
+def test_validating_the_default_hann_window_needs_no_scipy(monkeypatch):
+    """Every bundle load validates its spec; "hann" is valid for any length, so SciPy's window code stays unloaded."""
+    import edge.representations
+
+    def no_scipy(name, nperseg):
+        raise AssertionError("scipy.signal.get_window called")
+
+    monkeypatch.setattr(edge.representations, "_stft_taper", no_scipy)
+    assert RepresentationSpec(stft_nperseg=77, stft_noverlap=7).stft_window == "hann"
+    with pytest.raises(AssertionError, match="get_window called"):
+        RepresentationSpec(stft_window="hamming")
+
+
+def test_spectrogram_crop_keeps_the_row_at_exactly_the_top_frequency():
+    spec = RepresentationSpec(stft_nfft=256, stft_fmax_hz=12.5)  # 12.5 Hz is bin 32 of a 256-point FFT at 100 Hz
+    frequencies = spectrogram_frequencies(spec)
+    np.testing.assert_allclose(frequencies, np.arange(33) * 100 / 256)
+    assert spectrogram(bvp_like(seed=33)[0], spec).shape[0] == 33
+    one_step = RepresentationSpec(stft_nfft=1000, stft_fmax_hz=0.1)
+    np.testing.assert_allclose(spectrogram_frequencies(one_step), [0.0, 0.1])
+
+
+def expected_image(matrix: np.ndarray, flip_rows: bool, matplotlib) -> np.ndarray:
+    """Independent image path: separable resize (area mean shrinking, linear enlarging), min-max, matplotlib viridis."""
+
+    def resize(values, axis):
+        values = np.moveaxis(values, axis, -1)
+        values = (np.apply_along_axis(area_resample, -1, values, 224) if values.shape[-1] > 224
+                  else linear_resize(values, 224))
+        return np.moveaxis(values, -1, axis)
+
+    resized = resize(resize(matrix, -1), -2)
+    if flip_rows:
+        resized = resized[::-1]
+    unit = (resized - resized.min()) / np.ptp(resized)
+    return matplotlib.colormaps["viridis"](unit, bytes=True)[..., :3]
+
+
+@pytest.mark.parametrize("kind", ["spectrogram_angle", "spectrogram_phase", "spectrogram_psd", "scalogram"])
+def test_frequency_images_are_their_matrix_resized_flipped_and_coloured(kind):
+    """Each frequency image shows its own matrix (angle, phase, PSD, scalogram), highest frequency row on top."""
+    matplotlib = require_module("matplotlib")
+    window = bvp_like(seed=34)[0]
+    matrix = scalogram(window, SPEC) if kind == "scalogram" else spectrogram(window, SPEC, kind.split("_")[1])
+    image = represent(window, SPEC, (kind,), sampling_rate=FS)[0]
+    expected = expected_image(matrix, True, matplotlib)
+    index, expected_index = colour_index(image), colour_index(expected)
+    assert np.abs(index - expected_index).max() <= 1  # float32 rounding may move a value across a colour bin
+    assert (index == expected_index).mean() > 0.99
+
+
+@pytest.mark.parametrize("wavelet", ["morl", "cmor1.5-1.0"])
+def test_scalogram_of_windows_with_an_odd_fft_length_matches_pywt(wavelet):
+    """563 samples: the FFT length 1125 = 3^2 5^3 is odd, where a real inverse FFT must be told the length."""
+    if "precision" not in inspect.signature(pywt.cwt).parameters:
+        pytest.skip("pywt.cwt before PyWavelets 1.9 samples wavelets at another precision")
+    spec = RepresentationSpec(window_seconds=5.63, scalogram_wavelet=wavelet, recurrence_points=100)
+    window = bvp_like(seed=35, n=563)[0]
+    scales = pywt.frequency2scale(wavelet, scalogram_frequencies(spec) / FS)
+    coefficients, _ = pywt.cwt(window - window.mean(), scales, wavelet, sampling_period=1 / FS, precision=12)
+    reference = np.abs(coefficients)
+    np.testing.assert_allclose(scalogram(window, spec), reference, rtol=0, atol=1e-10 * reference.max())
+
+
+def test_matrices_of_windows_in_any_leading_shape_are_those_of_each_window():
+    """(windows, channels, samples) in, one matrix per window and channel: nothing mixes across windows."""
+    windows = np.stack([bvp_like(3, seed=36), 5.0 * bvp_like(3, seed=37)])  # (2, 3, 1000), different scales
+    threshold = RepresentationSpec(recurrence_points=40, recurrence_threshold=0.3)
+    percentile = RepresentationSpec(recurrence_points=40, recurrence_threshold=30.0,
+                                    recurrence_threshold_mode="percentile")
+    for function, spec in ((scalogram, SPEC), (waveform_coverage, SPEC), (recurrence_matrix, threshold),
+                           (recurrence_matrix, percentile), (lambda w, s: spectrogram(w, s, "phase"), SPEC)):
+        batched = function(windows, spec)
+        assert batched.shape[:2] == (2, 3)
+        for i in range(2):
+            for j in range(3):
+                np.testing.assert_allclose(batched[i, j], function(windows[i, j], spec), rtol=1e-12, atol=1e-12)
+
+
+def test_percentile_threshold_includes_the_distance_at_the_percentile():
+    """11 points: 121 distances, the 25th percentile is exactly the 31st smallest: it recurs (distance <= radius)."""
+    spec = RepresentationSpec(recurrence_points=11, recurrence_threshold=25.0, recurrence_threshold_mode="percentile")
+    window = bvp_like(seed=38)[0]
+    distances = explicit_recurrence(area_resample(window, 11), 1, 1)
+    radius = np.sort(distances.ravel())[30]
+    assert np.percentile(distances, 25.0) == radius
+    np.testing.assert_array_equal(recurrence_matrix(window, spec), (distances <= radius).astype(float))
+    assert (distances == radius).sum() == 2  # the pair (i, j), (j, i) at the percentile recurs
+
+
+def test_waveform_reaches_single_sample_spikes():
+    """A one-sample spike up and one down inside pixel columns: the stroke spans them, not just the column edges."""
+    window = np.zeros(SPEC.n_samples)
+    window[502], window[702] = 1.0, -1.0  # in columns 112 and 157, away from their edges
+    coverage = waveform_coverage(window, SPEC)
+    rows = np.flatnonzero(coverage[:, 112] > 0.5)
+    assert rows.min() <= 2 and rows.max() >= 111  # from the top margin down to the zero line
+    rows = np.flatnonzero(coverage[:, 157] > 0.5)
+    assert rows.min() <= 112 and rows.max() >= 221  # from the zero line down to the bottom margin
+
+
+def test_waveform_of_a_window_shorter_than_the_image_is_a_continuous_line():
+    """100 samples over 224 columns: columns between samples follow the line joining them."""
+    spec = RepresentationSpec(window_seconds=1.0, stft_nperseg=64, stft_noverlap=32, recurrence_points=100)
+    ramp = np.linspace(0.0, 1.0, spec.n_samples)
+    coverage = waveform_coverage(ramp, spec)
+    assert coverage.shape == (224, 224)
+    centres = np.arange(224) + 0.5
+    drawn_row = (coverage * centres[:, None]).sum(axis=0) / coverage.sum(axis=0)
+    margin = spec.waveform_line_width / 2 + 0.5
+    # sample i sits at x = (i + 0.5) * 2.24: column c's centre is at sample (c + 0.5) / 2.24 - 0.5
+    position = np.clip((centres / 2.24 - 0.5) / 99, 0, 1)
+    expected_row = margin + (1 - position) * (224 - 2 * margin)
+    assert np.abs(drawn_row - expected_row)[3:-3].max() < 0.6
+
+
+def test_flat_windows_of_an_inexact_constant_give_the_documented_images():
+    """98.6 % SpO2 for 10 s: its mean is not exactly 98.6 in floating point, the images are still uniform."""
+    spec = RepresentationSpec(image_size=32)
+    images = represent(np.full(spec.n_samples, 98.6), spec, REPRESENTATIONS[:5], sampling_rate=FS)
+    assert (images == VIRIDIS_LUT[0]).all()
+
+
+def test_psd_of_a_silent_window_warns_about_nothing():
+    """A sensor reading exact zeros has zero power: the dB floor comes from a tiny positive guard, not log10(0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        psd = spectrogram(np.zeros(SPEC.n_samples), SPEC, "psd")
+    assert np.isfinite(psd).all() and np.ptp(psd) == 0

@@ -241,6 +241,15 @@ def test_memory_stays_bounded_over_a_long_feed():
         ({"channel_rates": {"EDA": float("nan")}}, "EDA"),
         ({"channel_rates": {"EDA": 1e6}}, "channel 'EDA' must be 0.1 to 10000 Hz .*got 1e\\+06"),
         ({"channel_rates": {"SpO2": 1e6 / (2**32 - 1)}}, "channel 'SpO2' must be 0.1 to 10000 Hz"),
+        ({"channel_rates": {}}, "^channel_rates must name at least one channel, got none$"),
+        ({"sampling_rate": True}, "sampling_rate must be a number > 0, got True"),
+        ({"window_seconds": -10.0}, "window_seconds must be a number > 0, got -10.0"),
+        ({"hop_seconds": "5"}, "hop_seconds must be a number > 0, got '5'"),
+        ({"max_wait_seconds": 0}, "max_wait_seconds must be a number > 0, got 0"),
+        ({"timestamp_tolerance_seconds": float("inf")}, "timestamp_tolerance_seconds must be a number > 0, got inf"),
+        ({"resync_seconds": 12.0}, r"resync_seconds must exceed window_seconds \+ max_wait_seconds \(12.0\), got 12.0"),
+        ({"resync_seconds": 10.0}, r"\(12.0\), got 10.0"),
+        ({"sampling_rate": 3.0, "window_seconds": 10.5}, "got 31.5; choose a window length in whole samples"),
     ],
 )
 def test_bad_parameters_are_refused_with_their_name(kwargs, match):
@@ -258,3 +267,171 @@ def test_unknown_channel_is_refused():
 def test_docstring_examples_run():
     results = doctest.testmod(edge.windows)
     assert results.attempted > 0 and results.failed == 0
+
+
+def test_a_fast_channel_is_not_cut_short_by_its_own_filter_margin():
+    """1000 Hz read at 4 Hz: the anti-aliasing filter reads 2.5 s past each window, more than max_wait_seconds."""
+    windower = Windower({"X": 1000.0}, 4.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "X", 1000.0, 0.0, 40.0, lambda t: np.sin(2 * np.pi * 0.05 * t), block_seconds=1.0)
+    assert [(w.start_time, w.forced) for w in windows] == [(0.0, False), (10.0, False), (20.0, False)]
+    for window in windows[1:]:  # the first has no signal before it for the filter
+        grid = window.start_time + np.arange(40) / 4.0
+        np.testing.assert_allclose(window.data[0], np.sin(2 * np.pi * 0.05 * grid), atol=1e-3)
+    assert windower.stats()["X"] == {"received": 40_000, "lost": 0, "dropped": 0}
+
+
+def test_a_slow_channel_is_waited_for_until_its_sample_after_the_window_is_due():
+    """SpO2 at 1 Hz, grid from 0.5 s: the window [0.5, 10.5) needs SpO2's sample at 11 s, due after max_wait 0.5 s."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=0.5)
+    assert windower.push("EDA", 0.5, np.ones(1000)) == []
+    (window,) = windower.push("SpO2", 0.0, 90.0 + np.arange(13.0))  # samples at 0..12 s in one block
+    assert (window.start_time, window.forced) == (0.5, False)
+    np.testing.assert_allclose(window.data[1], 90.5 + np.arange(1000) / 100.0)
+    assert windower.stats()["SpO2"] == {"received": 13, "lost": 0, "dropped": 0}
+
+
+def test_a_slow_leader_keeps_its_window_while_a_fast_channel_stalls():
+    """The slow channel runs a downsampling margin plus max_wait past the window before it is cut: all held."""
+    windower = Windower({"X": 1000.0, "EDA": 4.0}, 4.0, 10.0, max_wait_seconds=2.0)
+    windows = windower.push("X", 0.0, np.ones(5000))  # X stalls after 5 s
+    for second in range(40):
+        windows += windower.push("EDA", float(second), np.full(4, float(second)))
+    assert [(w.start_time, w.forced) for w in windows] == [(0.0, True), (10.0, True), (20.0, True)]
+    for window in windows:
+        np.testing.assert_array_equal(window.data[1], np.repeat(window.start_time + np.arange(10.0), 4))
+        assert np.isnan(window.data[0, 20:]).all()
+
+
+def test_channel_rates_at_the_limits_are_accepted():
+    windower = Windower({"slow": 0.1, "fast": 10_000.0}, 100.0, 10.0)  # one sample per window; the fastest allowed
+    assert windower.channels == ("slow", "fast")
+    assert (windower.max_wait_seconds, windower.resync_seconds) == (2.0, 30.0)  # the documented defaults
+
+
+def test_windows_carry_their_rate():
+    windows = _feed(Windower({"EDA": 50.0}, 25.0, 4.0), "EDA", 50.0, 0.0, 9.0, lambda t: t)
+    assert [(w.sampling_rate, w.data.shape) for w in windows] == [(25.0, (1, 100)), (25.0, (1, 100))]
+
+
+@pytest.mark.parametrize("rate_in", [150.0, 250.0])
+def test_a_channel_up_to_twice_the_rate_is_filtered_too(rate_in):
+    """150 Hz to 100 Hz (ratio 2/3) needs the anti-aliasing filter as much as 250 Hz does: 70 Hz would fold to 30 Hz."""
+    windower = Windower({"BVP": rate_in}, 100.0, 10.0)
+    signal = lambda t: np.sin(2 * np.pi * 1.0 * t) + np.sin(2 * np.pi * 70.0 * t)
+    window = _feed(windower, "BVP", rate_in, 0.0, 22.0, signal)[1]
+    grid = 10.0 + np.arange(1000) / 100.0
+    assert np.max(np.abs(window.data[0] - np.sin(2 * np.pi * grid))) < 0.05
+
+
+def test_a_gap_in_a_downsampled_channel_is_missing_at_its_own_grid_times():
+    """BVP at 250 Hz loses 3.0-4.0 s: exactly the grid samples whose nearest input sample is lost are NaN."""
+    windower = Windower({"BVP": 250.0}, 100.0, 10.0)
+    windows = _feed(windower, "BVP", 250.0, 0.0, 3.0, np.sin)
+    windows += windower.mark_lost("BVP", 250)
+    windows += _feed(windower, "BVP", 250.0, 4.0, 20.0, np.sin)
+    missing = np.isnan(windows[0].data[0])
+    np.testing.assert_array_equal(np.flatnonzero(missing), np.arange(300, 400))
+    assert not np.isnan(windows[1].data).any()
+
+
+def test_a_single_lost_sample_is_missing_alone():
+    """Sample 998 lost: its neighbours 997 and 999 (the window's last) are intact samples, not interpolated through it."""
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0)
+    windower.push("EDA", 0.0, np.arange(998.0))
+    windower.mark_lost("EDA", 1)
+    (window,) = windower.push("EDA", 9.99, np.arange(999.0, 1100.0))
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(window.data[0])), [998])
+    assert window.data[0, 997] == 997.0 and window.data[0, 999] == 999.0
+
+
+def test_gap_notices_are_validated_and_counted():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, resync_seconds=30.0)
+    for bad in (-1, 2.5, "3"):
+        with pytest.raises(ValueError, match=f"n_samples must be an integer >= 0, got {bad!r}"):
+            windower.mark_lost("EDA", bad)
+    assert windower.mark_lost("EDA", 0) == [] and windower.mark_lost("EDA", 5) == []  # nothing to place it against
+    windower.push("EDA", 0.0, np.ones(500))
+    assert windower.mark_lost("EDA", 0) == []
+    windower.mark_lost("EDA", 3000)  # exactly resync_seconds of samples: still a gap held as missing samples
+    assert windower.resyncs == 0 and windower.stats()["EDA"]["lost"] == 3005
+    windower.mark_lost("EDA", 3001)  # longer: the grid restarts
+    assert windower.resyncs == 1 and windower.stats()["EDA"]["lost"] == 6006
+    windower.mark_lost("EDA", 7)  # before the first block on the new clock: counted, not placed
+    assert windower.stats()["EDA"]["lost"] == 6013
+
+
+def test_a_timestamp_jump_of_exactly_resync_seconds_is_a_gap():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, resync_seconds=30.0)
+    windows = windower.push("EDA", 0.0, np.ones(1000))
+    windows += windower.push("EDA", 40.0, np.ones(1300))  # 30 s after the last sample's successor
+    assert windower.resyncs == 0 and windower.stats()["EDA"]["lost"] == 3000
+    assert [w.start_time for w in windows] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    windower.push("EDA", 83.01, np.ones(100))  # 30.01 s: a clock jump
+    assert windower.resyncs == 1
+
+
+def test_repeated_duplicates_and_clock_resets_are_counted():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0, resync_seconds=30.0)
+    windower.push("EDA", 0.0, np.ones(100))
+    windower.push("EDA", 0.0, np.ones(100))  # sent twice
+    windower.push("EDA", 0.5, np.ones(100))  # half of it again
+    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 150}
+    windower.push("EDA", 500.0, np.ones(10))
+    windower.push("EDA", 0.0, np.ones(10))
+    assert windower.resyncs == 2
+
+
+def test_a_slow_channel_restarts_on_the_new_clock_without_a_hole():
+    """SpO2 at 1 Hz (jitter tolerance 0.02 of a sample) after a board reset: its first new sample is sample 0."""
+    windower = Windower({"SpO2": 1.0}, 1.0, 10.0)
+    windower.push("SpO2", 1000.0, np.full(5, 97.0))
+    windows = windower.push("SpO2", 0.0, np.arange(12.0))
+    assert windower.resyncs == 1
+    (window,) = windows
+    np.testing.assert_array_equal(window.data[0], np.arange(10.0))
+
+
+def test_timestamp_jitter_of_exactly_the_tolerance_is_contiguous_and_one_sample_late_is_a_gap():
+    windower = Windower({"BVP": 64.0}, 64.0, 2.0, timestamp_tolerance_seconds=1 / 32)  # 2 samples of jitter
+    windows = windower.push("BVP", 0.0, np.arange(64.0))
+    windows += windower.push("BVP", 1.0 + 1 / 32, np.arange(64.0, 128.0))  # 2 samples late: jitter
+    windows += windower.push("BVP", 2.0, np.arange(128.0, 130.0))
+    window = windows[0]
+    np.testing.assert_array_equal(window.data[0], np.arange(128.0))
+    spo2 = Windower({"SpO2": 1.0}, 1.0, 10.0)
+    spo2.push("SpO2", 0.0, np.arange(5.0))
+    (window,) = spo2.push("SpO2", 6.0, np.arange(6.0, 11.0))  # the sample at 5 s never came
+    np.testing.assert_array_equal(np.isnan(window.data[0]), np.arange(10) == 5)
+
+
+def test_lagging_channel_losses_add_to_its_earlier_losses():
+    windower = Windower({"EDA": 100.0, "RESP": 100.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windower.push("RESP", 0.0, np.ones(200))
+    windower.push("RESP", 3.0, np.ones(200))  # 2-3 s lost, then RESP stalls at 5 s
+    (window,) = _feed(windower, "EDA", 100.0, 0.0, 12.0, lambda t: t)
+    assert window.forced and windower.stats()["RESP"]["lost"] == 100 + 500
+
+
+def test_a_channel_that_starts_within_the_wait_sets_the_grid_on_any_clock():
+    """As above, on a device clock at 100 s: the wait is measured from the first channel's start, not from 0."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "EDA", 100.0, 100.0, 9.5, lambda t: t)
+    windows += windower.push("SpO2", 109.0, [97.0])
+    for second in range(110, 131):
+        windows += windower.push("SpO2", float(second), [97.0])
+        windows += windower.push("EDA", second - 0.5, np.ones(100))
+    assert [w.start_time for w in windows] == [109.0, 119.0] and not any(w.forced for w in windows)
+
+
+def test_a_lone_channel_waits_exactly_window_plus_wait_for_the_others():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0, max_wait_seconds=2.0)
+    windows = _feed(windower, "EDA", 100.0, 0.0, 12.0, lambda t: t)  # ends exactly 12 s after it started
+    assert [(w.start_time, w.forced) for w in windows] == [(0.0, True)]
+
+
+def test_pushed_lists_may_mark_bad_samples_with_none():
+    """A JSON block's null is a missing sample, as NaN is."""
+    windower = Windower({"EDA": 10.0}, 10.0, 1.0)
+    (window,) = windower.push("EDA", 0.0, [1, 2, None, 4, 5, 6, 7, 8, 9, 10, 11])
+    np.testing.assert_array_equal(np.isnan(window.data[0]), np.arange(10) == 2)
+    assert windower.stats()["EDA"] == {"received": 11, "lost": 1, "dropped": 0}

@@ -400,3 +400,111 @@ def test_manifest_given_to_save_is_not_modified(tmp_path):
     before = copy.deepcopy(manifest)
     _save(tmp_path, manifest)
     assert manifest == before
+
+
+def _refusal(path) -> str:
+    """The one-line refusal of the bundle at ``path``, its ``bundle <path>: `` prefix and ``; re-export`` tail cut."""
+    with pytest.raises(EdgeError) as error:
+        load_bundle(path)
+    message = str(error.value)
+    prefix, suffix = f"bundle {path}: ", "; re-export the bundle"
+    assert message.startswith(prefix) and message.endswith(suffix), message
+    return message[len(prefix):-len(suffix)]
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (_set(["graphs", "model"], []), "'graphs.model' must be an object"),
+        (_set(["graphs", "model", "file"], 3), "'graphs.model.file' must be a file name, got 3"),
+        (_set(["graphs", "model", "inputs"], {}), "'graphs.model.inputs' must be a list with one input, got {}"),
+        (_set(["graphs", "model", "outputs"], None), "'graphs.model.outputs' must be a list with one output, got None"),
+        (_set(["graphs", "model", "outputs"], [3]),
+         "'graphs.model' must have exactly one input and one output object (format version 1)"),
+        (_set(["graphs", "model", "inputs"], ["images"]),
+         "'graphs.model' must have exactly one input and one output object (format version 1)"),
+        (_set(["graphs", "model", "inputs", 0, "name"], 7), "'graphs.model.inputs[0].name' must be a tensor name, got 7"),
+    ],
+)
+def test_refusals_name_the_field_and_what_it_must_be(tmp_path, edit, problem):
+    bundle = _save(tmp_path)
+    _rewrite_manifest(bundle.path, edit)
+    assert _refusal(bundle.path) == problem
+
+
+def test_describe_is_one_line_with_everything_that_names_the_bundle(tmp_path):
+    bundle = _save(tmp_path)
+    assert bundle.describe() == (
+        f"bundle test-bundle ({bundle.bundle_id}): onnxruntime end_to_end, 2 images [EDA/scalogram, BVP/recurrence] "
+        "at 100 Hz x 10 s, labels ['No Pain', 'Low Pain', 'High Pain']"
+    )
+    placeholder = _save(tmp_path, _manifest(placeholder=True, name="stand-in"), name="placeholder")
+    assert placeholder.describe().startswith(f"PLACEHOLDER bundle stand-in ({placeholder.bundle_id}): onnxruntime")
+
+
+def test_require_channels_says_when_the_device_sends_nothing(tmp_path):
+    bundle = _save(tmp_path)
+    with pytest.raises(EdgeError) as error:
+        bundle.require_channels([])
+    assert str(error.value) == (
+        "bundle test-bundle needs channel(s) EDA, BVP, which the device does not send (it sends nothing); "
+        "connect those sensors or use a bundle trained for the device's channels"
+    )
+
+
+def test_require_representations_names_every_unknown_and_known_one(tmp_path):
+    bundle = _save(tmp_path)
+    with pytest.raises(EdgeError) as error:
+        bundle.require_representations(["waveform", "spectrogram"])
+    assert str(error.value) == (
+        "bundle test-bundle uses representation(s) recurrence, scalogram that this runtime does not know "
+        "(known: waveform, spectrogram); upgrade biomoe or re-export the bundle"
+    )
+
+
+@pytest.mark.parametrize("manifest_text", ["[1, 2]", "{not json", '"tiny-biomoe-bundle"'])
+def test_a_folder_whose_manifest_is_not_a_bundle_manifest_is_not_overwritten(tmp_path, manifest_text):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text(manifest_text)
+    with pytest.raises(EdgeError, match="exists and is not a bundle"):
+        save_bundle(other, _manifest(), {"model.onnx": MODEL_BYTES})
+    assert (other / "manifest.json").read_text() == manifest_text
+
+
+def test_a_file_where_the_bundle_folder_should_be_is_not_overwritten(tmp_path):
+    target = tmp_path / "bundle"
+    target.write_bytes(b"someone's file")
+    with pytest.raises(EdgeError, match=f"cannot write bundle to {target}: it exists and is not a bundle"):
+        save_bundle(target, _manifest(), {"model.onnx": MODEL_BYTES})
+    assert target.read_bytes() == b"someone's file"
+
+
+def test_the_old_bundle_is_moved_aside_beside_the_new_one_then_deleted(tmp_path, monkeypatch):
+    """Moved within its own folder (one file system, so the renames are atomic) under a hidden name."""
+    old = _save(tmp_path)
+    deleted = []
+    real_rmtree = shutil.rmtree
+
+    def recording_rmtree(path, **kwargs):
+        deleted.append((path, json.loads((path / "bundle" / "manifest.json").read_text())["name"]))
+        real_rmtree(path, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", recording_rmtree)
+    _save(tmp_path, _manifest(name="v2"))
+    ((retired, old_name),) = deleted
+    assert retired.parent == tmp_path and retired.name.startswith(".bundle.old-") and old_name == old.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_an_update_whose_old_copy_cannot_be_deleted_still_succeeds(tmp_path, monkeypatch):
+    """Deleting the old copy is tidying up: the new bundle is already in place, so a failure there is ignored."""
+    _save(tmp_path)
+
+    def undeletable(path, ignore_errors=False):  # shutil.rmtree's contract for a tree it cannot delete
+        if not ignore_errors:
+            raise PermissionError(f"cannot delete {path}")
+
+    monkeypatch.setattr(shutil, "rmtree", undeletable)
+    assert _save(tmp_path, _manifest(name="v2")).name == "v2"
+    assert load_bundle(tmp_path / "bundle").name == "v2"

@@ -424,6 +424,27 @@ def _refusal(path) -> str:
         (_set(["graphs", "model", "inputs"], ["images"]),
          "'graphs.model' must have exactly one input and one output object (format version 1)"),
         (_set(["graphs", "model", "inputs", 0, "name"], 7), "'graphs.model.inputs[0].name' must be a tensor name, got 7"),
+        (_set(["graphs", "model", "inputs", 0, "dtype"], 32), "'graphs.model.inputs[0].dtype' must be a dtype name, got 32"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, "", 32]),
+         "'graphs.model.inputs[0].shape' must be a list of positive integers or dimension names, got [2, 3, '', 32]"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 32, -32]),
+         "'graphs.model.inputs[0].shape' must be a list of positive integers or dimension names, got [2, 3, 32, -32]"),
+        (_set(["graphs", "model", "outputs", 0, "name"], None),
+         "'graphs.model.outputs[0].name' must be a tensor name, got None"),
+        (_set(["graphs", "model", "outputs", 0, "shape"], [0]),
+         "'graphs.model.outputs[0].shape' must be a list of positive integers or dimension names, got [0]"),
+        (_set(["graphs", "model", "produces"], ["logits"]), "'graphs.model.produces' must be a string, got ['logits']"),
+        (_set(["sampling_rate"], "100"), "'sampling_rate' must be a number > 0, got '100'"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 1, 32, 32]),
+         "graph 'model' input must have shape [k, 3, S, S] with a fixed S of at most 1024, got [2, 1, 32, 32]"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, "s", "s"]),
+         "graph 'model' input must have shape [k, 3, S, S] with a fixed S of at most 1024, got [2, 3, 's', 's']"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 32, 64]),
+         "graph 'model' input must have shape [k, 3, S, S] with a fixed S of at most 1024, got [2, 3, 32, 64]"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [2, 3, 1025, 1025]),
+         "graph 'model' input must have shape [k, 3, S, S] with a fixed S of at most 1024, got [2, 3, 1025, 1025]"),
+        (_set(["graphs", "model", "inputs", 0, "shape"], [1, 3, 32, 32]),
+         "graph 'model' input batch is 1 but 'fusion' lists 2 images (allowed: 2 or a dimension name)"),
     ],
 )
 def test_refusals_name_the_field_and_what_it_must_be(tmp_path, edit, problem):
@@ -508,3 +529,27 @@ def test_an_update_whose_old_copy_cannot_be_deleted_still_succeeds(tmp_path, mon
     monkeypatch.setattr(shutil, "rmtree", undeletable)
     assert _save(tmp_path, _manifest(name="v2")).name == "v2"
     assert load_bundle(tmp_path / "bundle").name == "v2"
+
+
+def test_a_two_graph_bundle_names_both_batch_sizes_it_allows(tmp_path):
+    manifest = _two_graph_manifest()
+    manifest["graphs"]["backbone"]["inputs"][0]["shape"] = [3, 3, 32, 32]
+    with pytest.raises(EdgeError) as error:
+        save_bundle(tmp_path / "b", manifest, {"backbone.onnx": b"backbone", "head.onnx": b"head"})
+    assert "input batch is 3 but 'fusion' lists 2 images (allowed: 1 or 2 or a dimension name)" in str(error.value)
+
+
+def test_each_graph_keeps_its_role_dtype_and_runtime_settings(tmp_path):
+    manifest = _manifest()
+    manifest["graphs"]["model"]["inputs"][0]["dtype"] = "uint8"
+    manifest["graphs"]["model"]["onnxruntime_config"] = {"session.qdq_matmulnbits_accuracy_level": "4"}
+    graph = _save(tmp_path, manifest).graphs["model"]
+    assert graph.role == "model" and graph.input_dtype == "uint8" and graph.produces == "probabilities"
+    assert graph.onnxruntime_config == {"session.qdq_matmulnbits_accuracy_level": "4"}
+    assert _save(tmp_path, name="plain").graphs["model"].onnxruntime_config == {}
+
+
+def test_images_of_the_largest_allowed_side_load(tmp_path):
+    manifest = _manifest()
+    manifest["graphs"]["model"]["inputs"][0]["shape"] = [2, 3, 1024, 1024]
+    assert _save(tmp_path, manifest).image_size == 1024

@@ -1,7 +1,9 @@
 import copy
 import dataclasses
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -279,7 +281,13 @@ def test_files_that_lead_outside_the_bundle_are_refused(tmp_path, linked):
     moved = {"file": "model.onnx", "folder": "graphs", "manifest": "manifest.json"}[linked]
     shutil.move(bundle.path / moved, elsewhere / moved)
     (bundle.path / moved).symlink_to(elsewhere / moved)
-    _one_line_refusal(bundle.path, f"{'manifest.json' if linked == 'manifest' else name} leads outside the bundle")
+    leading = "manifest.json" if linked == "manifest" else name
+    with pytest.raises(EdgeError) as error:
+        load_bundle(bundle.path)
+    assert str(error.value) == (
+        f"bundle {bundle.path}: {leading} leads outside the bundle (to {(elsewhere / leading).resolve()}) through a "
+        "symlink; copy the files into the bundle folder or re-export it"
+    )
 
 
 def test_a_bundle_reached_through_a_symlinked_folder_loads(tmp_path):
@@ -377,8 +385,12 @@ def test_interrupted_save_leaves_the_old_bundle_intact(tmp_path, monkeypatch):
 
 
 def test_bad_file_names_are_refused_when_saving(tmp_path):
-    with pytest.raises(EdgeError, match="bad file name"):
+    with pytest.raises(EdgeError) as error:
         save_bundle(tmp_path / "b", _manifest(), {"model.onnx": MODEL_BYTES, "/etc/passwd": b"x"})
+    assert str(error.value) == (
+        f"bundle {tmp_path / 'b'}: bad file name '/etc/passwd'; files are relative paths inside the bundle "
+        "(no '..', not manifest.json); re-export the bundle"
+    )
 
 
 def test_require_channels_names_what_the_device_lacks(tmp_path):
@@ -445,6 +457,13 @@ def _refusal(path) -> str:
          "graph 'model' input must have shape [k, 3, S, S] with a fixed S of at most 1024, got [2, 3, 1025, 1025]"),
         (_set(["graphs", "model", "inputs", 0, "shape"], [1, 3, 32, 32]),
          "graph 'model' input batch is 1 but 'fusion' lists 2 images (allowed: 2 or a dimension name)"),
+        (_set(["labels"], "No Pain"), "'labels' must be a list of names, got 'No Pain'"),
+        (_set(["labels"], ["No Pain", 3]),
+         "'labels' must be a non-empty list of distinct non-empty strings, got ['No Pain', 3]"),
+        (_set(["labels"], ["No Pain", ""]),
+         "'labels' must be a non-empty list of distinct non-empty strings, got ['No Pain', '']"),
+        (_set(["channels", 1], 5), "'channels[1]' must be a channel name or an object {name, unit, valid_range, adc_range}"),
+        (_set(["channels", 1, "name"], 5), "'channels[1].name' must be a channel name, got 5"),
     ],
 )
 def test_refusals_name_the_field_and_what_it_must_be(tmp_path, edit, problem):
@@ -553,3 +572,75 @@ def test_images_of_the_largest_allowed_side_load(tmp_path):
     manifest = _manifest()
     manifest["graphs"]["model"]["inputs"][0]["shape"] = [2, 3, 1024, 1024]
     assert _save(tmp_path, manifest).image_size == 1024
+
+
+def test_a_manifest_that_is_not_an_object_is_refused(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "manifest.json").write_text('["tiny-biomoe-bundle", 1]')
+    assert _refusal(bundle.path) == "the manifest must be a JSON object"
+
+
+@pytest.mark.parametrize("sampling_rate, window_seconds", [(10_000, 600), (100, 0.5), (0.5, 10)])
+def test_rates_and_windows_at_the_edges_of_what_is_allowed_load(tmp_path, sampling_rate, window_seconds):
+    bundle = _save(tmp_path, _manifest(sampling_rate=sampling_rate, window_seconds=window_seconds))
+    assert bundle.window_samples == round(sampling_rate * window_seconds)
+
+
+def test_channel_quality_settings_come_from_the_manifest(tmp_path):
+    channels = ["EDA", {"name": "BVP", "flat_std": 0.5, "max_constant_seconds": 2.0, "valid_range": [-3, 3]}]
+    spec = _save(tmp_path, _manifest(channels=channels)).channels[1]
+    assert (spec.flat_std, spec.max_constant_seconds, spec.valid_range) == (0.5, 2.0, (-3, 3))
+
+
+def test_save_creates_missing_folders_and_nested_files(tmp_path):
+    name = "graphs/fp32/model.onnx"
+    manifest = _manifest(graphs={"model": {**_manifest()["graphs"]["model"], "file": name}})
+    bundle = save_bundle(tmp_path / "a" / "b" / "bundle", manifest, {name: MODEL_BYTES})
+    assert (bundle.path / name).read_bytes() == MODEL_BYTES and bundle.files == {name: file_sha256(bundle.path / name)}
+
+
+def test_the_written_manifest_is_indented_json_in_the_order_given(tmp_path):
+    """A person reads it: format first, the given fields in their order, checksums last, two-space indent."""
+    text = (_save(tmp_path).path / "manifest.json").read_text()
+    assert text.startswith('{\n  "format": "tiny-biomoe-bundle",\n  "format_version": 1,\n  "name": "test-bundle",\n'
+                           '  "placeholder": false,\n  "backend": "onnxruntime",\n')
+    assert text.endswith(f'  "files": {{\n    "model.onnx": "{hashlib.sha256(MODEL_BYTES).hexdigest()}"\n  }}\n}}\n')
+
+
+def test_a_new_bundle_is_staged_beside_its_destination(tmp_path, monkeypatch):
+    """Staged in the destination's folder (one file system, so the final rename is atomic) under a hidden name."""
+    targets = []
+
+    def failing_copy(source, target):
+        targets.append(Path(target))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    (tmp_path / "new.onnx").write_bytes(MODEL_BYTES)
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(tmp_path / "bundle", _manifest(), {"model.onnx": tmp_path / "new.onnx"})
+    ((target,),) = [targets]
+    assert target.name == "model.onnx" and target.parent.parent == tmp_path
+    assert target.parent.name.startswith(".bundle.tmp-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.onnx"]  # the staging folder is gone
+
+
+def test_a_failed_save_reports_its_own_error_even_when_its_staging_folder_stays(tmp_path, monkeypatch):
+    def failing_copy(source, target):
+        raise OSError("disk full")
+
+    def undeletable(path, ignore_errors=False):  # shutil.rmtree's contract for a tree it cannot delete
+        if not ignore_errors:
+            raise PermissionError(f"cannot delete {path}")
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    monkeypatch.setattr(shutil, "rmtree", undeletable)
+    (tmp_path / "new.onnx").write_bytes(MODEL_BYTES)
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(tmp_path / "bundle", _manifest(), {"model.onnx": tmp_path / "new.onnx"})
+
+
+def test_checksums_of_files_over_a_read_block_match_hashlib(tmp_path):
+    content = bytes(range(256)) * 9000  # 2.2 MiB: three 1 MiB blocks
+    (tmp_path / "big.onnx").write_bytes(content)
+    assert file_sha256(tmp_path / "big.onnx") == hashlib.sha256(content).hexdigest()

@@ -464,6 +464,39 @@ def _refusal(path) -> str:
          "'labels' must be a non-empty list of distinct non-empty strings, got ['No Pain', '']"),
         (_set(["channels", 1], 5), "'channels[1]' must be a channel name or an object {name, unit, valid_range, adc_range}"),
         (_set(["channels", 1, "name"], 5), "'channels[1].name' must be a channel name, got 5"),
+        (_set(["format"], 3), "'format' must be a string, got 3"),
+        (_set(["format_version"], "1"), "'format_version' must be an integer, got '1'"),
+        (_set(["format_version"], 0), "'format_version' must be >= 1, got 0"),
+        (_set(["backend"], 1), "'backend' must be a string, got 1"),
+        (_set(["pipeline"], None), "'pipeline' must be a string, got None"),
+        (_set(["files"], []), "'files' must be an object {file name: sha256}, got []"),
+        (_set(["files", "../escape.onnx"], "0" * 64),
+         "bad file name '../escape.onnx'; files are relative paths inside the bundle (no '..', not manifest.json)"),
+        (_set(["files", "model.onnx"], "abc"),
+         "'files' entry 'model.onnx' must be a lowercase hex SHA-256 (64 digits), got 'abc'"),
+        (_set(["files", "model.onnx"], "X" * 64),
+         f"'files' entry 'model.onnx' must be a lowercase hex SHA-256 (64 digits), got '{'X' * 64}'"),
+        (_set(["fusion"], "EDA"), "'fusion' must be a list of {modality, representation}, got 'EDA'"),
+        (_set(["fusion"], []), "'fusion' must list at least one image"),
+        (_set(["fusion", 1], "BVP"), "'fusion[1]' must be an object {modality, representation}, got 'BVP'"),
+        (_set(["fusion", 1, "modality"], 1), "'fusion[1].modality' must be a channel name, got 1"),
+        (_set(["fusion", 1, "representation"], None), "'fusion[1].representation' must be a representation name, got None"),
+        (_set(["fusion"], [{"modality": "PPG", "representation": "scalogram"},
+                           {"modality": "ECG", "representation": "scalogram"}]),
+         "'fusion' uses modality ECG, PPG which 'channels' does not list"),
+        (_set(["channels"], {}), "'channels' must be a list, got {}"),
+        (_set(["channels"], []), "'channels' must list distinct channels, got []"),
+        (_set(["channels"], ["EDA", "BVP", "EDA"]), "'channels' must list distinct channels, got ['EDA', 'BVP', 'EDA']"),
+        (lambda m: m.update(sampling_rate=3, window_seconds=0.5),
+         "sampling_rate x window_seconds must be a whole number of samples, at least 1, got 1.5"),
+        (_set(["window_seconds"], 1e-9), "sampling_rate x window_seconds must be a whole number of samples, at least 1, "
+                                         f"got {100 * 1e-9}"),
+        (_set(["representation_spec"], []), "'representation_spec' must be an object, got []"),
+        (_set(["parity"], "ok"), "'parity' must be an object or null, got 'ok'"),
+        (_set(["graphs"], []), "'graphs' must be an object {role: graph}, got []"),
+        (_set(["calibration"], "baseline"), "'calibration' must be an object {method, windows}, got 'baseline'"),
+        (_set(["calibration"], {"method": "baseline", "windows": 6}),
+         "'calibration' baseline calibrates the head's scalars; the manifest lists no 'scalars'"),
     ],
 )
 def test_refusals_name_the_field_and_what_it_must_be(tmp_path, edit, problem):
@@ -644,3 +677,100 @@ def test_checksums_of_files_over_a_read_block_match_hashlib(tmp_path):
     content = bytes(range(256)) * 9000  # 2.2 MiB: three 1 MiB blocks
     (tmp_path / "big.onnx").write_bytes(content)
     assert file_sha256(tmp_path / "big.onnx") == hashlib.sha256(content).hexdigest()
+
+
+def test_a_tampered_file_is_named_with_both_checksums(tmp_path):
+    bundle = _save(tmp_path)
+    (bundle.path / "model.onnx").write_bytes(b"modified")
+    with pytest.raises(EdgeError) as error:
+        load_bundle(bundle.path)
+    assert str(error.value) == (
+        f"bundle {bundle.path}: checksum mismatch for model.onnx (manifest {hashlib.sha256(MODEL_BYTES).hexdigest()[:12]}"
+        f"..., file {hashlib.sha256(b'modified').hexdigest()[:12]}...): the file is corrupt or was modified; "
+        "re-export the bundle or copy it again"
+    )
+
+
+def test_a_manifest_of_exactly_the_largest_allowed_size_loads(tmp_path):
+    bundle = _save(tmp_path)
+    manifest_path = bundle.path / "manifest.json"
+    text = manifest_path.read_text()
+    manifest_path.write_text(text + " " * (bundle_module.MAX_MANIFEST_BYTES - len(text)))
+    assert load_bundle(bundle.path).files == bundle.files
+
+
+def test_a_manifest_the_size_of_a_disk_is_refused_without_reading_it(tmp_path):
+    bundle = _save(tmp_path)
+    with open(bundle.path / "manifest.json", "r+b") as handle:
+        handle.truncate(1 << 40)  # 1 TiB, sparse: reading it whole would not fit in memory
+    _one_line_refusal(bundle.path, r"manifest.json is larger than \d+ bytes")
+
+
+@pytest.mark.parametrize("name", ["graphs\\model.onnx", "manifest.json", "", 3])
+def test_file_names_that_are_not_plain_relative_paths_are_refused(tmp_path, name):
+    with pytest.raises(EdgeError) as error:
+        save_bundle(tmp_path / "b", _manifest(), {"model.onnx": MODEL_BYTES, name: b"x"})
+    assert str(error.value).startswith(f"bundle {tmp_path / 'b'}: bad file name {name!r}; files are relative paths")
+    assert not (tmp_path / "b").exists()
+
+
+def _scalar_manifest(**calibration):
+    manifest = _two_graph_manifest()
+    manifest["scalars"] = ["EDA.mean", "BVP.rate"]
+    if calibration:
+        manifest["calibration"] = calibration
+    return manifest
+
+
+def _save_two_graph(tmp_path, manifest):
+    return save_bundle(tmp_path / "b", manifest, {"backbone.onnx": b"backbone", "head.onnx": b"head"})
+
+
+def test_scalars_and_baseline_calibration_come_from_the_manifest(tmp_path):
+    bundle = _save_two_graph(tmp_path, _scalar_manifest(method="baseline", windows=6, embeddings=True))
+    assert bundle.scalars == ("EDA.mean", "BVP.rate")
+    assert bundle.calibration == {"method": "baseline", "windows": 6, "embeddings": True}
+
+
+def test_calibration_defaults_to_scalars_only_and_to_none(tmp_path):
+    assert _save_two_graph(tmp_path, _scalar_manifest(method="baseline", windows=6)).calibration == {
+        "method": "baseline", "windows": 6, "embeddings": False}
+    assert _save_two_graph(tmp_path, _scalar_manifest()).calibration == {"method": "none", "windows": 0,
+                                                                         "embeddings": False}
+
+
+@pytest.mark.parametrize("windows", [1, 360])
+def test_baselines_of_one_to_360_windows_load(tmp_path, windows):
+    assert _save_two_graph(tmp_path, _scalar_manifest(method="baseline", windows=windows)).calibration["windows"] == windows
+
+
+@pytest.mark.parametrize("calibration", [
+    {"method": "zscore"},
+    {"method": "baseline", "windows": 361},
+    {"method": "baseline", "windows": 6.5},
+    {"method": "baseline", "windows": 0},
+    {"method": "none", "windows": 6},
+    {"method": "baseline", "windows": 6, "embeddings": "yes"},
+])
+def test_invalid_calibrations_are_refused_with_what_is_allowed(tmp_path, calibration):
+    with pytest.raises(EdgeError) as error:
+        _save_two_graph(tmp_path, _scalar_manifest(**calibration))
+    full = {"method": "none", "windows": 0, "embeddings": False, **calibration}
+    assert str(error.value) == (
+        f"bundle {tmp_path / 'b'}: 'calibration' must be {{method: none}} or {{method: baseline, windows: 1-360, "
+        f"embeddings: true|false}}, got {full}; re-export the bundle"
+    )
+
+
+def test_scalars_of_channels_the_bundle_lacks_are_refused(tmp_path):
+    manifest = _two_graph_manifest()
+    manifest["scalars"] = ["EDA.mean", "ECG.rate"]
+    with pytest.raises(EdgeError, match=r"'scalars' must name scalars of the bundle's channels for a backbone_head "
+                                        r"pipeline, got \['EDA.mean', 'ECG.rate'\]; re-export the bundle$"):
+        _save_two_graph(tmp_path, manifest)
+
+
+def test_two_classes_are_enough(tmp_path):
+    manifest = _manifest(labels=["No Pain", "Pain"])
+    manifest["graphs"]["model"]["outputs"][0]["shape"] = [2]
+    assert _save(tmp_path, manifest).labels == ("No Pain", "Pain")

@@ -492,38 +492,32 @@ def test_unusable_files_are_refused_in_one_line_with_what_to_do(tmp_path):
 
 
 _READER = """
-import json, sys, threading
+import json, sys
 from edge.errors import EdgeError
 from edge.storage import ResultStore
 try:
-    store = ResultStore(sys.argv[1], readonly=True)
+    ResultStore(sys.argv[1], readonly=True)
 except EdgeError as exc:
     print(json.dumps({"error": str(exc)}))
-else:
-    read = []
-    worker = threading.Thread(target=lambda: read.extend(r.window_index for r in store.windows()))
-    worker.start()
-    worker.join(timeout=30)
-    print(json.dumps({"windows": read, "unread_wal": store.unread_wal}))
 """
 
 
-def _read_as_a_user_who_cannot_write(path, locked=None):
-    """What a read-only store sees of ``path`` run by a user who may not write its folder (``locked``)."""
-    locked = locked or path.parent
-    locked.chmod(0o555)
+def _read_as_a_user_who_cannot_write(path):
+    """What a read-only store says of ``path`` to a user who may not write its folder (root: without privileges)."""
+    path.parent.chmod(0o555)
     try:
         done = subprocess.run([sys.executable, "-c", _READER, str(path)], capture_output=True, text=True,
                               timeout=60, preexec_fn=without_privileges())
     finally:
-        locked.chmod(0o755)
+        path.parent.chmod(0o755)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def _killed_writer_without_shm(folder, checkpoint_after):
-    """Six windows written by a monitor killed before closing, checkpointed after ``checkpoint_after`` of them;
-    then its -shm file is deleted (a reboot's cleanup, a copy without it)."""
+def _killed_writer_whose_shm_cannot_be_rebuilt(folder, checkpoint_after):
+    """Six windows written by a monitor killed before closing, checkpointed into the file after
+    ``checkpoint_after`` of them; its -shm index is then gone and cannot be made again (as in a folder the
+    reader may not write; here a link into a missing folder stands where SQLite would create it)."""
     path = folder / "results.sqlite"
     writer = textwrap.dedent(f"""
         import os
@@ -536,26 +530,34 @@ def _killed_writer_without_shm(folder, checkpoint_after):
         os._exit(0)  # like SIGKILL: no checkpoint, -wal and -shm stay
     """)
     subprocess.run([sys.executable, "-c", writer], check=True, timeout=60)
-    path.with_name(path.name + "-shm").unlink()
+    shm = path.with_name(path.name + "-shm")
+    shm.unlink()
+    shm.symlink_to(folder / "missing" / shm.name)
     return path
 
 
 @pytest.mark.parametrize("checkpoint_after, windows, unread_wal", [(4, [0, 1, 2, 3], True), (6, list(range(6)), False)])
-def test_a_database_without_its_shm_in_a_folder_it_may_not_write_is_read_as_on_disk(
-        tmp_path, checkpoint_after, windows, unread_wal):
+def test_a_database_whose_shm_cannot_be_rebuilt_is_read_as_on_disk(tmp_path, checkpoint_after, windows, unread_wal):
     """The windows checkpointed into the file are read; ``unread_wal`` says whether later ones wait in the -wal."""
-    path = _killed_writer_without_shm(tmp_path, checkpoint_after)
-    assert _read_as_a_user_who_cannot_write(path) == {"windows": windows, "unread_wal": unread_wal}
+    path = _killed_writer_whose_shm_cannot_be_rebuilt(tmp_path, checkpoint_after)
+    with ResultStore(path, readonly=True) as store:
+        read = []
+        worker = threading.Thread(target=lambda: read.extend(r.window_index for r in store.windows()))
+        worker.start()
+        worker.join(timeout=30)
+        assert read == windows and store.unread_wal is unread_wal
 
 
 def test_a_database_whose_windows_are_all_in_an_unreadable_wal_says_what_to_do(tmp_path):
-    path = _killed_writer_without_shm(tmp_path, None)
-    assert _read_as_a_user_who_cannot_write(path) == {"error": (
+    path = _killed_writer_whose_shm_cannot_be_rebuilt(tmp_path, None)
+    with pytest.raises(EdgeError) as error:
+        ResultStore(path, readonly=True)
+    assert str(error.value) == (
         f"cannot read results database {path}: its latest windows are in results.sqlite-wal, which SQLite reads only "
         f"with its results.sqlite-shm index, gone, and {tmp_path} is not writable to rebuild it; run biomoe history "
         "as a user who may write there (e.g. the monitor's service user), or copy the database with its -wal file "
         "to a writable folder"
-    )}
+    )
 
 
 def test_a_database_the_user_may_not_read_is_named_as_such(tmp_path):

@@ -615,7 +615,7 @@ def test_a_manifest_that_is_not_an_object_is_refused(tmp_path):
     assert _refusal(bundle.path) == "the manifest must be a JSON object"
 
 
-@pytest.mark.parametrize("sampling_rate, window_seconds", [(10_000, 600), (100, 0.5), (0.5, 10)])
+@pytest.mark.parametrize("sampling_rate, window_seconds", [(10_000, 600), (100, 0.5), (0.5, 10), (0.5, 2)])
 def test_rates_and_windows_at_the_edges_of_what_is_allowed_load(tmp_path, sampling_rate, window_seconds):
     bundle = _save(tmp_path, _manifest(sampling_rate=sampling_rate, window_seconds=window_seconds))
     assert bundle.window_samples == round(sampling_rate * window_seconds)

@@ -541,8 +541,9 @@ def _parse_manifest(data, path: Path, bundle_id: str) -> Bundle:
         m.fail(f"'labels' must name at least 2 classes, got {labels}")
     sampling_rate = m.positive("sampling_rate", _MAX_SAMPLING_RATE_HZ)
     window_seconds = m.positive("window_seconds", _MAX_WINDOW_SECONDS)
-    if abs(sampling_rate * window_seconds - round(sampling_rate * window_seconds)) > 1e-6:
-        m.fail(f"sampling_rate x window_seconds must be a whole number of samples, got {sampling_rate * window_seconds}")
+    samples = sampling_rate * window_seconds
+    if abs(samples - round(samples)) > 1e-6 or round(samples) < 1:
+        m.fail(f"sampling_rate x window_seconds must be a whole number of samples, at least 1, got {samples}")
     representation_spec = m.get("representation_spec", dict, "an object")
     quantization = m.get("quantization", (dict, type(None)), "an object or null")
     parity = m.get("parity", (dict, type(None)), "an object or null")

@@ -11,11 +11,13 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import edge.storage
 from edge.errors import EdgeError
 from edge.storage import SCHEMA_VERSION, ResultStore, StoreUnavailable, WindowResult
+from tests.privileges import without_privileges
 
 LABELS = ["No Pain", "Low Pain", "High Pain"]
 
@@ -330,3 +332,240 @@ def test_the_database_is_private_to_its_owner(tmp_path):
     finally:
         os.umask(previous)
     assert len(modes) == 3 and set(modes.values()) == {0o600}, modes
+
+
+def _raw(path, sql):
+    """Rows as SQLite itself reads them, without the store."""
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def test_columns_hold_compact_json_sql_null_and_the_quality_verdict(tmp_path):
+    """Other tools read the file: JSON columns are compact standard JSON, absent values SQL NULL, quality_ok 1/0/NULL."""
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        store.append(WindowResult(0, 0.0, 10.0, 1.5, {"No Pain": 0.75, "Pain": 0.25}, "No Pain",
+                                  quality={"EDA": {"ok": True}}, latency_ms={"total": 2.5}))
+        store.append(WindowResult(1, 10.0, 20.0, 2.5, {"No Pain": 0.5, "Pain": 0.5}, "No Pain",
+                                  quality={"EDA": {"ok": False}}))
+        store.append(WindowResult(2, 20.0, 30.0, 3.5, skipped=True, skip_reason="behind"))
+    rows = _raw(path, "SELECT probabilities, smoothed_probabilities, quality_ok, quality, latency FROM windows ORDER BY id")
+    assert rows == [
+        ('{"No Pain":0.75,"Pain":0.25}', None, 1, '{"EDA":{"ok":true}}', '{"total":2.5}'),
+        ('{"No Pain":0.5,"Pain":0.5}', None, 0, '{"EDA":{"ok":false}}', "{}"),
+        (None, None, None, "{}", "{}"),
+    ]
+
+
+def test_numpy_values_are_stored_as_plain_json(tmp_path):
+    """The monitor's verdicts hold numpy scalars; they are stored as the numbers they are, NaN as null."""
+    quality = {"EDA": {"ok": np.bool_(True), "std": np.float32(0.25), "samples": np.int64(1000),
+                       "mean": np.float32("nan")}}
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5, quality=quality))
+        (read,) = store.windows()
+    assert read.quality == {"EDA": {"ok": True, "std": 0.25, "samples": 1000, "mean": None}}
+    assert json.loads(WindowResult(0, 0.0, 10.0, 1.5, quality=quality).to_json())["quality"] == read.quality
+
+
+def test_json_line_is_compact_and_holds_every_field():
+    line = WindowResult(3, 30.0, 40.0, 1.5, skipped=True, skip_reason="behind", bundle_id="b1").to_json()
+    assert line == (
+        '{"window_index":3,"start_time":30.0,"end_time":40.0,"wall_time":1.5,"probabilities":null,"label":null,'
+        '"smoothed_probabilities":null,"smoothed_label":null,"quality":{},"latency_ms":{},"skipped":true,'
+        '"skip_reason":"behind","bundle_id":"b1","placeholder":false,"session_id":null,"quality_ok":null}'
+    )
+
+
+def test_a_skipped_window_without_a_reason_stays_skipped(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5, skipped=True))
+        (read,) = store.windows()
+    assert read.skipped is True and read.skip_reason is None
+
+
+def test_a_window_stored_before_any_session_belongs_to_none(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        assert store.session_id is None and store.unread_wal is False
+        store.append(WindowResult(0, 0.0, 10.0, 1.5))
+        assert store.windows()[0].session_id is None
+    assert _raw(path, "SELECT session_id FROM windows") == [(None,)]
+
+
+def test_sessions_keep_placeholder_false(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.start_session("b1", False, LABELS, ["EDA"])
+        assert store.sessions()[0]["placeholder"] is False
+
+
+def test_events_keep_their_session_time_and_kind(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        store.append_event("start", wall_time=100.5)
+        session = store.start_session("b1", False, LABELS, ["EDA"])
+        store.append_event("status", {"skipped": 2}, wall_time=123.25)
+        store.append_event("resync", {"channel": "EDA"}, wall_time=124.5)
+        assert store.events() == [
+            {"session_id": None, "wall_time": 100.5, "kind": "start", "detail": {}},
+            {"session_id": session, "wall_time": 123.25, "kind": "status", "detail": {"skipped": 2}},
+            {"session_id": session, "wall_time": 124.5, "kind": "resync", "detail": {"channel": "EDA"}},
+        ]
+        assert store.events("resync") == [store.events()[2]]
+
+
+def test_a_locked_write_waits_one_second_before_giving_up(tmp_path):
+    """The monitor retries on its own; a short wait keeps it responsive to stop signals while a lock lasts."""
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1000  # milliseconds
+
+
+def test_a_window_the_schema_refuses_is_rolled_back_and_the_store_stays_usable(tmp_path):
+    """A NOT NULL column left empty is a caller's bug: SQLite's own error, no transaction left open."""
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL constraint failed: windows.start_time"):
+            store.append(WindowResult(0, None, 10.0, 1.5))
+        assert not store._conn.in_transaction
+        store.append(WindowResult(1, 10.0, 20.0, 2.5))
+        assert [r.window_index for r in store.windows()] == [1]
+
+
+def test_a_new_database_is_created_with_its_missing_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "r.sqlite"
+    with ResultStore(path) as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5))
+    assert _raw(path, "SELECT window_index FROM windows") == [(0,)]
+
+
+def test_a_database_marked_as_ours_without_its_tables_gets_them(tmp_path):
+    """An empty file carrying biomoe's application_id (schema version 0) is set up, not taken as current."""
+    path = tmp_path / "r.sqlite"
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA application_id = {int.from_bytes(b'BIOM', 'big')}")
+    connection.close()
+    with ResultStore(path) as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5))
+        assert store.count() == 1
+    assert _raw(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+
+
+def test_a_closed_database_is_read_from_another_thread(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5))
+    assert not path.with_name("r.sqlite-wal").exists()  # closed: every window is in the file itself
+    with ResultStore(path, readonly=True) as reader:
+        read = []
+        worker = threading.Thread(target=lambda: read.extend(reader.windows()))
+        worker.start()
+        worker.join(timeout=30)
+    assert [r.window_index for r in read] == [0]
+
+
+def test_unusable_files_are_refused_in_one_line_with_what_to_do(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(EdgeError) as error:
+        ResultStore(garbage)
+    assert str(error.value) == (f"cannot use results database {garbage}: file is not a database; check the path and "
+                                "its permissions, or move the file away to start a new one")
+    with pytest.raises(EdgeError) as error:
+        ResultStore(garbage, readonly=True)
+    assert str(error.value) == (f"cannot read results database {garbage}: file is not a database; is it a file "
+                                "written by biomoe monitor?")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE notes(text)")
+    connection.close()
+    with pytest.raises(EdgeError) as error:
+        ResultStore(other)
+    assert str(error.value) == (f"{other} is not a biomoe results database; pass the file written by biomoe monitor "
+                                "or a new file name")
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(EdgeError) as error:
+        ResultStore(tmp_path / "file" / "r.sqlite")
+    assert str(error.value) == (f"cannot use results database {tmp_path / 'file' / 'r.sqlite'}: a file stands where "
+                                "its folder should be; choose a path in a folder")
+
+
+_READER = """
+import json, sys
+from edge.errors import EdgeError
+from edge.storage import ResultStore
+try:
+    ResultStore(sys.argv[1], readonly=True)
+except EdgeError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def _read_as_a_user_who_cannot_write(path):
+    """What a read-only store says of ``path`` to a user who may not write its folder (root: without privileges)."""
+    path.parent.chmod(0o555)
+    try:
+        done = subprocess.run([sys.executable, "-c", _READER, str(path)], capture_output=True, text=True,
+                              timeout=60, preexec_fn=without_privileges())
+    finally:
+        path.parent.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _killed_writer_whose_shm_cannot_be_rebuilt(folder, checkpoint_after):
+    """Six windows written by a monitor killed before closing, checkpointed into the file after
+    ``checkpoint_after`` of them; its -shm index is then gone and cannot be made again (as in a folder the
+    reader may not write; here a link into a missing folder stands where SQLite would create it)."""
+    path = folder / "results.sqlite"
+    writer = textwrap.dedent(f"""
+        import os
+        from edge.storage import ResultStore, WindowResult
+        store = ResultStore({str(path)!r})
+        for index in range(6):
+            store.append(WindowResult(index, 10.0 * index, 10.0 * index + 10, 1.7e9))
+            if index + 1 == {checkpoint_after!r}:
+                store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        os._exit(0)  # like SIGKILL: no checkpoint, -wal and -shm stay
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, timeout=60)
+    shm = path.with_name(path.name + "-shm")
+    shm.unlink()
+    shm.symlink_to(folder / "missing" / shm.name)
+    return path
+
+
+@pytest.mark.parametrize("checkpoint_after, windows, unread_wal", [(4, [0, 1, 2, 3], True), (6, list(range(6)), False)])
+def test_a_database_whose_shm_cannot_be_rebuilt_is_read_as_on_disk(tmp_path, checkpoint_after, windows, unread_wal):
+    """The windows checkpointed into the file are read; ``unread_wal`` says whether later ones wait in the -wal."""
+    path = _killed_writer_whose_shm_cannot_be_rebuilt(tmp_path, checkpoint_after)
+    with ResultStore(path, readonly=True) as store:
+        read = []
+        worker = threading.Thread(target=lambda: read.extend(r.window_index for r in store.windows()))
+        worker.start()
+        worker.join(timeout=30)
+        assert read == windows and store.unread_wal is unread_wal
+
+
+def test_a_database_whose_windows_are_all_in_an_unreadable_wal_says_what_to_do(tmp_path):
+    path = _killed_writer_whose_shm_cannot_be_rebuilt(tmp_path, None)
+    with pytest.raises(EdgeError) as error:
+        ResultStore(path, readonly=True)
+    assert str(error.value) == (
+        f"cannot read results database {path}: its latest windows are in results.sqlite-wal, which SQLite reads only "
+        f"with its results.sqlite-shm index, gone, and {tmp_path} is not writable to rebuild it; run biomoe history "
+        "as a user who may write there (e.g. the monitor's service user), or copy the database with its -wal file "
+        "to a writable folder"
+    )
+
+
+def test_a_database_the_user_may_not_read_is_named_as_such(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.append(WindowResult(0, 0.0, 10.0, 1.5))
+    path.chmod(0o000)
+    assert _read_as_a_user_who_cannot_write(path) == {"error": (
+        f"cannot read results database {path}: permission denied; run as a user who may read it (e.g. the "
+        "monitor's service user) or copy it"
+    )}

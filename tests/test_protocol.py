@@ -812,3 +812,34 @@ def test_jumps_of_exactly_max_jump_blocks_are_taken_at_once_and_confirm_at_the_l
     out = decoder.feed(b"".join(encode_frame(f) for f in _blocks([20, 25], first_seq=10)))
     assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [20, 25]
     assert [(g.first_block_index, g.n_blocks) for g in out if isinstance(g, BlocksLost)] == [(7, 13), (21, 4)]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("max_pending_blocks", -1, r"^max_pending_blocks must be an integer in \[0, 1048576\]"),
+    ("max_pending_blocks", 1 << 20 | 1, r"^max_pending_blocks must be an integer in \[0, 1048576\]"),
+    ("duplicate_window", 0, r"^duplicate_window must be an integer in \[1, 1048576\]"),
+    ("max_jump_blocks", 0, r"^max_jump_blocks must be an integer in \[1, 4294967295\]"),
+])
+def test_decoder_options_are_checked_and_named(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        FrameDecoder(**{option: value})
+
+
+def test_decoder_options_take_their_smallest_values():
+    decoder, out = _decode(_blocks([0, 1]) + [make_stream(1)[0], *_blocks([2, 3], first_seq=3)],
+                           max_pending_blocks=0, duplicate_window=1, max_jump_blocks=1)
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [2, 3]
+    assert decoder.stats.unconfigured_dropped == 2
+
+
+def test_decoder_defaults_are_the_documented_64():
+    hello = make_stream(1)[0]
+    decoder, out = _decode(_blocks(range(70)) + [Hello(3, 0x2A17, 99, 0, 70, CONFIG)])
+    assert decoder.stats.unconfigured_dropped == 70 - 64  # 64 blocks wait for the hello
+    statuses = [Status(3, 0x2A17, seq, 0) for seq in range(1, 66)]
+    decoder, out = _decode([hello, *statuses, statuses[1], statuses[0]])  # the last 64 remembered: 2 is, 1 not
+    assert decoder.stats.duplicates == 1 and frames_only(out)[-1] == statuses[0]
+    decoder, out = _decode([hello, *_blocks([0, 65])])  # a jump of 64 past the expected block 1: taken
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 65]
+    decoder, out = _decode([hello, *_blocks([0, 66])])  # 65: held until a frame confirms it
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0]

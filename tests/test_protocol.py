@@ -525,7 +525,9 @@ def _frame_of_size(size: int, zeros: bool) -> bytes:
 def test_a_frame_of_the_largest_size_is_taken_one_byte_more_is_oversize():
     for zeros in (False, True):  # without zeros COBS adds a byte per 254; with them, almost nothing
         decoder = FrameDecoder()
-        decoder.feed(_frame_of_size(MAX_FRAME_SIZE, zeros))
+        largest = _frame_of_size(MAX_FRAME_SIZE, zeros)
+        decoder.feed(largest[:-1])  # all of it waits in the buffer for its delimiter
+        decoder.feed(largest[-1:])
         assert (decoder.stats.oversize, decoder.stats.unknown_type) == (0, 1), zeros
         decoder.feed(_frame_of_size(MAX_FRAME_SIZE + 1, zeros))
         assert (decoder.stats.oversize, decoder.stats.unknown_type) == (1, 1), zeros
@@ -843,3 +845,19 @@ def test_decoder_defaults_are_the_documented_64():
     assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 65]
     decoder, out = _decode([hello, *_blocks([0, 66])])  # 65: held until a frame confirms it
     assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0]
+
+
+def test_an_oversize_frame_is_counted_as_soon_as_it_is_too_long_and_each_one_once():
+    decoder = FrameDecoder()
+    decoder.feed(b"\x01" * 9000)  # no delimiter yet: already longer than any frame
+    assert decoder.stats.oversize == 1
+    decoder.feed(b"\x01" * 9000 + b"\x00" + b"\x01" * 9000)
+    assert decoder.stats.oversize == 2  # the same frame, then a new one
+    decoder.feed(b"\x00" + b"\x01" * 9000 + b"\x00")  # a whole oversize frame in one chunk
+    assert decoder.stats.oversize == 3
+
+
+def test_each_invalid_cobs_frame_is_counted():
+    decoder = FrameDecoder()
+    decoder.feed(b"\x05\x11\x00\x09\x22\x00")  # both blocks run past the end of their frame
+    assert decoder.stats.cobs_errors == 2

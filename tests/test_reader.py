@@ -383,9 +383,11 @@ def decoded(frames):
 def test_every_event_carries_the_receive_time_and_session_it_was_decoded_with():
     frames = device_frames(4, skip={2}, statuses={1: (0b01, 0b10)})
     events = StreamAssembler().process([SessionStarted(1, 9, False)] + decoded(frames), received_at=123.5)
-    timed = [e for e in events if isinstance(e, (ChannelBlock, GapEvent, StatusEvent))]
-    assert {type(e) for e in timed} == {ChannelBlock, GapEvent, StatusEvent}
-    assert all(e.received_at == 123.5 and e.session == (1, 9) for e in timed)
+    assert {type(e) for e in events} == {DeviceEvent, ChannelBlock, GapEvent, StatusEvent}
+    assert all(e.received_at == 123.5 for e in events)
+    assert all(e.session == (1, 9) for e in events if not isinstance(e, DeviceEvent))
+    devices = [(e.kind, e.device_id, e.boot_id, e.restarted, e.config) for e in events if isinstance(e, DeviceEvent)]
+    assert devices == [("session", 1, 9, False, None), ("config", 1, 9, False, CONFIG)]
     (status,) = [e for e in events if isinstance(e, StatusEvent)]
     assert (status.lead_off_mask, status.saturated_mask) == (0b01, 0b10)
     assert (status.lead_off, status.saturated) == (("EDA",), ("SpO2",))
@@ -417,6 +419,19 @@ def test_a_gap_before_any_block_is_placed_from_its_block_index():
     gaps = [e for e in StreamAssembler().process(decoded(frames), received_at=0.0) if isinstance(e, GapEvent)]
     assert [(g.first_sample_index, g.n_samples, g.device_time_s) for g in gaps] == [
         (50, 30, pytest.approx(0.5)), (5, 3, pytest.approx(0.5))]
+
+
+def test_without_received_at_events_are_stamped_with_the_wall_clock():
+    before = time.time()
+    events = StreamAssembler().process([SessionStarted(1, 9, False)] + decoded(device_frames(1)))
+    assert all(before <= e.received_at <= time.time() for e in events)
+
+
+def test_a_status_after_blocks_is_named_with_the_blocks_description():
+    """Blocks carry the description they were decoded with: enough to name the flags without the hello."""
+    block = SampleBlock(1, 9, 1, 0, 0, (np.zeros(10, np.int16), np.zeros(1, np.int16)), CONFIG)
+    events = StreamAssembler().process([block, Status(1, 9, 2, 0, lead_off_mask=0b10)], received_at=0.0)
+    assert events[-1].lead_off == ("SpO2",)
 
 
 def test_a_clock_step_of_half_the_32_bit_range_is_backwards_like_a_signed_difference():
@@ -549,7 +564,7 @@ class _UnpluggedPort:
         pass
 
 
-def test_reconnection_backs_off_exponentially_up_to_the_maximum_and_restarts_from_the_minimum(monkeypatch):
+def test_reconnection_backs_off_exponentially_up_to_the_maximum_and_restarts_from_the_minimum(monkeypatch, caplog):
     """Opens: ok, 4 failures, ok, failures. Waits: 0.1 after the loss, then 0.1 0.2 0.4 0.5 (capped),
     then 0.1 after the second loss and 0.1 0.2 again."""
     outcomes = iter([True, False, False, False, False, True] + [False] * 10)
@@ -563,14 +578,19 @@ def test_reconnection_backs_off_exponentially_up_to_the_maximum_and_restarts_fro
     reader = SensorReader(BridgeParams(port="/dev/ttyFAKE", reconnect_min_s=0.1, reconnect_max_s=0.5))
     reader.open()
     reader._stop_event = stop = _RecordingStop(limit=9)
-    reader.start()
-    wait_until(lambda: not reader.is_running)
+    with caplog.at_level(logging.DEBUG, logger="firmware_bridge.reader"):
+        reader.start()
+        wait_until(lambda: not reader.is_running)
     reader.close()
     assert stop.waits == pytest.approx([0.1, 0.1, 0.2, 0.4, 0.5, 0.1, 0.1, 0.2, 0.4])
     stats = reader.stats
     assert (stats.connects, stats.disconnects, stats.open_failures) == (2, 2, 7)
-    links = [(e.kind, e.detail) for e in reader.read() if isinstance(e, LinkEvent)]
+    events = reader.read()
+    links = [(e.kind, e.detail) for e in events if isinstance(e, LinkEvent)]
     assert links == [("connected", ""), ("disconnected", "device disconnected")] * 2
+    assert all(e.port == "/dev/ttyFAKE" and e.received_at > 0 for e in events if isinstance(e, LinkEvent))
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(failures) == 7 and all(m.startswith("cannot open serial port '/dev/ttyFAKE'") for m in failures)
 
 
 def test_a_lost_port_is_logged_with_its_reason(caplog):

@@ -861,3 +861,33 @@ def test_each_invalid_cobs_frame_is_counted():
     decoder = FrameDecoder()
     decoder.feed(b"\x05\x11\x00\x09\x22\x00")  # both blocks run past the end of their frame
     assert decoder.stats.cobs_errors == 2
+
+
+def test_each_damaged_frame_is_counted_once_in_its_category():
+    hello = encode_frame(make_stream(1)[0])
+    too_short = cobs_encode(bytes(range(1, 16))) + b"\x00"  # 15 bytes: less than a header and a CRC
+    bad_crc = bytearray(pack_frame(Status(3, 0x2A17, 7, 0)))
+    bad_crc[-1] ^= 0xFF
+    bad_crc = cobs_encode(bytes(bad_crc)) + b"\x00"
+    decoder = FrameDecoder()
+    decoder.feed(hello + too_short * 2 + bad_crc * 2 + _raw_frame(1, 2, b"\x01\x02") * 2
+                 + _frame_of_size(MAX_FRAME_SIZE + 1, zeros=True) * 2)
+    stats = decoder.stats
+    assert (stats.crc_errors, stats.malformed, stats.oversize, stats.frames_ok) == (4, 2, 2, 1)
+
+
+def test_each_unknown_version_is_warned_about_once(caplog):
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        FrameDecoder().feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2))
+    assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
+        "skipping frames of unknown protocol version 2", "skipping frames of unknown protocol version 3"]
+
+
+def test_a_malformed_sample_frame_still_uses_its_sequence_number():
+    """Seq 1 carries only a block index (malformed); seq 2 follows it, so no frame is counted lost."""
+    hello = make_stream(1)[0]
+    body = struct.pack("<BBHHHI", 1, 2, 3, 0x2A17, 1, 0) + struct.pack("<I", 0)
+    index_only = cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+    decoder = FrameDecoder()
+    decoder.feed(encode_frame(hello) + index_only + encode_frame(Status(3, 0x2A17, 2, 0)))
+    assert (decoder.stats.malformed, decoder.stats.frames_lost, decoder.stats.frames_ok) == (1, 0, 2)

@@ -891,3 +891,13 @@ def test_a_malformed_sample_frame_still_uses_its_sequence_number():
     decoder = FrameDecoder()
     decoder.feed(encode_frame(hello) + index_only + encode_frame(Status(3, 0x2A17, 2, 0)))
     assert (decoder.stats.malformed, decoder.stats.frames_lost, decoder.stats.frames_ok) == (1, 0, 2)
+
+
+def test_a_duplicate_needs_the_same_sequence_number_and_timestamp():
+    """PROTOCOL.md: a frame is repeated when both match; a block reusing a sequence number at another time is new."""
+    hello = make_stream(1)[0]
+    first, second = _blocks([0, 1], first_seq=5)
+    reused = SampleBlock(3, 0x2A17, 5, second.timestamp_ms, 1, second.samples)
+    decoder, out = _decode([hello, first, reused, reused])
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1]
+    assert decoder.stats.duplicates == 1

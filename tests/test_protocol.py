@@ -380,7 +380,9 @@ def test_a_repeated_first_hello_is_a_duplicate_not_a_restart(caplog):
     assert frames_only(out) == frames
     assert decoder.stats.duplicates == 2 and decoder.stats.sessions == 1
     assert decoder.stats.samples_ok == {"EDA": 200, "BVP": 200, "SpO2": 20} and decoder.stats.samples_lost == {}
-    assert len([r for r in caplog.records if "repeated hello" in r.getMessage()]) == 1  # logged once
+    warnings = [r.getMessage() for r in caplog.records if "repeated hello" in r.getMessage()]
+    assert len(warnings) == 1  # logged once
+    assert warnings[0].startswith("dropping a repeated hello of the current device session (counted")
 
 
 def test_a_hello_overtaken_by_later_blocks_is_a_duplicate_not_a_restart():
@@ -898,6 +900,8 @@ def test_a_duplicate_needs_the_same_sequence_number_and_timestamp():
     hello = make_stream(1)[0]
     first, second = _blocks([0, 1], first_seq=5)
     reused = SampleBlock(3, 0x2A17, 5, second.timestamp_ms, 1, second.samples)
-    decoder, out = _decode([hello, first, reused, reused])
+    later_hello = Hello(3, 0x2A17, hello.seq, 500, 2, CONFIG)  # the first hello's number, 0.5 s later
+    decoder, out = _decode([hello, first, reused, reused, later_hello])
     assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1]
+    assert frames_only(out)[-1] == later_hello
     assert decoder.stats.duplicates == 1

@@ -878,11 +878,15 @@ def test_each_damaged_frame_is_counted_once_in_its_category():
     assert (stats.crc_errors, stats.malformed, stats.oversize, stats.frames_ok) == (4, 2, 2, 1)
 
 
-def test_each_unknown_version_is_warned_about_once(caplog):
+def test_each_unknown_version_and_type_is_warned_about_once_and_every_frame_counted(caplog):
+    decoder = FrameDecoder()
     with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
-        FrameDecoder().feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2))
+        decoder.feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2) + _raw_frame(1, 9) + _raw_frame(1, 10)
+                     + _raw_frame(1, 9))
     assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
-        "skipping frames of unknown protocol version 2", "skipping frames of unknown protocol version 3"]
+        "skipping frames of unknown protocol version 2", "skipping frames of unknown protocol version 3",
+        "skipping frames of unknown type 9", "skipping frames of unknown type 10"]
+    assert (decoder.stats.unknown_version, decoder.stats.unknown_type) == (3, 3)
 
 
 def test_a_malformed_sample_frame_still_uses_its_sequence_number():

@@ -138,9 +138,10 @@ def test_cobs_matches_reference_and_round_trips(data):
     assert cobs_decode(encoded) == data
 
 
-def test_cobs_decode_rejects_a_block_past_the_end():
-    with pytest.raises(ValueError):
-        cobs_decode(b"\x05\x11\x22")
+@pytest.mark.parametrize("data", [b"\x05\x11\x22", b"\x02\x11\x00\x01"], ids=["past the end", "zero code"])
+def test_cobs_decode_rejects_a_block_past_the_end_or_a_zero_code(data):
+    with pytest.raises(ValueError, match="^invalid COBS data$"):
+        cobs_decode(data)
 
 
 # --------------------------------------------------------------------------- shared vectors, PROTOCOL.md
@@ -881,12 +882,13 @@ def test_each_damaged_frame_is_counted_once_in_its_category():
 def test_each_unknown_version_and_type_is_warned_about_once_and_every_frame_counted(caplog):
     decoder = FrameDecoder()
     with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
-        decoder.feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2) + _raw_frame(1, 9) + _raw_frame(1, 10)
-                     + _raw_frame(1, 9))
+        out = decoder.feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2) + _raw_frame(1, 9)
+                           + _raw_frame(1, 10) + _raw_frame(1, 9) + encode_frame(Status(3, 0x2A17, 99, 0)))
     assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
         "skipping frames of unknown protocol version 2", "skipping frames of unknown protocol version 3",
         "skipping frames of unknown type 9", "skipping frames of unknown type 10"]
     assert (decoder.stats.unknown_version, decoder.stats.unknown_type) == (3, 3)
+    assert frames_only(out) == []  # the status repeats the unknown frames' sequence number and timestamp
 
 
 def test_a_malformed_sample_frame_still_uses_its_sequence_number():

@@ -553,12 +553,15 @@ class _RecordingStop(threading.Event):
 
 
 class _UnpluggedPort:
-    """An open port whose device is gone: every read fails like a pulled USB cable."""
+    """An open port whose device is gone: every read fails like a pulled USB cable, with ``error``."""
 
     in_waiting = 0
 
+    def __init__(self, error):
+        self.error = error
+
     def read(self, size):
-        raise serial.SerialException("device disconnected")
+        raise self.error
 
     def close(self):
         pass
@@ -567,11 +570,12 @@ class _UnpluggedPort:
 def test_reconnection_backs_off_exponentially_up_to_the_maximum_and_restarts_from_the_minimum(monkeypatch, caplog):
     """Opens: ok, 4 failures, ok, failures. Waits: 0.1 after the loss, then 0.1 0.2 0.4 0.5 (capped),
     then 0.1 after the second loss and 0.1 0.2 again."""
-    outcomes = iter([True, False, False, False, False, True] + [False] * 10)
+    outcomes = iter([serial.SerialException("device disconnected"), None, None, None, None, OSError()] + [None] * 10)
 
     def serial_for_url(url, **options):
-        if next(outcomes):
-            return _UnpluggedPort()
+        error = next(outcomes)
+        if error is not None:
+            return _UnpluggedPort(error)
         raise serial.SerialException(f"could not open port {url}")
 
     monkeypatch.setattr(serial, "serial_for_url", serial_for_url)
@@ -587,16 +591,18 @@ def test_reconnection_backs_off_exponentially_up_to_the_maximum_and_restarts_fro
     assert (stats.connects, stats.disconnects, stats.open_failures) == (2, 2, 7)
     events = reader.read()
     links = [(e.kind, e.detail) for e in events if isinstance(e, LinkEvent)]
-    assert links == [("connected", ""), ("disconnected", "device disconnected")] * 2
+    assert links == [("connected", ""), ("disconnected", "device disconnected"),
+                     ("connected", ""), ("disconnected", "OSError")]  # an error without a message: its type
     assert all(e.port == "/dev/ttyFAKE" and e.received_at > 0 for e in events if isinstance(e, LinkEvent))
     failures = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert len(failures) == 7 and all(m.startswith("cannot open serial port '/dev/ttyFAKE'") for m in failures)
 
 
-def test_a_lost_port_is_logged_with_its_reason(caplog):
+def test_a_port_silent_since_its_last_data_is_reopened_and_logged_with_the_reason(caplog):
     params = BridgeParams(port="loop://", stale_after_s=0.15, reconnect_min_s=0.01)
     with caplog.at_level(logging.WARNING, logger="firmware_bridge.reader"):
         with SensorReader(params) as reader:
+            send(reader, b"\x00")  # data, then silence
             wait_until(lambda: reader.stats.connects >= 3)
             reader.stop()
             stats = reader.stats

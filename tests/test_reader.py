@@ -610,3 +610,37 @@ def test_a_port_silent_since_its_last_data_is_reopened_and_logged_with_the_reaso
     disconnected = [e for e in events if isinstance(e, LinkEvent) and e.kind == "disconnected"]
     assert stats.disconnects == len(disconnected) >= 2
     assert "lost loop:// (no data for 0.15 s); reconnecting" in [r.getMessage() for r in caplog.records]
+
+
+class _HangingPort:
+    """A port whose read hangs (a driver stuck in a system call) until ``release`` is set, at most 10 s."""
+
+    in_waiting = 0
+
+    def __init__(self):
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def read(self, size):
+        self.reading.set()
+        self.release.wait(10)
+        return b""
+
+    def close(self):
+        self.release.set()
+
+
+def test_stop_names_a_reader_thread_that_does_not_stop_in_time(monkeypatch):
+    port = _HangingPort()
+    monkeypatch.setattr(serial, "serial_for_url", lambda url, **options: port)
+    reader = SensorReader(BridgeParams(port="/dev/ttyFAKE"))
+    reader.open()
+    reader.start()
+    assert port.reading.wait(10)
+    with pytest.raises(BridgeError) as info:
+        reader.stop(timeout=0.1)
+    assert (str(info.value), info.value.code) == (
+        "the reader thread of /dev/ttyFAKE did not stop within 0.1 s", "stop_timeout")
+    assert reader.is_running
+    port.release.set()
+    reader.close()
+    assert not reader.is_running

@@ -874,9 +874,9 @@ def test_each_damaged_frame_is_counted_once_in_its_category():
     bad_crc = cobs_encode(bytes(bad_crc)) + b"\x00"
     decoder = FrameDecoder()
     decoder.feed(hello + too_short * 2 + bad_crc * 2 + _raw_frame(1, 2, b"\x01\x02") * 2
-                 + _frame_of_size(MAX_FRAME_SIZE + 1, zeros=True) * 2)
+                 + _raw_frame(1, 3, b"\x01") * 2 + _frame_of_size(MAX_FRAME_SIZE + 1, zeros=True) * 2)
     stats = decoder.stats
-    assert (stats.crc_errors, stats.malformed, stats.oversize, stats.frames_ok) == (4, 2, 2, 1)
+    assert (stats.crc_errors, stats.malformed, stats.oversize, stats.frames_ok) == (4, 4, 2, 1)
 
 
 def test_each_unknown_version_and_type_is_warned_about_once_and_every_frame_counted(caplog):

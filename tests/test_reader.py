@@ -455,7 +455,9 @@ def test_overflow_gaps_merge_with_link_gaps_and_keep_every_field(loop_reader):
     before = time.time()
     send(loop_reader, wire(device_frames(6, skip={3})))
     wait_until(lambda: len(loop_reader._queue) == 4 + 2)  # queued plus the two waiting gaps
-    events = loop_reader.read(timeout=1) + loop_reader.read(timeout=1)
+    events = loop_reader.read(timeout=1)
+    assert len(events) == 4  # never more than queue_blocks
+    events += loop_reader.read(timeout=1)
     assert loop_reader.read(timeout=0.3) == []
     gaps = [e for e in events if isinstance(e, GapEvent)]
     assert [(g.channel, g.first_sample_index, g.n_samples, g.reason) for g in gaps] == [
@@ -644,3 +646,46 @@ def test_stop_names_a_reader_thread_that_does_not_stop_in_time(monkeypatch):
     port.release.set()
     reader.close()
     assert not reader.is_running
+
+
+@pytest.mark.parametrize("loop_reader", [3], indirect=True)
+def test_link_gaps_that_find_the_queue_full_wait_with_their_fields(loop_reader):
+    """Queue of 3: connected, session, config fill it; block 0 lost on the link, then blocks 1-2 overflow."""
+    send(loop_reader, wire(device_frames(3, skip={0})))
+    wait_until(lambda: len(loop_reader._queue) == 3 + 2)
+    events = loop_reader.read(timeout=1) + loop_reader.read(timeout=1)
+    gaps = [(g.channel, g.first_sample_index, g.n_samples, g.sampling_rate, g.device_time_s, g.reason, g.session)
+            for g in events if isinstance(g, GapEvent)]
+    assert gaps == [("EDA", 0, 30, 100.0, 0.0, "link+overflow", (1, 9)),
+                    ("SpO2", 0, 3, 10.0, 0.0, "link+overflow", (1, 9))]
+    assert all(isinstance(g.received_at, float) for g in events if isinstance(g, GapEvent))
+    stats = loop_reader.stats
+    assert (stats.blocks_queued, stats.queue_overflow_blocks) == (0, 4)
+
+
+def test_counters_of_queued_blocks(loop_reader):
+    send(loop_reader, wire(device_frames(3)))
+    wait_until(lambda: len(loop_reader._queue) == 9)
+    assert loop_reader.stats.blocks_queued == 6  # 3 blocks of 2 channels
+
+
+def test_the_reader_thread_is_a_named_daemon_and_cannot_be_started_twice():
+    reader = SensorReader(BridgeParams(port="loop://"))
+    with pytest.raises(BridgeError, match=r"^call open\(\) before start\(\) \(port loop://\)$"):
+        reader.start()
+    reader.open()
+    reader.start()
+    try:
+        (thread,) = [t for t in threading.enumerate() if t.name == "SensorReader(loop://)"]
+        assert thread.daemon  # never keeps the interpreter alive
+        with pytest.raises(BridgeError) as info:
+            reader.start()
+        assert (str(info.value), info.value.code) == ("the reader of loop:// is already running", "already_running")
+    finally:
+        reader.close()
+
+
+def test_a_port_silent_for_less_than_stale_after_stays_connected():
+    with SensorReader(BridgeParams(port="loop://", stale_after_s=5.0)) as reader:
+        time.sleep(0.5)
+        assert (reader.stats.connects, reader.stats.disconnects) == (1, 0)

@@ -689,3 +689,84 @@ def test_a_port_silent_for_less_than_stale_after_stays_connected():
     with SensorReader(BridgeParams(port="loop://", stale_after_s=5.0)) as reader:
         time.sleep(0.5)
         assert (reader.stats.connects, reader.stats.disconnects) == (1, 0)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"port": "  "}, "port must be a pyserial URL such as '/dev/ttyACM0', 'socket://host:8000' or 'sim://', got '  '"),
+    ({"port": None}, "port must be a pyserial URL such as '/dev/ttyACM0', 'socket://host:8000' or 'sim://', got None"),
+    ({"baudrate": 9600.0}, "baudrate must be a positive integer, got 9600.0"),
+    ({"read_timeout_s": 0}, "read_timeout_s must be in (0, 5] seconds, got 0"),
+    ({"queue_blocks": 2.5}, "queue_blocks must be an integer >= 2, got 2.5"),
+    ({"reconnect_max_s": 0.05}, "reconnect_min_s and reconnect_max_s must satisfy 0 < min <= max, got 0.1 and 0.05"),
+    ({"reconnect_min_s": 0}, "reconnect_min_s and reconnect_max_s must satisfy 0 < min <= max, got 0 and 5.0"),
+    ({"max_pending_blocks": -1}, "max_pending_blocks must be an integer >= 0, got -1"),
+    ({"max_pending_blocks": 1.0}, "max_pending_blocks must be an integer >= 0, got 1.0"),
+    ({"stale_after_s": 0.05}, "stale_after_s must be None or longer than read_timeout_s (0.05 s), got 0.05"),
+], ids=lambda value: str(value)[:30])
+def test_bad_params_messages_say_what_is_allowed_and_what_was_given(options, message):
+    with pytest.raises(ValueError) as info:
+        BridgeParams(**{"port": "loop://", **options})
+    assert str(info.value) == message
+
+
+def test_params_accept_the_edges_of_their_ranges():
+    params = BridgeParams("loop://", reconnect_min_s=1.0, reconnect_max_s=1.0, max_pending_blocks=0,
+                          stale_after_s=0.051)
+    assert (params.reconnect_min_s, params.max_pending_blocks, params.stale_after_s) == (1.0, 0, 0.051)
+
+
+def test_a_new_reader_is_closed_idle_and_knows_nothing():
+    with pytest.raises(TypeError, match=r"^params must be a BridgeParams, got str$"):
+        SensorReader("loop://")
+    reader = SensorReader(BridgeParams(port="loop://"))
+    assert (reader.is_open, reader.is_running, reader.is_connected) == (False, False, False)
+    assert reader.port is None and reader.config is None and reader.read() == []
+
+
+def test_max_pending_blocks_bounds_the_blocks_waiting_for_a_hello():
+    with SensorReader(BridgeParams(port="loop://", max_pending_blocks=2)) as reader:
+        send(reader, wire(device_frames(5)[1:-1]))  # blocks 0-4 and no hello
+        assert reader.stats.decoder.unconfigured_dropped == 3  # blocks 0-2 made room for 3 and 4
+
+
+def test_the_port_is_opened_with_the_params_and_the_connection_logged(monkeypatch, caplog):
+    opened, loop_port = [], serial.serial_for_url("loop://")
+
+    def serial_for_url(url, **options):
+        opened.append((url, options))
+        return loop_port
+
+    monkeypatch.setattr(serial, "serial_for_url", serial_for_url)
+    reader = SensorReader(BridgeParams(port="/dev/ttyFAKE", baudrate=9600, read_timeout_s=0.2))
+    with caplog.at_level(logging.INFO, logger="firmware_bridge.reader"):
+        reader.open()
+    before = time.time()
+    try:
+        assert opened == [("/dev/ttyFAKE", {"baudrate": 9600, "timeout": 0.2})]
+        assert reader.is_connected and reader.port is not None
+        (event,) = reader.read()
+        assert (event.kind, event.port, event.detail) == ("connected", "/dev/ttyFAKE", "")
+        assert before - 60 < event.received_at <= before
+        assert "connected to /dev/ttyFAKE" in [r.getMessage() for r in caplog.records]
+        with pytest.raises(BridgeError) as info:
+            reader.open()
+        assert (str(info.value), info.value.code) == ("the reader of /dev/ttyFAKE is already open", "already_open")
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("error", [serial.SerialException("busy"), OSError("busy"), ValueError("busy")])
+def test_every_kind_of_open_failure_is_a_port_open_failed_with_hints(monkeypatch, error):
+    def serial_for_url(url, **options):
+        raise error
+
+    monkeypatch.setattr(serial, "serial_for_url", serial_for_url)
+    reader = SensorReader(BridgeParams(port="/dev/ttyFAKE"))
+    with pytest.raises(BridgeError) as info:
+        reader.open()
+    assert info.value.code == "port_open_failed" and info.value.__cause__ is error
+    assert str(info.value) == (
+        "cannot open serial port '/dev/ttyFAKE': busy. Check that the device is plugged in and that no other "
+        "program holds the port (list ports with: python -m serial.tools.list_ports); for the simulator, start "
+        "'biomoe simulate-device' first and use the path it prints.")
+    assert reader.stats.open_failures == 1 and not reader.is_connected

@@ -770,3 +770,13 @@ def test_every_kind_of_open_failure_is_a_port_open_failed_with_hints(monkeypatch
         "program holds the port (list ports with: python -m serial.tools.list_ports); for the simulator, start "
         "'biomoe simulate-device' first and use the path it prints.")
     assert reader.stats.open_failures == 1 and not reader.is_connected
+
+
+def test_read_until_idle_by_default_stops_after_half_a_second_without_events(loop_reader):
+    later = threading.Timer(1.2, lambda: loop_reader.port.write(wire(device_frames(1))))
+    later.start()
+    try:
+        events = loop_reader.read_until_idle()
+    finally:
+        later.join()
+    assert [type(e) for e in events] == [LinkEvent]  # the frames 1.2 s later came after it returned

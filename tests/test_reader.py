@@ -434,6 +434,12 @@ def test_a_status_after_blocks_is_named_with_the_blocks_description():
     assert events[-1].lead_off == ("SpO2",)
 
 
+def test_a_status_right_after_the_hello_is_named_with_its_description():
+    hello = Hello(1, 9, 0, 0, 0, CONFIG)
+    events = StreamAssembler().process([hello, Status(1, 9, 1, 0, saturated_mask=0b01)], received_at=0.0)
+    assert events[-1].saturated == ("EDA",)
+
+
 def test_a_clock_step_of_half_the_32_bit_range_is_backwards_like_a_signed_difference():
     """The step is the int32 difference of the two stamps: 2**31 - 1 ms is forward, 2**31 ms is backward."""
     def times(second_ms):
@@ -523,14 +529,18 @@ def test_close_emits_no_disconnection_and_the_reader_can_be_opened_again():
 
 
 def test_wait_for_config_wakes_up_when_the_hello_arrives(loop_reader):
-    later = threading.Timer(0.3, lambda: loop_reader.port.write(wire(device_frames(1))))
-    later.start()
+    hello = wire(device_frames(0)[:1])
+    body = threading.Timer(0.3, lambda: loop_reader.port.write(hello[:-1]))
+    delimiter = threading.Timer(0.6, lambda: loop_reader.port.write(hello[-1:]))  # completes the hello alone
+    body.start()
+    delimiter.start()
     try:
         started = time.monotonic()
         assert loop_reader.wait_for_config(timeout=20) == CONFIG
         assert time.monotonic() - started < 10  # notified, not found at the timeout
     finally:
-        later.join()
+        body.join()
+        delimiter.join()
 
 
 def test_the_config_timeout_message_says_what_to_check(loop_reader):

@@ -790,3 +790,16 @@ def test_read_until_idle_by_default_stops_after_half_a_second_without_events(loo
     finally:
         later.join()
     assert [type(e) for e in events] == [LinkEvent]  # the frames 1.2 s later came after it returned
+
+
+@pytest.mark.parametrize("loop_reader", [4], indirect=True)
+def test_a_gap_moved_into_the_queue_takes_no_more_samples(loop_reader):
+    """SpO2's waiting gap (blocks 0-5) enters the queue when one event is read; SpO2 block 6, overflowing
+    right after it, must start a new gap instead of growing the one already queued."""
+    frames = device_frames(8)
+    send(loop_reader, wire(frames[:7]))  # hello and blocks 0-5
+    wait_until(lambda: len(loop_reader._queue) == 4 + 2)
+    events = loop_reader.read(max_items=1)
+    send(loop_reader, b"".join(encode_frame(f) for f in frames[7:]))  # blocks 6-7 and the closing hello
+    events += loop_reader.read_until_idle(idle_s=0.3)
+    assert tiles(events, "EDA", 80) and tiles(events, "SpO2", 8)

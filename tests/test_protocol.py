@@ -7,6 +7,7 @@ import re
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from firmware_bridge.protocol import (
     ChannelSpec,
     DeviceConfig,
     FrameDecoder,
+    FrameType,
     Hello,
     SampleBlock,
     SampleFormat,
@@ -136,9 +138,10 @@ def test_cobs_matches_reference_and_round_trips(data):
     assert cobs_decode(encoded) == data
 
 
-def test_cobs_decode_rejects_a_block_past_the_end():
-    with pytest.raises(ValueError):
-        cobs_decode(b"\x05\x11\x22")
+@pytest.mark.parametrize("data", [b"\x05\x11\x22", b"\x02\x11\x00\x01"], ids=["past the end", "zero code"])
+def test_cobs_decode_rejects_a_block_past_the_end_or_a_zero_code(data):
+    with pytest.raises(ValueError, match="^invalid COBS data$"):
+        cobs_decode(data)
 
 
 # --------------------------------------------------------------------------- shared vectors, PROTOCOL.md
@@ -378,7 +381,9 @@ def test_a_repeated_first_hello_is_a_duplicate_not_a_restart(caplog):
     assert frames_only(out) == frames
     assert decoder.stats.duplicates == 2 and decoder.stats.sessions == 1
     assert decoder.stats.samples_ok == {"EDA": 200, "BVP": 200, "SpO2": 20} and decoder.stats.samples_lost == {}
-    assert len([r for r in caplog.records if "repeated hello" in r.getMessage()]) == 1  # logged once
+    warnings = [r.getMessage() for r in caplog.records if "repeated hello" in r.getMessage()]
+    assert len(warnings) == 1  # logged once
+    assert warnings[0].startswith("dropping a repeated hello of the current device session (counted")
 
 
 def test_a_hello_overtaken_by_later_blocks_is_a_duplicate_not_a_restart():
@@ -523,7 +528,9 @@ def _frame_of_size(size: int, zeros: bool) -> bytes:
 def test_a_frame_of_the_largest_size_is_taken_one_byte_more_is_oversize():
     for zeros in (False, True):  # without zeros COBS adds a byte per 254; with them, almost nothing
         decoder = FrameDecoder()
-        decoder.feed(_frame_of_size(MAX_FRAME_SIZE, zeros))
+        largest = _frame_of_size(MAX_FRAME_SIZE, zeros)
+        decoder.feed(largest[:-1])  # all of it waits in the buffer for its delimiter
+        decoder.feed(largest[-1:])
         assert (decoder.stats.oversize, decoder.stats.unknown_type) == (0, 1), zeros
         decoder.feed(_frame_of_size(MAX_FRAME_SIZE + 1, zeros))
         assert (decoder.stats.oversize, decoder.stats.unknown_type) == (1, 1), zeros
@@ -546,3 +553,361 @@ def test_flush_ends_a_frame_cut_by_a_disconnection():
     out += decoder.feed(b"".join(wire[2:]))
     assert frames_only(out) == [frames[0]] + frames[2:]
     assert decoder.stats.crc_errors + decoder.stats.cobs_errors == 1
+
+
+# --------------------------------------------------------------------------- field limits and messages
+
+
+@pytest.mark.parametrize("name", ["!", "~", "A!~", "!EDA~"])
+def test_labels_take_every_printable_ascii_character_from_bang_to_tilde(name):
+    """'!' (33) and '~' (126) are the ends of the allowed range; they survive the wire."""
+    hello = Hello(1, 2, 0, 0, 0, DeviceConfig(100_000, (ChannelSpec(name, name, 1),)))
+    (decoded,) = frames_only(FrameDecoder().feed(encode_frame(hello)))
+    assert decoded.config.channels[0].name == name and decoded.config.channels[0].unit == name
+
+
+@pytest.mark.parametrize("label", [" ", "A B", "\x7f", "DEL\x7f", "é"])
+def test_labels_refuse_space_delete_and_non_ascii(label):
+    with pytest.raises(ValueError, match=r"^channel name must be 1 to 8 printable ASCII"):
+        ChannelSpec(label, "", 1)
+    with pytest.raises(ValueError, match=r"^unit of channel EDA must be 1 to 8 printable ASCII"):
+        ChannelSpec("EDA", label, 1)
+
+
+def test_a_unit_may_be_empty_a_name_may_not():
+    assert ChannelSpec("EDA", "", 1).unit == ""
+    with pytest.raises(ValueError, match=r"^channel name must be"):
+        ChannelSpec("", "uS", 1)
+
+
+def test_trailing_capital_x_in_names_and_units_is_kept_on_the_wire():
+    """Only the NUL padding is stripped from the eight bytes, not a trailing letter."""
+    config = DeviceConfig(100_000, (ChannelSpec("ACC_X", "LUX", 10),))
+    (decoded,) = frames_only(FrameDecoder().feed(encode_frame(Hello(1, 2, 0, 0, 0, config))))
+    assert decoded.config == config
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sample_format": 7}, r"^sample_format of channel A must be one of \['INT16', 'INT32'\], got 7"),
+    ({"raw_min": -40_000}, r"^raw_min of channel A must be an integer in \[-32768, 32767\]"),
+    ({"raw_min": 10, "raw_max": 5}, r"^raw_max of channel A must be an integer in \[10, 32767\]"),
+    ({"scale": 0.0}, r"^scale and offset of channel A must be finite float32 values"),
+    ({"scale": float("inf")}, r"^scale and offset of channel A"),
+    ({"scale": 1e39}, r"^scale and offset of channel A"),  # finite in float64, inf in float32
+    ({"offset": float("nan")}, r"^scale and offset of channel A"),
+])
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_channel_spec_refusals_name_the_channel_and_the_field(options, message):
+    with pytest.raises(ValueError, match=message):
+        ChannelSpec("A", "", 1, **options)
+
+
+def test_to_raw_clips_at_both_ends_of_the_adc_range():
+    spec = CONFIG.channel("SpO2")  # raw 0..10000
+    assert spec.to_raw([-1e9, 1e9]).tolist() == [0, 10000]
+
+
+def test_to_raw_works_in_double_precision_even_for_float32_input():
+    """(16.5992508 - 16.3840004) / 0.0005 = 430.5008 rounds to 431; in float32 it would give 430."""
+    spec = CONFIG.channel("EDA")
+    assert spec.to_raw(np.array([16.59925079345703], np.float32)).tolist() == [431]
+
+
+def test_device_config_limits_and_messages():
+    assert DeviceConfig(1, CONFIG.channels).block_period_us == 1
+    with pytest.raises(ValueError, match=r"^firmware_version must be an integer in \[0, 65535\]"):
+        DeviceConfig(1000, CONFIG.channels, firmware_version=-1)
+    from_list = DeviceConfig(1000, list(CONFIG.channels))
+    assert isinstance(from_list.channels, tuple) and hash(from_list) == hash(DeviceConfig(1000, CONFIG.channels))
+
+
+def test_the_largest_sample_block_fills_the_frame_limit_exactly():
+    """12-byte header + 4-byte block index + 4086 int16 samples + 4-byte CRC = 8192 bytes."""
+    DeviceConfig(1000, (ChannelSpec("A", "", 4086),))
+    with pytest.raises(ValueError, match="takes 8194 bytes"):
+        DeviceConfig(1000, (ChannelSpec("A", "", 4087),))
+    assert len(pack_frame(SampleBlock(1, 2, 0, 0, 0, (np.zeros(4086, np.int16),)))) == MAX_FRAME_SIZE
+    with pytest.raises(ValueError, match=r"^frame of 8194 bytes exceeds MAX_FRAME_SIZE=8192"):
+        pack_frame(SampleBlock(1, 2, 0, 0, 0, (np.zeros(4087, np.int16),)))
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: Status(-1, 0, 0, 0), "device_id"),
+    (lambda: Status(0, 1 << 16, 0, 0), "boot_id"),
+    (lambda: Status(0, 0, 1 << 16, 0), "seq"),
+    (lambda: Status(0, 0, 0, 1 << 32), "timestamp_ms"),
+    (lambda: Hello(0, 0, 0, 0, -1, CONFIG), "next_block_index"),
+    (lambda: SampleBlock(0, 0, 0, 0, 1 << 32, ()), "block_index"),
+    (lambda: Status(0, 0, 0, 0, battery_mv=1 << 16), "battery_mv"),
+    (lambda: Status(0, 0, 0, 0, flags=0x100), "flags"),
+    (lambda: Status(0, 0, 0, 0, lead_off_mask=-1), "lead_off_mask"),
+    (lambda: Status(0, 0, 0, 0, saturated_mask=1 << 16), "saturated_mask"),
+])
+def test_frame_field_errors_start_with_the_field_name(make, field):
+    with pytest.raises(ValueError, match=rf"^{field} must be an integer in \[0, "):
+        make()
+
+
+@pytest.mark.parametrize("percent", [0, 100, 255])
+def test_battery_percent_takes_0_to_100_and_255_for_unknown(percent):
+    assert Status(0, 0, 0, 0, battery_percent=percent).battery_percent == percent
+
+
+@pytest.mark.parametrize("percent", [-1, 101, 254])
+def test_battery_percent_refuses_everything_else(percent):
+    with pytest.raises(ValueError, match=r"^battery_percent must be 0-100 or 255 \(unknown\)"):
+        Status(0, 0, 0, 0, battery_percent=percent)
+
+
+@pytest.mark.parametrize("values", [
+    [1, 2], np.zeros((2, 2), np.int16), np.zeros(2, np.float32), np.zeros(2, np.int8), np.zeros(2, np.int64),
+], ids=["list", "2-D", "float32", "int8", "int64"])
+def test_sample_blocks_take_only_1d_int16_or_int32_arrays(values):
+    with pytest.raises(ValueError, match=r"^samples\[1\] must be a 1-D int16 or int32 numpy array"):
+        SampleBlock(0, 0, 0, 0, 0, (np.zeros(2, np.int16), values))
+
+
+def test_sample_blocks_are_equal_only_with_equal_header_and_samples():
+    samples = (np.arange(3, dtype=np.int16),)
+    block = SampleBlock(1, 2, 3, 4, 5, samples)
+    assert block == SampleBlock(1, 2, 3, 4, 5, (np.arange(3, dtype=np.int32),))
+    assert block != SampleBlock(1, 2, 4, 4, 5, samples)  # another sequence number
+    assert block != SampleBlock(1, 2, 3, 4, 5, (np.arange(1, 4, dtype=np.int16),))
+    assert block != SampleBlock(1, 2, 3, 4, 5, samples + samples)
+
+
+def test_crc32_continues_a_running_value():
+    assert crc32(b"6789", crc32(b"12345")) == 0xCBF43926
+
+
+def test_packing_something_that_is_not_a_frame_names_its_type():
+    impostor = SimpleNamespace(frame_type=FrameType.STATUS, device_id=1, boot_id=2, seq=0, timestamp_ms=0)
+    with pytest.raises(TypeError, match=r"^expected a Hello, SampleBlock or Status frame, got SimpleNamespace"):
+        pack_frame(impostor)
+
+
+# --------------------------------------------------------------------------- decoder bookkeeping
+
+
+def _blocks(indices, boot_id=0x2A17, first_seq=1):
+    """Sample blocks of CONFIG with the given block indices and consecutive sequence numbers."""
+    samples = tuple(np.zeros(c.samples_per_block, c.sample_format.dtype) for c in CONFIG.channels)
+    return [SampleBlock(3, boot_id, (first_seq + i) & 0xFFFF, 100 * index, index, samples)
+            for i, index in enumerate(indices)]
+
+
+def _decode(frames, **options):
+    decoder = FrameDecoder(**options)
+    return decoder, decoder.feed(b"".join(encode_frame(f) for f in frames))
+
+
+def test_flush_with_nothing_buffered_counts_nothing():
+    decoder = FrameDecoder()
+    assert decoder.flush() == [] and decoder.flush() == []
+    assert decoder.stats == type(decoder.stats)()
+
+
+def test_flush_delivers_a_whole_frame_that_only_lacks_its_delimiter():
+    hello = make_stream(1)[0]
+    decoder = FrameDecoder()
+    assert decoder.feed(encode_frame(hello)[:-1]) == []
+    assert frames_only(decoder.flush()) == [hello]
+
+
+def test_every_delivered_frame_and_every_gap_is_counted_once():
+    frames = make_stream(12, hello_every=5)
+    kept = [f for f in frames if not (isinstance(f, SampleBlock) and f.block_index in (3, 7, 8))]
+    decoder, out = _decode(kept)
+    assert decoder.stats.frames_ok == len(kept)
+    gaps = [item for item in out if isinstance(item, BlocksLost)]
+    assert [(g.device_id, g.boot_id, g.first_block_index, g.n_blocks, g.config) for g in gaps] == [
+        (3, 0x2A17, 3, 1, CONFIG), (3, 0x2A17, 7, 2, CONFIG)]
+    assert (decoder.stats.gaps, decoder.stats.blocks_lost) == (2, 3)
+    assert all(block.config == CONFIG for block in out if isinstance(block, SampleBlock))
+
+
+def test_repeated_frames_and_old_blocks_are_each_counted_as_duplicates():
+    stream = make_stream(4, hello_every=100, status_every=100)
+    status = Status(3, 0x2A17, 50, 400, 3900, 80)
+    late = _blocks([1, 2], first_seq=51)  # blocks already delivered, under new sequence numbers
+    decoder, out = _decode(stream + [status, status, status] + late)
+    assert decoder.stats.duplicates == 4
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1, 2, 3]
+
+
+def test_each_malformed_sample_block_is_counted():
+    short = SampleBlock(3, 0x2A17, 50, 0, 1, (np.zeros(3, np.int16),))
+    longer = SampleBlock(3, 0x2A17, 51, 0, 1, (np.zeros(300, np.int16),))
+    decoder, _ = _decode(make_stream(1)[:1] + [short, longer])
+    assert decoder.stats.malformed == 2
+
+
+def test_the_duplicate_window_remembers_exactly_the_last_frames_asked_for():
+    hello = make_stream(1)[0]
+    statuses = [Status(3, 0x2A17, seq, 10 * seq) for seq in (1, 2, 3)]
+    # window 2: after statuses 1-3 only 2 and 3 are remembered, so 1 is new again, 3 a duplicate.
+    decoder, out = _decode([hello, *statuses, statuses[0], statuses[2]], duplicate_window=2)
+    assert frames_only(out) == [hello, *statuses, statuses[0]]
+    assert decoder.stats.duplicates == 1
+
+
+def test_repeated_warnings_are_logged_once_then_at_debug_level(caplog):
+    frame = _raw_frame(2, 2)
+    decoder = FrameDecoder()
+    with caplog.at_level(logging.DEBUG, logger="firmware_bridge.protocol"):
+        decoder.feed(frame + frame)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "skipping frames of unknown protocol version 2 (counted in FrameDecoder.stats; "
+                          "further ones are logged at debug level)"),
+        (logging.DEBUG, "skipping frames of unknown protocol version 2"),
+    ]
+
+
+def test_a_description_with_non_ascii_names_is_refused_with_the_reason(caplog):
+    body = struct.pack("<BBHHHI", 1, 1, 3, 0x2A17, 0, 0) + _hello_payload(100_000, [(b"\xc9DA", 10)])
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        FrameDecoder().feed(cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00")
+    assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
+        "refusing a device description: a channel name or unit is not ASCII"]
+
+
+def test_sessions_are_counted_logged_and_drop_their_unconfigured_blocks(caplog):
+    waiting = _blocks(range(5), boot_id=1)  # no hello in boot 1: its blocks wait, then go with it
+    restarted = [Hello(3, 2, 0, 0, 0, CONFIG), Hello(3, 2, 1, 0, 0, CONFIG), *_blocks([0], boot_id=2, first_seq=2)]
+    with caplog.at_level(logging.INFO, logger="firmware_bridge.protocol"):
+        decoder, out = _decode(waiting + restarted + [Hello(3, 7, 0, 0, 0, CONFIG)], max_pending_blocks=2)
+    sessions = [(s.device_id, s.boot_id, s.restarted) for s in out if isinstance(s, SessionStarted)]
+    assert sessions == [(3, 1, False), (3, 2, True), (3, 7, True)]
+    assert decoder.stats.sessions == 3
+    assert decoder.stats.unconfigured_dropped == 5  # 3 pushed out of the 2-block wait, 2 left when boot 1 ended
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == ["device session changed from (3, 1) to (3, 2) (device restarted)",
+                     "device session changed from (3, 2) to (3, 7) (device restarted)"]
+
+
+def test_after_a_restart_blocks_missing_from_index_0_are_lost():
+    first = make_stream(3, boot_id=1)
+    second = [Hello(3, 2, 0, 0, 3, CONFIG), *_blocks([3, 4], boot_id=2)]  # the new boot's blocks 0-2 never came
+    decoder, out = _decode(first + second)
+    gaps = [(g.boot_id, g.first_block_index, g.n_blocks) for g in out if isinstance(g, BlocksLost)]
+    assert gaps == [(2, 0, 3)]
+
+
+def test_a_hello_far_ahead_is_taken_once_a_block_carries_on_from_it():
+    frames = make_stream(5, hello_every=100, status_every=100)[:-1]
+    jump = Hello(3, 0x2A17, 20, 100_000, 1000, CONFIG)
+    decoder, out = _decode(frames + [jump, *_blocks([1000], first_seq=21)])
+    assert [(g.first_block_index, g.n_blocks) for g in out if isinstance(g, BlocksLost)] == [(5, 995)]
+    assert frames_only(out)[-2:] == [jump, *_blocks([1000], first_seq=21)]
+    assert decoder.stats.jumps_refused == 0
+
+
+def test_a_frame_behind_a_far_one_does_not_confirm_its_jump():
+    """Blocks 0-4, strays 1000 then 999, then 5 and 6: both strays are dropped, nothing is lost."""
+    decoder, out = _decode(make_stream(1)[:1] + _blocks([0, 1, 2, 3, 4, 1000, 999, 5, 6]))
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == list(range(7))
+    assert decoder.stats.jumps_refused == 2 and decoder.stats.samples_lost == {}
+
+
+def test_jumps_of_exactly_max_jump_blocks_are_taken_at_once_and_confirm_at_the_limit():
+    hello = make_stream(1)[0]
+    decoder, out = _decode([hello, *_blocks([0, 1, 6])], max_jump_blocks=4)  # 6 is 4 past the expected 2
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1, 6]
+    # 20 is 13 past the expected 7: held; 25 is 4 past the 21 that would follow it: confirms it.
+    out = decoder.feed(b"".join(encode_frame(f) for f in _blocks([20, 25], first_seq=10)))
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [20, 25]
+    assert [(g.first_block_index, g.n_blocks) for g in out if isinstance(g, BlocksLost)] == [(7, 13), (21, 4)]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("max_pending_blocks", -1, r"^max_pending_blocks must be an integer in \[0, 1048576\]"),
+    ("max_pending_blocks", 1 << 20 | 1, r"^max_pending_blocks must be an integer in \[0, 1048576\]"),
+    ("duplicate_window", 0, r"^duplicate_window must be an integer in \[1, 1048576\]"),
+    ("max_jump_blocks", 0, r"^max_jump_blocks must be an integer in \[1, 4294967295\]"),
+])
+def test_decoder_options_are_checked_and_named(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        FrameDecoder(**{option: value})
+
+
+def test_decoder_options_take_their_smallest_values():
+    decoder, out = _decode(_blocks([0, 1]) + [make_stream(1)[0], *_blocks([2, 3], first_seq=3)],
+                           max_pending_blocks=0, duplicate_window=1, max_jump_blocks=1)
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [2, 3]
+    assert decoder.stats.unconfigured_dropped == 2
+
+
+def test_decoder_defaults_are_the_documented_64():
+    hello = make_stream(1)[0]
+    decoder, out = _decode(_blocks(range(70)) + [Hello(3, 0x2A17, 99, 0, 70, CONFIG)])
+    assert decoder.stats.unconfigured_dropped == 70 - 64  # 64 blocks wait for the hello
+    statuses = [Status(3, 0x2A17, seq, 0) for seq in range(1, 66)]
+    decoder, out = _decode([hello, *statuses, statuses[1], statuses[0]])  # the last 64 remembered: 2 is, 1 not
+    assert decoder.stats.duplicates == 1 and frames_only(out)[-1] == statuses[0]
+    decoder, out = _decode([hello, *_blocks([0, 65])])  # a jump of 64 past the expected block 1: taken
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 65]
+    decoder, out = _decode([hello, *_blocks([0, 66])])  # 65: held until a frame confirms it
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0]
+
+
+def test_an_oversize_frame_is_counted_as_soon_as_it_is_too_long_and_each_one_once():
+    decoder = FrameDecoder()
+    decoder.feed(b"\x01" * 9000)  # no delimiter yet: already longer than any frame
+    assert decoder.stats.oversize == 1
+    decoder.feed(b"\x01" * 9000 + b"\x00" + b"\x01" * 9000)
+    assert decoder.stats.oversize == 2  # the same frame, then a new one
+    decoder.feed(b"\x00" + b"\x01" * 9000 + b"\x00")  # a whole oversize frame in one chunk
+    assert decoder.stats.oversize == 3
+
+
+def test_each_invalid_cobs_frame_is_counted():
+    decoder = FrameDecoder()
+    decoder.feed(b"\x05\x11\x00\x09\x22\x00")  # both blocks run past the end of their frame
+    assert decoder.stats.cobs_errors == 2
+
+
+def test_each_damaged_frame_is_counted_once_in_its_category():
+    hello = encode_frame(make_stream(1)[0])
+    too_short = cobs_encode(bytes(range(1, 16))) + b"\x00"  # 15 bytes: less than a header and a CRC
+    bad_crc = bytearray(pack_frame(Status(3, 0x2A17, 7, 0)))
+    bad_crc[-1] ^= 0xFF
+    bad_crc = cobs_encode(bytes(bad_crc)) + b"\x00"
+    decoder = FrameDecoder()
+    decoder.feed(hello + too_short * 2 + bad_crc * 2 + _raw_frame(1, 2, b"\x01\x02") * 2
+                 + _raw_frame(1, 3, b"\x01") * 2 + _frame_of_size(MAX_FRAME_SIZE + 1, zeros=True) * 2)
+    stats = decoder.stats
+    assert (stats.crc_errors, stats.malformed, stats.oversize, stats.frames_ok) == (4, 4, 2, 1)
+
+
+def test_each_unknown_version_and_type_is_warned_about_once_and_every_frame_counted(caplog):
+    decoder = FrameDecoder()
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        out = decoder.feed(_raw_frame(2, 2) + _raw_frame(3, 2) + _raw_frame(2, 2) + _raw_frame(1, 9)
+                           + _raw_frame(1, 10) + _raw_frame(1, 9) + encode_frame(Status(3, 0x2A17, 99, 0)))
+    assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
+        "skipping frames of unknown protocol version 2", "skipping frames of unknown protocol version 3",
+        "skipping frames of unknown type 9", "skipping frames of unknown type 10"]
+    assert (decoder.stats.unknown_version, decoder.stats.unknown_type) == (3, 3)
+    assert frames_only(out) == []  # the status repeats the unknown frames' sequence number and timestamp
+
+
+def test_a_malformed_sample_frame_still_uses_its_sequence_number():
+    """Seq 1 carries only a block index (malformed); seq 2 follows it, so no frame is counted lost."""
+    hello = make_stream(1)[0]
+    body = struct.pack("<BBHHHI", 1, 2, 3, 0x2A17, 1, 0) + struct.pack("<I", 0)
+    index_only = cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+    decoder = FrameDecoder()
+    decoder.feed(encode_frame(hello) + index_only + encode_frame(Status(3, 0x2A17, 2, 0)))
+    assert (decoder.stats.malformed, decoder.stats.frames_lost, decoder.stats.frames_ok) == (1, 0, 2)
+
+
+def test_a_duplicate_needs_the_same_sequence_number_and_timestamp():
+    """PROTOCOL.md: a frame is repeated when both match; a block reusing a sequence number at another time is new."""
+    hello = make_stream(1)[0]
+    first, second = _blocks([0, 1], first_seq=5)
+    reused = SampleBlock(3, 0x2A17, 5, second.timestamp_ms, 1, second.samples)
+    later_hello = Hello(3, 0x2A17, hello.seq, 500, 2, CONFIG)  # the first hello's number, 0.5 s later
+    decoder, out = _decode([hello, first, reused, reused, later_hello])
+    assert [f.block_index for f in out if isinstance(f, SampleBlock)] == [0, 1]
+    assert frames_only(out)[-1] == later_hello
+    assert decoder.stats.duplicates == 1

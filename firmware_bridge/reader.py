@@ -321,7 +321,6 @@ class StreamAssembler:
     def __init__(self):
         self._config: DeviceConfig | None = None
         self._announced: DeviceConfig | None = None
-        self._session: tuple[int, int] | None = None
         self._clock_raw: int | None = None
         self._clock_ms = 0
         self._reference: tuple[int, float] | None = None  # (block index, device time) of the last block
@@ -345,7 +344,6 @@ class StreamAssembler:
                     self._announced = item.config
                     events.append(DeviceEvent("config", item.device_id, item.boot_id, False, item.config, now))
             elif isinstance(item, SessionStarted):
-                self._session = (item.device_id, item.boot_id)
                 self._config = self._announced = None
                 self._clock_raw, self._clock_ms, self._reference = None, 0, None
                 events.append(DeviceEvent("session", item.device_id, item.boot_id, item.restarted, None, now))
@@ -725,12 +723,12 @@ class SensorReader:
                 self._disconnect(reason=f"no data for {params.stale_after_s:g} s", emit=True)
 
     def _ingest(self, data: bytes) -> None:
-        self._stats.bytes_read += len(data)
         had_config = self._decoder.config is not None
         with self._decode_lock:
             events = self._assembler.process(self._decoder.feed(data))
         if events:
             self._queue.put(events)
+        self._stats.bytes_read += len(data)  # after the events are queued: a reader that saw the count sees them
         if not had_config and self._decoder.config is not None:
             with self._config_ready:
                 self._config_ready.notify_all()

@@ -47,7 +47,7 @@ def test_every_listed_equivalent_mutant_says_why_and_names_a_known_module():
 
 def test_the_table_has_one_row_per_module_and_rounds_the_score():
     rows = [{"module": "edge/quality.py", "mutants": 40, "killed": 33, "equivalent": 2, "score": 33 / 38}]
-    assert format_table(rows).splitlines()[2] == "| `edge/quality.py` | 40 | 33 | 2 | 87% |"
+    assert format_table(rows).splitlines()[2] == "| `edge/quality.py` | 40 | 33 | 2 | 86.8% |"
 
 
 def test_every_module_of_the_device_path_has_test_files_that_exist():

@@ -11,6 +11,7 @@ that cannot change behaviour are listed with their reason in
     python -m tests.mutation.run edge/quality.py      # one module
     python -m tests.mutation.run training/metrics.py --survivors   # and list what survived
     python -m tests.mutation.run edge/quality.py --retest --survivors   # after strengthening its tests
+    python -m tests.mutation.run --report             # the table of the last runs, running nothing
 
 It prints the Markdown table of the README's development section (module,
 mutants, killed, equivalent, score = killed / non-equivalent mutants). Each
@@ -63,6 +64,17 @@ UNDETECTED = {"survived", "no tests"}
 
 def workspace_of(module: str) -> Path:
     return STATE_DIR / module.replace("/", ".").removesuffix(".py")
+
+
+def _meta_path(module: str) -> Path:
+    """mutmut's results of the module's last run."""
+    return workspace_of(module) / "mutants" / f"{module}.meta"
+
+
+def _changed_since_last_run(module: str, tests: bool = True) -> bool:
+    """Whether the module (or, with ``tests``, its test files) differs from the copy its last run used."""
+    names = (module, *MODULES[module]) if tests else (module,)
+    return any((workspace_of(module) / name).read_bytes() != (ROOT / name).read_bytes() for name in names)
 
 
 def mutmut_settings(module: str, tests: tuple[str, ...]) -> str:
@@ -119,7 +131,7 @@ def function_of(mutant: str) -> str:
 def score(module: str, survivors: bool) -> dict:
     """Counts of one module's mutants from mutmut's results; a survivor listed in equivalent.toml is equivalent."""
     workspace = workspace_of(module)
-    exit_codes = json.loads((workspace / "mutants" / f"{module}.meta").read_text())["exit_code_by_key"]
+    exit_codes = json.loads(_meta_path(module).read_text())["exit_code_by_key"]
     known = equivalents(module)
     counts = {"module": module, "mutants": len(exit_codes), "killed": 0, "equivalent": 0}
     mutated_module = libcst.parse_module((workspace / "mutants" / module).read_text())
@@ -144,10 +156,10 @@ def score(module: str, survivors: bool) -> dict:
 def _survivors_of_last_run(module: str) -> list[str]:
     """The mutants of ``module`` that its tests did not catch last time, with the current tests copied in."""
     workspace = workspace_of(module)
-    meta = workspace / "mutants" / f"{module}.meta"
+    meta = _meta_path(module)
     if not meta.exists():
         raise SystemExit(f"{module} has no earlier run to re-test: run it without --retest first")
-    if (workspace / module).read_bytes() != (ROOT / module).read_bytes():
+    if _changed_since_last_run(module, tests=False):
         raise SystemExit(f"{module} changed since its last run, so its mutants did too: run it without --retest")
     exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
     shutil.copytree(ROOT / "tests", workspace / "tests", dirs_exist_ok=True)
@@ -175,7 +187,7 @@ def mutate_module(module: str, jobs: int, survivors: bool, retest: bool = False)
 def format_table(rows: list[dict]) -> str:
     """The Markdown table of the README."""
     lines = ["| module | mutants | killed | equivalent | score |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['equivalent']} | {r['score']:.0%} |"
+    lines += [f"| `{r['module']}` | {r['mutants']} | {r['killed']} | {r['equivalent']} | {r['score']:.1%} |"
               for r in rows]
     return "\n".join(lines)
 
@@ -187,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants on stderr")
     parser.add_argument("--retest", action="store_true",
                         help="re-test only the mutants that survived the last run (after strengthening the tests)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table of each module's last run without running anything")
     parser.add_argument("--jobs", type=int, default=os.cpu_count(), metavar="N",
                         help="mutants tested at once (default: the number of CPUs)")
     args = parser.parse_args(argv)
@@ -195,7 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown module(s) {unknown}; choose from {list(MODULES)}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    rows = [mutate_module(module, args.jobs, args.survivors, args.retest) for module in args.modules or MODULES]
+    if args.report and args.retest:
+        parser.error("--report runs nothing, so it cannot --retest")
+    modules = args.modules or list(MODULES)
+    missing = [module for module in modules if args.report and not _meta_path(module).exists()]
+    if missing:
+        parser.error(f"no earlier run of {missing} to report: run them without --report")
+    stale = [module for module in modules if args.report and _changed_since_last_run(module)]
+    if stale:
+        parser.error(f"{stale} changed since their last run: run them without --report")
+    rows = [score(module, args.survivors) if args.report else mutate_module(module, args.jobs, args.survivors,
+                                                                              args.retest) for module in modules]
     print(format_table(rows))
     return 0
 

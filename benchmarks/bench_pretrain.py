@@ -1,4 +1,4 @@
-"""Pretraining throughput: images per second of ``biomoe pretrain`` on 1 and N processes, and the scaling efficiency.
+"""Pretraining throughput: images per second of ``biomoe pretrain`` on 1 and N processes, and the speed-up.
 
 Each setting runs ``biomoe pretrain`` twice from scratch, for ``--steps`` and
 for twice as many steps, and divides the extra images by the extra wall time,
@@ -6,8 +6,9 @@ so start-up, the held-out measurement and the checkpoint writes cancel out.
 The images are generated on the fly as in any run (in the training process,
 ``--workers 0``). Several processes are launched by torchrun
 (``python -m torch.distributed.run --standalone``), gloo on the CPU; the CPU
-threads are shared out between them (``--threads`` in all). Scaling
-efficiency is ``rate(N) / (N x rate(1))`` at the same global batch.
+threads are shared out between them (``--threads`` in all), so the speed-up
+``rate(N) / rate(1)`` is at the same hardware and the same global batch; on
+one device per process (GPUs) ``speed-up / N`` is the scaling efficiency.
 
 Usage::
 
@@ -61,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--processes and --steps must be positive")
     rates = {n: images_per_second(n, args) for n in args.processes}
     single = rates.get(1)
-    print(f"| processes | images/s | scaling efficiency |  ({args.device}, global batch {args.global_batch}, "
+    print(f"| processes | images/s | speed-up |  ({args.device}, global batch {args.global_batch}, "
           f"trainable {args.trainable}, {args.threads} threads in all)")
     print("| ---: | ---: | ---: |")
     for n, rate in rates.items():
-        efficiency = f"{rate / (n * single):.0%}" if single else "-"
-        print(f"| {n} | {rate:.1f} | {efficiency} |")
+        speedup = f"{rate / single:.2f}x" if single else "-"
+        print(f"| {n} | {rate:.1f} | {speedup} |")
     return 0
 
 

@@ -244,14 +244,6 @@ def test_newer_schema_is_refused(tmp_path):
         ResultStore(path)
 
 
-def _integrity(path):
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        connection.close()
-
-
 def test_a_locked_database_is_one_line_and_the_same_write_succeeds_later(tmp_path):
     path = tmp_path / "r.sqlite"
     with ResultStore(path) as store:
@@ -282,7 +274,7 @@ def test_a_full_database_is_reported_as_no_space_and_stays_intact(tmp_path):
         store._conn.execute(f"PRAGMA max_page_count = {pages + 100}")
         store.append(_result(stored))
         assert [r.window_index for r in store.windows()] == list(range(stored + 1))
-    assert _integrity(path) == "ok"
+    assert _raw(path, "PRAGMA integrity_check") == [("ok",)]
 
 
 def test_a_commit_the_disk_refuses_is_reported_not_hidden_by_the_rollback(tmp_path):
@@ -308,7 +300,7 @@ def test_a_commit_the_disk_refuses_is_reported_not_hidden_by_the_rollback(tmp_pa
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"cannot write results database {path} (disk I/O error)\n"
-    assert _integrity(path) == "ok"
+    assert _raw(path, "PRAGMA integrity_check") == [("ok",)]
     with ResultStore(path, readonly=True) as store:
         indices = [r.window_index for r in store.windows()]
     assert indices[-1] == -1 and indices[:-1] == list(range(len(indices) - 1))

@@ -164,7 +164,10 @@ def _survivors_of_last_run(module: str) -> list[str]:
     exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
     shutil.copytree(ROOT / "tests", workspace / "tests", dirs_exist_ok=True)
     (workspace / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # which tests call what: the new ones too
-    return [mutant for mutant, code in exit_codes.items() if status_by_exit_code[code] in UNDETECTED]
+    known = equivalents(module)
+    mutated_module = libcst.parse_module((workspace / "mutants" / module).read_text())
+    return [mutant for mutant, code in exit_codes.items() if status_by_exit_code[code] in UNDETECTED
+            and (function_of(mutant), *changed_lines(mutated_module, mutant)) not in known]  # listed: no test can
 
 
 def mutate_module(module: str, jobs: int, survivors: bool, retest: bool = False) -> dict:
@@ -175,6 +178,8 @@ def mutate_module(module: str, jobs: int, survivors: bool, retest: bool = False)
     else:
         names = []
         workspace = _copy_checkout(module)
+    if retest and not names:
+        return score(module, survivors)  # nothing to re-test (mutmut given no names would run every mutant)
     print(f"{module}: mutmut run in {workspace.relative_to(ROOT)}", file=sys.stderr, flush=True)
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     finished = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names],

@@ -78,3 +78,40 @@ def test_open_backbone_errors(tmp_path):
         open_backbone(str(other))
     with pytest.raises(ValueError, match="random:0"):
         open_backbone("random:abc")
+
+
+def _render_images_slowly(root, windows, started, release) -> None:
+    """Compute one image array in a fresh cache, holding inside ``fill`` until ``release`` is set."""
+    import training.cache as cache_module
+
+    original = cache_module.represent
+
+    def slow_represent(*args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return original(*args, **kwargs)
+
+    cache_module.represent = slow_represent
+    FeatureCache(root, progress=False).images(windows, "Eda", "waveform", DEFAULT_SPEC)
+
+
+def test_two_processes_computing_the_same_array_both_succeed(windows, tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    started, release = context.Event(), context.Event()
+    other = context.Process(target=_render_images_slowly, args=(tmp_path, windows, started, release))
+    other.start()
+    assert started.wait(30)  # the other process is inside its fill, its partial file open
+    try:
+        mine = FeatureCache(tmp_path, progress=False).images(windows, "Eda", "waveform", DEFAULT_SPEC)
+    finally:
+        release.set()
+        other.join(30)
+    assert other.exitcode == 0
+    expected = represent(windows.signals[:, windows.modalities.index("Eda")], DEFAULT_SPEC, ("waveform",),
+                         sampling_rate=100.0)[:, 0]
+    np.testing.assert_array_equal(mine, expected)
+    np.testing.assert_array_equal(FeatureCache(tmp_path, progress=False).images(windows, "Eda", "waveform",
+                                                                                  DEFAULT_SPEC), expected)
+    assert not list(tmp_path.rglob("*.partial"))

@@ -188,7 +188,8 @@ class FeatureCache:
         path = folder / f"{key}.npy"
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / f"{key}.npy.partial"
+            # one partial file per process: runs sharing a cache may compute the same array at once
+            partial = folder / f"{key}.npy.{os.getpid()}.partial"
             array = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
             fill(array)
             array.flush()

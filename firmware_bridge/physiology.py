@@ -122,6 +122,7 @@ __all__ = [
     "CHANNELS",
     "RESPONSES",
     "PAIN_LEVELS",
+    "RESPONSE_DELAYS_S",
     "PainEffects",
     "EFFECT_PRESETS",
     "pain_effects",
@@ -152,6 +153,8 @@ _RESPONSE_DYNAMICS = {
     "resp": (0.0, 2.0, 2),
     "spo2": (4.0, 4.0, 2),
 }
+#: Seconds from a pain episode's onset (after the subject's latency) to the start of each response.
+RESPONSE_DELAYS_S: dict[str, float] = {name: delay_s for name, (delay_s, _, _) in _RESPONSE_DYNAMICS.items()}
 # Ceilings of the pain effects: each is limit * tanh(effect / limit), nearly linear at s = 1
 # and bounded for the strongest responders (modelling choices; see training/README.md).
 _LIMITS = {

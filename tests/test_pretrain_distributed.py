@@ -100,7 +100,7 @@ def test_planted_events_have_exact_targets():
             assert np.ptp(signal[stop - 1 : stop + 100]) > 0 or stop == 1000  # and breathing resumes
     corpus = StreamingCorpus(6 * 16, ("waveform",), DEFAULT_SPEC, seed=1)
     for index in range(len(corpus)):  # one representation: image i is window i
-        sample = generate_signal(SIGNAL_TYPES[index % 6], np.random.default_rng([1, index]))[2]
+        sample = generate_signal(SIGNAL_TYPES[index % len(SIGNAL_TYPES)], np.random.default_rng([1, index]))[2]
         targets = corpus[index]
         for k, name in enumerate(EVENTS):
             assert targets["event_present"][k] == (name in sample)
@@ -109,7 +109,20 @@ def test_planted_events_have_exact_targets():
                 planted[name] += 1
                 assert 0 <= targets["event_onset"][k] <= 1 and 0 <= targets["event_amplitude"][k] <= 1
     assert planted["heart_rate_step"] == planted["pulse_amplitude_change"] > 0
-    assert planted["scr"] > 0 and planted["breathing_pause"] > 0
+    assert planted["scr"] > 0 and planted["breathing_pause"] > 0 and planted["desaturation"] > 0
+
+
+def test_a_desaturation_shows_in_the_oximeter():
+    """A planted fall of 1.5 % points or more, starting in the first 4 s, lowers the last 2 s below the
+    SpO2 before it (whole percents at 1 Hz, so by at least one step)."""
+    rng = np.random.default_rng(6)
+    checked = 0
+    while checked < 6:
+        signal, saturation, events = generate_signal("spo2", rng)
+        onset_s, fall = events.get("desaturation", (10.0, 0.0))
+        if fall >= 1.5 and onset_s <= 4:
+            assert np.mean(signal[: round(onset_s * 100)]) - np.mean(signal[-200:]) >= 0.5
+            checked += 1
 
 
 def test_a_heart_rate_step_shows_in_the_pulse():

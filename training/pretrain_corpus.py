@@ -7,13 +7,13 @@ here seeded generators stand in, and the corpus is made on demand: image
 ``numpy.random.default_rng([seed, w])`` alone, so any DataLoader worker on
 any rank makes exactly the same image ``i`` and the corpus is never held in
 memory: its size is a number, from thousands to millions of images. Windows
-cycle through six signal types, each driven by one rate-like parameter drawn
+cycle through seven signal types, each driven by one rate-like parameter drawn
 uniformly from a physiological range, rendered at 100 Hz in 10 s windows and
 turned into images by :func:`edge.representations.represent` (the device's
 own code, so pretraining sees exactly the images the monitor makes).
 
-ECG, EMG and EEG are deliberately simple generators; PPG, RESP and EDA are a
-random resting subject of the project's physiology model
+ECG, EMG and EEG are deliberately simple generators; PPG, RESP, EDA and SpO2
+are a random resting subject of the project's physiology model
 (:mod:`firmware_bridge.physiology`, the model behind ``biomoe synth`` and the
 simulated hub, with its artefacts), with the drawn parameter in place of the
 subject's own rate:
@@ -34,11 +34,13 @@ type        model                                           parameter
 ``eda``     the physiology model's skin conductance         spontaneous
             (tonic level plus SCRs at random times)         SCR rate
                                                             0.5-15 /min
+``spo2``    the physiology model's finger oximeter (1 Hz,   resting SpO2
+            whole percent, held)                            90-100 %
 ==========  ==============================================  ===============
 
 Rates and types are not what separates pain levels; the size and timing of
-responses within a window are. So half of the EDA, PPG and RESP windows
-carry a planted event, with exact targets (the generator knows what it
+responses within a window are. So half of the EDA, PPG, RESP and SpO2
+windows carry a planted event, with exact targets (the generator knows what it
 planted): presence, onset (s from the window's start) and amplitude.
 
 ==========================  ======  ==============================================  ===================
@@ -52,9 +54,11 @@ event                       type    how it is planted                           
 ``pulse_amplitude_change``  ppg     the same episode's vasoconstriction, 1 s after  fraction of pulse
                                     the heart-rate step                             amplitude lost, 0-1
 ``breathing_pause``         resp    the belt held at the end of an expiration       duration, 2-6 s
+``desaturation``            spo2    a pain episode: SpO2 falls (time constant 4 s)  % points, 0-4
 ==========================  ======  ==============================================  ===================
 
-A planted episode's response starts 1-7 s into the window (+- 0.3 s, the
+A planted episode's response (in the event's own channel, after that
+channel's delay) starts 1-7 s into the window (+- 0.3 s, the
 model's latency jitter; the target is the exact onset); its strength scale
 is log-uniform in 0.3-3 (times the model's per-episode spread), every subject
 a responder. A pause starts at the lowest point of the breath after a time
@@ -78,7 +82,14 @@ import numpy as np
 import scipy.signal
 
 from edge.representations import REPRESENTATIONS, RepresentationSpec, represent
-from firmware_bridge.physiology import PAIN_LEVELS, RESPONSES, draw_profile, effect_size, simulate_recording
+from firmware_bridge.physiology import (
+    PAIN_LEVELS,
+    RESPONSE_DELAYS_S,
+    RESPONSES,
+    draw_profile,
+    effect_size,
+    simulate_recording,
+)
 
 __all__ = [
     "EVENTS",
@@ -91,7 +102,7 @@ __all__ = [
 ]
 
 #: Signal types of the corpus, in the order of the signal-type head's classes.
-SIGNAL_TYPES: tuple[str, ...] = ("ecg", "emg", "eeg", "ppg", "resp", "eda")
+SIGNAL_TYPES: tuple[str, ...] = ("ecg", "emg", "eeg", "ppg", "resp", "eda", "spo2")
 
 #: Range of each signal type's generating parameter (unit in the module table).
 PARAMETER_RANGES: dict[str, tuple[float, float]] = {
@@ -101,14 +112,16 @@ PARAMETER_RANGES: dict[str, tuple[float, float]] = {
     "ppg": (40.0, 160.0),
     "resp": (5.0, 35.0),
     "eda": (0.5, 15.0),
+    "spo2": (90.0, 100.0),
 }
 
 #: Planted events, in the order of the event head's outputs.
-EVENTS: tuple[str, ...] = ("scr", "heart_rate_step", "pulse_amplitude_change", "breathing_pause")
+EVENTS: tuple[str, ...] = ("scr", "heart_rate_step", "pulse_amplitude_change", "breathing_pause", "desaturation")
 
 #: The signal type that carries each event.
 EVENT_SIGNALS: dict[str, str] = {
     "scr": "eda", "heart_rate_step": "ppg", "pulse_amplitude_change": "ppg", "breathing_pause": "resp",
+    "desaturation": "spo2",
 }
 
 #: Range of each event's amplitude (unit in the module table); targets are scaled to [0, 1] over it.
@@ -117,9 +130,10 @@ EVENT_AMPLITUDE_RANGES: dict[str, tuple[float, float]] = {
     "heart_rate_step": (0.0, 40.0),
     "pulse_amplitude_change": (0.0, 1.0),
     "breathing_pause": (2.0, 6.0),
+    "desaturation": (0.0, 4.0),
 }
 
-EVENT_PROBABILITY = 0.5  # share of EDA, PPG and RESP windows with a planted event
+EVENT_PROBABILITY = 0.5  # share of EDA, PPG, RESP and SpO2 windows with a planted event
 _EVENT_ONSET_S = (1.0, 7.0)  # when a planted response starts in the window
 _EVENT_SCALE = (0.3, 3.0)  # log-uniform response strength scale of a planted episode
 _WARMUP_S = 20.0  # simulated before each physiology window
@@ -193,10 +207,10 @@ def _eeg(rng, n, fs, peak_hz):
     return 0.6 * pink + rng.uniform(0.8, 1.6) * envelope * rhythm
 
 
-def _physiology(channel: str, profile_field: str, rng, n, fs, value, episode: bool):
+def _physiology(channel: str, profile_field: str, rng, n, fs, value, episode: bool, response: str = "heart"):
     """``n`` samples of ``channel`` from the physiology model: a random resting subject whose
     ``profile_field`` is ``value``, after a 20 s warm-up (so earlier SCRs decay into the window),
-    with one pain episode whose response starts 1-7 s into the window when ``episode``.
+    with one pain episode whose ``response`` starts 1-7 s into the window when ``episode``.
 
     Returns the window and the :class:`~firmware_bridge.physiology.Recording` (its ``onsets``
     and ``strengths`` say what the episode planted).
@@ -209,7 +223,7 @@ def _physiology(channel: str, profile_field: str, rng, n, fs, value, episode: bo
         # every channel answers at the drawn scale (times the model's per-episode spread), so the
         # planted response is never a near non-responder's invisible one
         profile = replace(profile, responsiveness=1.0, gains=dict.fromkeys(RESPONSES, 1.0))
-        onset = warmup + int(round((onset_s - profile.latency_s) * fs))
+        onset = warmup + int(round((onset_s - profile.latency_s - RESPONSE_DELAYS_S[response]) * fs))
         episodes = [(onset, warmup + n + 1, PAIN_LEVELS["high"])]
     recording = simulate_recording(n + warmup, rng, episodes, sampling_rate=fs, profile=profile, scale=scale)
     return recording.signals[channel][warmup:], recording
@@ -259,6 +273,16 @@ def _resp(rng, n, fs, breathing_rate):
     return held, {"breathing_pause": (pause / fs, duration / fs)}
 
 
+def _spo2(rng, n, fs, saturation):
+    """Finger oximeter at resting ``saturation``; event: the fall a pain episode brings (% points)."""
+    planted = rng.random() < EVENT_PROBABILITY
+    signal, recording = _physiology("SpO2", "spo2_percent", rng, n, fs, saturation, planted, response="spo2")
+    if not planted:
+        return signal, {}
+    fall = -float(effect_size(recording.effects, "spo2_percent", recording.strengths["spo2"][0]))
+    return signal, {"desaturation": (_onset_s(recording, "spo2"), fall)}
+
+
 def _no_events(generate):
     return lambda rng, n, fs, value: (generate(rng, n, fs, value), {})
 
@@ -270,6 +294,7 @@ _GENERATORS = {
     "ppg": _ppg,
     "resp": _resp,
     "eda": _eda,
+    "spo2": _spo2,
 }
 
 
@@ -308,7 +333,7 @@ class StreamingCorpus:
     """Images made on demand, each a pure function of ``(seed, index)`` (a map-style dataset).
 
     Image ``i`` is window ``(first + i) // R`` in representation ``(first + i) % R``;
-    window ``w`` has signal type ``SIGNAL_TYPES[w % 6]`` and is drawn from
+    window ``w`` has signal type ``SIGNAL_TYPES[w % 7]`` and is drawn from
     ``numpy.random.default_rng([seed, w])``. ``first`` places a corpus further
     along the same sequence: a hold-out set starting at a window boundary after
     the training images shares no window with them.
@@ -330,7 +355,7 @@ class StreamingCorpus:
     ``corpus[i]`` is a dict of NumPy values: ``image`` (uint8, (S, S, 3)),
     ``signal_type`` and ``representation`` (int64), ``parameter`` (float32,
     scaled to [0, 1] over :data:`PARAMETER_RANGES`) and, per event of
-    :data:`EVENTS` (float32, shape (4,)): ``event_applicable`` (1 where the
+    :data:`EVENTS` (float32, shape (5,)): ``event_applicable`` (1 where the
     window's signal type carries that event), ``event_present``,
     ``event_onset`` (fraction of the window) and ``event_amplitude`` (scaled
     to [0, 1] over :data:`EVENT_AMPLITUDE_RANGES`), both 0 where absent.

@@ -98,6 +98,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "evaluate": (
         "biomoe evaluate --run runs/fusion --data data/synth --split validation --json report.json",
         "biomoe evaluate --fusion-table --data data/synth --backbone runs/pretrain/backbone.pth --out runs/table",
+        "biomoe evaluate --fusion-table --data data/synth --eval-data data/heldout --backbone random:0 --out runs/table_heldout",
     ),
     "export": (
         "biomoe export --checkpoint backbone.pth --head head.pt --out bundles/mine/",

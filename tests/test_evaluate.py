@@ -50,6 +50,21 @@ def test_fusion_table_on_a_tiny_cohort(tiny_cohort, feature_cache_dir, tmp_path)
     assert config["backbone"] == "random:0" and config["head_seeds"] == 2 and config["max_epochs"] == 5
 
 
+def test_fusion_table_scored_on_another_data_set(tiny_cohort, feature_cache_dir, tmp_path):
+    """--eval-data: heads learn from one cohort's train split and are scored on another cohort's validation."""
+    from tests.tiny_cohort import make_tiny_cohort
+
+    other = make_tiny_cohort(tmp_path / "other", n_train=1, n_validation=1, seed=9)
+    base = FinetuneConfig(max_epochs=3, patience=2)
+    table = fusion_table(tiny_cohort, "random:0", tmp_path / "table", pairs=("Eda:waveform",), base=base,
+                         head_seeds=1, eval_data=other, cache_dir=feature_cache_dir, device="cpu")
+    assert table["n_train_windows"] == 30 and table["n_eval_windows"] == 10
+    assert table["eval_data"] == str(other)
+    config = json.loads((tmp_path / "table" / "config.json").read_text())
+    assert config["data"] == str(tiny_cohort) and config["eval_data"] == str(other)
+    assert f"scored on `validation` of `{other}` (10 windows)" in (tmp_path / "table" / "fusion_table.md").read_text()
+
+
 def test_evaluate_cli_errors(tiny_cohort, tmp_path, capsys):
     assert main(["evaluate", "--data", str(tiny_cohort)]) == 1
     assert "--run" in capsys.readouterr().err

@@ -13,7 +13,9 @@ Two jobs:
   modality, and the multimodal fusion of all of them: a head is trained on
   the training split (early stopping on carved-out training subjects) for
   each combination and several head seeds, and scored on the evaluation
-  split. Writes ``fusion_table.md``, ``fusion_table.json`` and
+  split, of the same data set or of another one (``--eval-data``: another
+  device, generator setting or site, the held-out setting of the transfer
+  table). Writes ``fusion_table.md``, ``fusion_table.json`` and
   ``config.json``. The embeddings come from the feature cache, so a second
   table with the same backbone costs only the heads.
 
@@ -166,6 +168,7 @@ def fusion_table(
     head_seeds: int = 3,
     train_split: str = "train",
     eval_split: str = "validation",
+    eval_data=None,
     cache_dir=None,
     device: str = "auto",
 ) -> dict[str, Any]:
@@ -173,7 +176,8 @@ def fusion_table(
 
     ``pairs`` are ``"Modality:representation"`` items (default: the four
     modalities x :data:`FUSION_TABLE_REPRESENTATIONS`); head settings come
-    from ``base``.
+    from ``base``. The heads learn from ``data``'s ``train_split`` and are
+    scored on ``eval_data``'s (default ``data``) ``eval_split``.
 
     Returns
     -------
@@ -190,11 +194,12 @@ def fusion_table(
     base = base or FinetuneConfig()
     config = dataclasses.replace(base, pairs=tuple(pairs), backbone=backbone_source, mode="frozen", cv=None)
     all_pairs = config.pairs
+    eval_data = data if eval_data is None else eval_data
     write_json(out / CONFIG_NAME, dict(dataclasses.asdict(config), data=str(data), train_split=train_split,
-                                       eval_split=eval_split, head_seeds=head_seeds))
+                                       eval_data=str(eval_data), eval_split=eval_split, head_seeds=head_seeds))
     torch_device = resolve_device(device)
     train = load_windows(data, train_split, config)
-    held_out = load_windows(data, eval_split, config)
+    held_out = load_windows(eval_data, eval_split, config)
     cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir())
     backbone = open_backbone(backbone_source, torch_device)
     train_features, eval_features = (
@@ -233,6 +238,7 @@ def fusion_table(
         "backbone": backbone_source,
         "backbone_identity": backbone.identity,
         "train_split": train_split,
+        "eval_data": str(eval_data),
         "eval_split": eval_split,
         "n_train_windows": len(train),
         "n_eval_windows": len(held_out),
@@ -252,8 +258,8 @@ def fusion_table(
 def _markdown(table: dict[str, Any]) -> str:
     lines = [
         f"Fusion table: backbone `{table['backbone']}`, frozen; heads trained on `{table['train_split']}` "
-        f"({table['n_train_windows']} windows), scored on `{table['eval_split']}` ({table['n_eval_windows']} "
-        f"windows); mean +- std over {table['head_seeds']} head seeds.",
+        f"({table['n_train_windows']} windows), scored on `{table['eval_split']}` of `{table['eval_data']}` "
+        f"({table['n_eval_windows']} windows); mean +- std over {table['head_seeds']} head seeds.",
         "",
         "| group | pairs | accuracy | macro-F1 | recall No / Low / High |",
         "| --- | --- | --- | --- | --- |",
@@ -284,6 +290,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="fusion table: TOML/JSON FinetuneConfig settings for the heads")
     parser.add_argument("--head-seeds", type=int, default=3, help="fusion table: heads per row (default 3)")
     parser.add_argument("--train-split", default="train", help="fusion table: split the heads learn from")
+    parser.add_argument("--eval-data", type=Path, metavar="ROOT",
+                        help="fusion table: score on --split of this data set instead of --data's (another device, "
+                             "generator setting or site)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write the report (or the fusion table) to this JSON file; the last line printed "
                              "is the path of what was written")
@@ -300,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
         pairs = tuple(args.pairs.split(",")) if args.pairs else None
         base = merge_settings(FinetuneConfig(), read_config_file(args.config), {})
         table = fusion_table(args.data, args.backbone, args.out, pairs=pairs, base=base, head_seeds=args.head_seeds,
-                             train_split=args.train_split, eval_split=args.split, cache_dir=args.cache,
+                             train_split=args.train_split, eval_split=args.split, eval_data=args.eval_data,
+                             cache_dir=args.cache,
                              device=args.device)
         print((args.out / "fusion_table.md").read_text(), end="")
         print(f"({table['wall_seconds']:.0f} s)")

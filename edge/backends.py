@@ -186,9 +186,7 @@ class Backend:
         raise NotImplementedError
 
     def _run_head(self, graph: GraphSpec, embeddings: np.ndarray, scalars: np.ndarray | None) -> np.ndarray:
-        if scalars is not None:
-            raise EdgeError(f"bundle {self.bundle.name}: a head with scalar inputs needs the onnxruntime backend")
-        return self._run(graph, embeddings)
+        raise NotImplementedError
 
     def __enter__(self):
         return self
@@ -279,13 +277,16 @@ class LiteRTBackend(Backend):
 
     Imports ``ai_edge_litert.interpreter`` when created, falling back to the
     older ``tflite_runtime.interpreter``. Fully quantized graphs with integer
-    inputs/outputs are fed and read through their scale and zero point.
+    inputs/outputs are fed and read through their scale and zero point. A
+    head with scalars has two inputs: the one the manifest names (or the
+    first) takes the embeddings, the other the scalars (LiteRT names inputs
+    after the converter's arguments, not after the model's).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 2):
         super().__init__(bundle)
         interpreter_class = _litert_interpreter_class()
-        self._interpreters = {}
+        self._graphs = {}
         for role, graph in bundle.graphs.items():
             try:
                 interpreter = interpreter_class(model_path=str(bundle.graph_path(role)), num_threads=int(threads))
@@ -294,25 +295,45 @@ class LiteRTBackend(Backend):
                     f"bundle {bundle.name}: LiteRT cannot load {graph.file} ({str(exc).splitlines()[0][:200]}); "
                     "re-export the bundle or upgrade ai-edge-litert"
                 ) from None
-            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+            inputs = sorted(interpreter.get_input_details(), key=lambda detail: detail["index"])
+            outputs = interpreter.get_output_details()
+            main = _pick(inputs, graph.input_name)
+            others = [detail for detail in inputs if detail is not main]
             _check_names(
-                bundle, graph, [d["name"] for d in inputs], [d["name"] for d in outputs], allow_single=True
+                bundle, graph, [main["name"]], [d["name"] for d in outputs], allow_single=True
             )
-            self._interpreters[role] = [interpreter, _pick(inputs, graph.input_name), _pick(outputs, graph.output_name), None]
+            if role == "head":
+                _check_scalars_input(bundle, graph, {SCALARS_INPUT: others[0]["shape"]} if others else {})
+            self._graphs[role] = _LiteRTGraph(interpreter, [main, *others[:1]], _pick(outputs, graph.output_name))
 
     def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
-        state = self._interpreters[graph.role]
-        interpreter, input_detail, output_detail, allocated_shape = state
-        if allocated_shape != inputs.shape:
-            interpreter.resize_tensor_input(input_detail["index"], list(inputs.shape))
-            interpreter.allocate_tensors()
-            state[3] = inputs.shape
-        interpreter.set_tensor(input_detail["index"], _quantize(inputs, input_detail))
-        interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(output_detail["index"]), output_detail)
+        return self._graphs[graph.role].run(inputs)
+
+    def _run_head(self, graph: GraphSpec, embeddings: np.ndarray, scalars: np.ndarray | None) -> np.ndarray:
+        return self._graphs[graph.role].run(embeddings, *(() if scalars is None else (scalars,)))
 
     def close(self) -> None:
-        self._interpreters.clear()
+        self._graphs.clear()
+
+
+class _LiteRTGraph:
+    """One interpreter, its input details in feeding order and its output; re-sized when a batch's shapes change."""
+
+    def __init__(self, interpreter, inputs: list[dict], output: dict):
+        self.interpreter, self.inputs, self.output = interpreter, inputs, output
+        self.allocated: tuple = ()
+
+    def run(self, *arrays: np.ndarray) -> np.ndarray:
+        shapes = tuple(array.shape for array in arrays)
+        if shapes != self.allocated:
+            for detail, shape in zip(self.inputs, shapes):
+                self.interpreter.resize_tensor_input(detail["index"], list(shape))
+            self.interpreter.allocate_tensors()
+            self.allocated = shapes
+        for detail, array in zip(self.inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], _quantize(array, detail))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
 
 
 def _litert_interpreter_class():

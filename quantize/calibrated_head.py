@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.backends import SCALARS_INPUT, create_backend, onnx_session
+from edge.backends import SCALARS_INPUT, create_backend
 from edge.bundle import load_bundle, save_bundle
 from quantize.graphs import HEAD_INPUT, HEAD_OUTPUT, ProbabilityHead, export_onnx
+from quantize.tflite import convert_head_tflite
 from training.ai4pain import LABELS, load_split
 from training.features import DEVICE_CHANNELS, Features, bundle_embeddings, calibrate, window_scalar_features
 from training.finetune import FinetuneConfig, data_classes, predict, split_stop_subjects, train_head
@@ -70,10 +71,10 @@ def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = 
     return head, metrics, names, [LABELS[c] for c in classes], bundle, validation_features
 
 
-def head_parity(head, head_path: Path, features: Features) -> dict:
-    """The exported head against PyTorch on the same calibrated validation features."""
-    session = onnx_session(head_path, threads=2)
-    exported = session.run(None, {HEAD_INPUT: features.embeddings, SCALARS_INPUT: features.scalars})[0]
+def head_parity(head, bundle_path: Path, features: Features) -> dict:
+    """The bundle's exported head, run by the device's backend, against PyTorch on the same calibrated features."""
+    with create_backend(load_bundle(bundle_path)) as backend:
+        exported = backend.classify(features.embeddings, features.scalars if features.scalars.shape[1] else None)
     reference = predict(head, features)
     return {"windows": len(features), "max_abs_diff_probability": float(np.abs(exported - reference).max()),
             "class_agreement": float(np.mean(exported.argmax(1) == reference.argmax(1)))}
@@ -97,12 +98,17 @@ def main(argv=None) -> int:
     head, metrics, names, labels, bundle, validation = train_calibrated_head(args.bundle, args.data, config=config,
                                                                              cache=args.cache)
     with tempfile.TemporaryDirectory() as workdir:
-        head_path = Path(workdir) / "head.onnx"
-        k, dim = head.num_embeddings, head.embedding_dim
-        example = (torch.zeros(2, k, dim), torch.zeros(2, head.num_scalars))
-        export_onnx(ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
+        head_file = bundle.graphs["head"].file
+        head_path = Path(workdir) / head_file
         manifest = json.loads(json.dumps(bundle.manifest))
         manifest.pop("files", None)
+        if head_file.endswith(".tflite"):
+            graph = convert_head_tflite(head, head_path)
+            manifest["graphs"]["head"]["inputs"][0]["name"] = graph["input"]
+            manifest["graphs"]["head"]["outputs"][0]["name"] = graph["output"]
+        else:
+            example = (torch.zeros(2, head.num_embeddings, head.embedding_dim), torch.zeros(2, head.num_scalars))
+            export_onnx(ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
         manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]
         manifest["labels"] = labels
         manifest["scalars"] = list(names)
@@ -113,8 +119,11 @@ def main(argv=None) -> int:
         manifest["name"] = f"{bundle.name}-calibrated"
         manifest["description"] = (f"{bundle.manifest.get('description', '')}; head retrained by quantize.calibrated_head "
                                    f"on {args.inputs}, calibration {args.normalise}")
+        files = {name: bundle.path / name for name in bundle.files if name != head_file}
+        files[head_file] = head_path
+        staged = save_bundle(Path(workdir) / "staged", manifest, files)
         parity = dict(manifest.get("parity") or {})
-        parity["head_onnx_vs_pytorch"] = head_parity(head, head_path, validation)
+        parity[f"head_{head_path.suffix[1:]}_vs_pytorch"] = head_parity(head, staged.path, validation)
         if "int8_vs_float" in parity:
             parity["int8_vs_float"]["note"] = ("measured when the backbone was exported, with the head it was exported "
                                                "with; the backbone graph is unchanged")
@@ -122,13 +131,11 @@ def main(argv=None) -> int:
         manifest["head_training"] = {"data": args.data.name, "inputs": args.inputs, "normalise": args.normalise,
                                      "validation_macro_f1": round(metrics["macro_f1"], 4),
                                      "validation_accuracy": round(metrics["accuracy"], 4)}
-        files = {name: bundle.path / name for name in bundle.files if name != "head.onnx"}
-        files["head.onnx"] = head_path
-        staged = Path(workdir) / "bundle"
-        save_bundle(staged, manifest, files)
+        final = Path(workdir) / "bundle"
+        save_bundle(final, manifest, {name: staged.path / name for name in staged.files})
         if args.out.resolve() == bundle.path.resolve():
             shutil.rmtree(args.out)
-        shutil.copytree(staged, args.out, dirs_exist_ok=False)
+        shutil.copytree(final, args.out, dirs_exist_ok=False)
     print(f"{args.out}: head on {args.inputs}, calibration {args.normalise}; validation macro-F1 "
           f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.1%}")
     return 0

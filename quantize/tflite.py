@@ -83,20 +83,22 @@ def tflite_run(interpreter, inputs: np.ndarray) -> np.ndarray:
     return np.stack(outputs)
 
 
-def _convert(module: torch.nn.Module, example: torch.Tensor, path: Path) -> TfliteGraph:
+def _convert(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> TfliteGraph:
     import litert_torch
 
     with torch.no_grad(), _quiet():
-        edge_model = litert_torch.convert(module.eval(), (example,))
+        edge_model = litert_torch.convert(module.eval(), example)
         edge_model.export(str(path))
-    return _describe(path)
+    return _describe(path, n_inputs=len(example))
 
 
-def _describe(path: Path) -> TfliteGraph:
+def _describe(path: Path, n_inputs: int = 1) -> TfliteGraph:
     interpreter = tflite_interpreter(path, threads=1)
-    detail_in, detail_out = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(detail_in) != 1 or len(detail_out) != 1:
-        raise ExportError(f"{path.name}: expected one input and one output, got {len(detail_in)} and {len(detail_out)}")
+    detail_in = sorted(interpreter.get_input_details(), key=lambda detail: detail["index"])
+    detail_out = interpreter.get_output_details()
+    if len(detail_in) != n_inputs or len(detail_out) != 1:
+        raise ExportError(f"{path.name}: expected {n_inputs} input(s) and one output, got {len(detail_in)} "
+                          f"and {len(detail_out)}")
     return TfliteGraph(
         file=path.name,
         input=detail_in[0]["name"],
@@ -110,12 +112,18 @@ def convert_backbone_tflite(model: TinyBioMoE, path) -> TfliteGraph:
     """Float32 TFLite backbone: ``images (1, 3, S, S)`` -> ``embeddings (1, D)`` (one image per call)."""
     backbone = export_form_backbone(model)
     example = torch.rand(1, 3, backbone.img_size, backbone.img_size, generator=torch.Generator().manual_seed(0))
-    return _convert(backbone, example, Path(path))
+    return _convert(backbone, (example,), Path(path))
 
 
 def convert_head_tflite(head: FusionHead, path) -> TfliteGraph:
-    """Float32 TFLite head with softmax: ``embeddings (1, k, D)`` -> ``probabilities (1, classes)``."""
-    example = torch.randn(1, head.num_embeddings, head.embedding_dim, generator=torch.Generator().manual_seed(0))
+    """Float32 TFLite head with softmax: ``embeddings (1, k, D)`` [, ``scalars (1, d)``] -> ``probabilities (1, classes)``.
+
+    A head with scalars has them as its second input (``input`` names the first).
+    """
+    generator = torch.Generator().manual_seed(0)
+    example = (torch.randn(1, head.num_embeddings, head.embedding_dim, generator=generator),)
+    if head.num_scalars:
+        example += (torch.randn(1, head.num_scalars, generator=generator),)
     return _convert(ProbabilityHead(head), example, Path(path))
 
 

@@ -1,11 +1,15 @@
-"""Build the shipped default bundle, ``edge/bundles/default`` (ONNX, backbone + head).
+"""Build the shipped default bundle, ``edge/bundles/default`` (backbone + head).
 
 With a trained backbone and head (``--checkpoint``, ``--head``, ``--data``)
-this is ``biomoe export --int8`` into the default folder, trying the static
-int8 scheme and then the weight-only one; if neither meets the parity
-thresholds on the data's validation split (every window of it), the bundle
-is exported in float32 instead (an int8 model that changes the answers is
-worse than none) and the reason is printed. Without them it
+every variant of :data:`CANDIDATES` is exported (ONNX static and
+weight-only int8, TFLite int8 convolutions and fully connected layers,
+TFLite and ONNX float32), each int8 one with its parity against float on the
+data's validation split; each is timed per window through the device's own
+backend (:mod:`edge.backends`, the variants interleaved round by round), and
+the fastest that meets :data:`~quantize.parity.INT8_THRESHOLDS` becomes the
+default (an int8 model that changes the answers is worse than a slower
+one). Its manifest's ``selection`` records every variant: parity, whether
+it passed, milliseconds per window. Without them it
 builds the *demonstration* bundle committed until the trained artefacts
 exist: the golden-checkpoint backbone (random but realistic weights) and a
 linear :class:`~training.models.FusionHead` fitted in a few hundred steps on
@@ -17,27 +21,41 @@ responses, not patients: it exercises the real int8 model end to end.
 
     python -m quantize.build_default_bundle \\
         [--checkpoint B.pth --head H.pt --run-config finetune_config.json --data AI4PAIN_ROOT] \\
-        [--int8-scheme static|weight-only] [--out edge/bundles/default]
+        [--candidates onnx-int8-weight-only,tflite-float32,...] [--out edge/bundles/default]
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edge.bundle import default_bundle_path
+from edge.backends import create_backend
+from edge.bundle import Bundle, default_bundle_path, save_bundle
 from edge.representations import RepresentationSpec
 
-from .errors import ParityError
-from .export import INT8_SCHEMES, ExportOptions, ExportResult, export_bundle
+from .errors import ExportError, ParityError
+from .export import ExportOptions, ExportResult, export_bundle
 from .images import load_window_images
+from .parity import INT8_THRESHOLDS
 from .placeholder import LABELS, PLACEHOLDER_FUSION
 
-__all__ = ["DEMO_FUSION", "build_default_bundle", "fit_head", "fit_demo_head", "main"]
+__all__ = ["CANDIDATES", "DEMO_FUSION", "build_default_bundle", "choose_fastest", "fit_head", "fit_demo_head",
+           "main", "window_milliseconds"]
+
+#: Variants a trained default is chosen from: name -> (format, int8, int8 scheme).
+CANDIDATES: dict[str, tuple[str, bool, str]] = {
+    "onnx-int8-static": ("onnx", True, "static"),
+    "onnx-int8-weight-only": ("onnx", True, "weight-only"),
+    "tflite-int8-conv-fc": ("tflite", True, "static"),
+    "tflite-float32": ("tflite", False, "static"),
+    "onnx-float32": ("onnx", False, "static"),
+}
 
 #: Fusion of the demonstration bundle: the placeholder's (AI4PAIN folder names).
 DEMO_FUSION = tuple({"modality": {"EDA": "Eda", "BVP": "Bvp", "RESP": "Resp"}.get(m, m), "representation": r}
@@ -88,13 +106,104 @@ def fit_demo_head(checkpoint, data_root, head_path, fusion=DEMO_FUSION, windows:
 
 #: Validation windows the parity report of a trained default bundle is measured on (at most).
 VALIDATION_WINDOWS = 1000
+#: Validation windows each variant is timed on, per round.
+TIMING_WINDOWS = 4
+
+
+def window_milliseconds(bundles: dict[str, Bundle], images: np.ndarray, rounds: int = 5, threads: int = 2):
+    """Median milliseconds per window of each bundle through the device backend.
+
+    ``images`` (n, k, 3, S, S) are the windows; every round runs each bundle
+    on all of them, the bundles one after another, so a machine that slows
+    down slows every variant alike.
+    """
+    backends = {name: create_backend(bundle, threads=threads) for name, bundle in bundles.items()}
+    times = {name: [] for name in bundles}
+    try:
+        for backend in backends.values():
+            backend.predict(images[0])  # warm-up: allocations, XNNPACK packing
+        for _ in range(rounds):
+            for name, backend in backends.items():
+                started = time.perf_counter()
+                for window in images:
+                    backend.predict(window)
+                times[name].append((time.perf_counter() - started) * 1000 / len(images))
+    finally:
+        for backend in backends.values():
+            backend.close()
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def choose_fastest(variants: list[dict]) -> dict:
+    """The variant with the fewest ``ms_per_window`` among those that ``passed`` their parity."""
+    passed = [variant for variant in variants if variant["passed"]]
+    if not passed:
+        raise ParityError("no variant meets the parity thresholds: " + ", ".join(v["name"] for v in variants))
+    return min(passed, key=lambda variant: variant["ms_per_window"])
+
+
+def _parity_summary(parity: dict) -> dict:
+    """The figures a variant is judged by: int8 against float, or float against PyTorch."""
+    if "int8_vs_float" in parity:
+        report = parity["int8_vs_float"]
+        keys = ("mean_cosine", "min_cosine", "class_agreement", "macro_f1_drop", "windows", "passed")
+        return {key: report[key] for key in keys if key in report}
+    return {key: value for key, value in parity.get("float_vs_pytorch", {}).items() if not isinstance(value, dict)}
+
+
+def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names, log) -> ExportResult:
+    """Export every variant in ``names``, time those that passed, and save the fastest as ``out``."""
+    variants, bundles = [], {}
+    for name in names:
+        fmt, int8, scheme = CANDIDATES[name]
+        options = ExportOptions(fmt=fmt, int8=int8, int8_scheme=scheme, calibration=data if int8 else None,
+                                run_config=run_config, validation=data, validation_windows=VALIDATION_WINDOWS,
+                                name=f"tiny-biomoe-{name}", allow_parity_miss=True)
+        log(f"variant {name}: exporting")
+        try:
+            result = export_bundle(checkpoint, head, workdir / name, options, log=log, progress=True)
+        except ExportError as error:
+            log(f"variant {name}: {error}")
+            variants.append({"name": name, "passed": False, "error": str(error)})
+            continue
+        summary = _parity_summary(result.parity)
+        variants.append({"name": name, "passed": bool(summary.get("passed", True)), "parity": summary})
+        bundles[name] = result.bundle
+    timed = {name: bundle for name, bundle in bundles.items()
+             if next(v for v in variants if v["name"] == name)["passed"]}
+    if not timed:
+        raise ParityError("no variant meets the parity thresholds: " + ", ".join(v["name"] for v in variants))
+    first = next(iter(timed.values()))
+    fusion = [{"modality": entry.modality, "representation": entry.representation} for entry in first.fusion]
+    images = load_window_images(data, fusion, RepresentationSpec.from_dict(first.representation_spec),
+                                split="validation", max_windows=TIMING_WINDOWS, what="timing").images
+    log(f"timing {', '.join(timed)} on {len(images)} validation windows, interleaved")
+    for name, milliseconds in window_milliseconds(timed, images).items():
+        next(v for v in variants if v["name"] == name)["ms_per_window"] = round(milliseconds, 2)
+    chosen = choose_fastest([v for v in variants if "ms_per_window" in v])
+    for variant in variants:
+        log(f"  {variant['name']}: {'passed' if variant['passed'] else 'missed'}"
+            + (f", {variant['ms_per_window']:.1f} ms per window" if "ms_per_window" in variant else ""))
+    log(f"the default is {chosen['name']}: the fastest variant that meets the parity thresholds")
+    bundle = bundles[chosen["name"]]
+    manifest = {key: value for key, value in bundle.manifest.items() if key != "files"}
+    manifest["selection"] = {
+        "chosen": chosen["name"],
+        "rule": "fastest per window through edge.backends among the variants that meet the parity thresholds",
+        "thresholds": dict(INT8_THRESHOLDS),
+        "timing": {"windows": len(images), "rounds": 5, "threads": 2, "machine": platform.machine(),
+                   "processor": platform.processor() or platform.machine()},
+        "variants": variants,
+    }
+    saved = save_bundle(out, manifest, {name: bundle.path / name for name in bundle.files})
+    return ExportResult(saved, saved.parity or {})
 
 
 def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_config=None, log=print,
-                         schemes=INT8_SCHEMES) -> ExportResult:
-    """Write the default bundle (int8 ONNX, the first of ``schemes`` that meets the parity thresholds).
+                         candidates=tuple(CANDIDATES)) -> ExportResult:
+    """Write the default bundle: the fastest of ``candidates`` that meets the parity thresholds.
 
-    A demonstration bundle (static int8) when no trained head is given.
+    A demonstration bundle (static int8 ONNX) when no trained head is given.
     """
     from training.synth import synthesize_cohort
 
@@ -113,17 +222,7 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_co
             options = ExportOptions(int8=True, calibration=data, run_config=run_config, name="demo-golden-int8",
                                     description=DEMO_DESCRIPTION, allow_parity_miss=True)
             return export_bundle(checkpoint, head, out, options, log=log, progress=True)
-        for scheme in schemes:
-            try:
-                options = ExportOptions(int8=True, int8_scheme=scheme, calibration=data, run_config=run_config,
-                                        validation_windows=VALIDATION_WINDOWS, name=f"tiny-biomoe-int8-{scheme}")
-                return export_bundle(checkpoint, head, out, options, log=log, progress=True)
-            except ParityError as error:
-                log(f"{error}\n{scheme} int8 misses the thresholds")
-        log("falling back to float32: an int8 model that changes the answers is worse than none")
-        options = ExportOptions(calibration=data, run_config=run_config, validation_windows=VALIDATION_WINDOWS,
-                                name="tiny-biomoe-float32")
-        return export_bundle(checkpoint, head, out, options, log=log)
+        return _select(checkpoint, head, data, run_config, out, workdir, candidates, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,14 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", type=Path, help="trained head file (default: fit a demonstration head)")
     parser.add_argument("--data", type=Path, help="AI4PAIN-layout data (default: a generated synthetic cohort)")
     parser.add_argument("--run-config", type=Path, help="the head's run config (finetune_config.json) with its image spec")
-    parser.add_argument("--int8-scheme", choices=INT8_SCHEMES, action="append",
-                        help="int8 scheme to try (repeatable; default: static, then weight-only)")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES),
+                        help="comma-separated variants to choose from (default: all of them: %(default)s)")
     parser.add_argument("--out", type=Path, default=default_bundle_path(), help="bundle folder (default: %(default)s)")
     args = parser.parse_args(argv)
     if (args.head is None) != (args.checkpoint is None) and args.head is not None:
         parser.error("--head needs --checkpoint (the backbone it was trained on)")
+    candidates = tuple(name.strip() for name in args.candidates.split(",") if name.strip())
+    unknown = [name for name in candidates if name not in CANDIDATES]
+    if unknown or not candidates:
+        parser.error(f"--candidates must name variants from {', '.join(CANDIDATES)}; got {args.candidates!r}")
+    if args.head is not None and args.data is None:
+        parser.error("--head needs --data (the variants' parity and timing use its validation split)")
     result = build_default_bundle(args.out, args.checkpoint, args.head, args.data, args.run_config,
-                                  schemes=tuple(args.int8_scheme or INT8_SCHEMES))
+                                  candidates=candidates)
     print(f"wrote {result.bundle.path}: {result.bundle.describe()}")
     return 0
 

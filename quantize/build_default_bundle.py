@@ -200,10 +200,12 @@ def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names,
 
 
 def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_config=None, log=print,
-                         candidates=tuple(CANDIDATES)) -> ExportResult:
+                         candidates=tuple(CANDIDATES), variants_dir=None) -> ExportResult:
     """Write the default bundle: the fastest of ``candidates`` that meets the parity thresholds.
 
     A demonstration bundle (static int8 ONNX) when no trained head is given.
+    Every exported variant is kept in ``variants_dir`` when given (for
+    benchmarks), else in a temporary folder.
     """
     from training.synth import synthesize_cohort
 
@@ -222,7 +224,7 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_co
             options = ExportOptions(int8=True, calibration=data, run_config=run_config, name="demo-golden-int8",
                                     description=DEMO_DESCRIPTION, allow_parity_miss=True)
             return export_bundle(checkpoint, head, out, options, log=log, progress=True)
-        return _select(checkpoint, head, data, run_config, out, workdir, candidates, log)
+        return _select(checkpoint, head, data, run_config, out, Path(variants_dir or workdir), candidates, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help="comma-separated variants to choose from (default: all of them: %(default)s)")
     parser.add_argument("--out", type=Path, default=default_bundle_path(), help="bundle folder (default: %(default)s)")
+    parser.add_argument("--variants-dir", type=Path, help="keep every exported variant here (default: not kept)")
     args = parser.parse_args(argv)
     if (args.head is None) != (args.checkpoint is None) and args.head is not None:
         parser.error("--head needs --checkpoint (the backbone it was trained on)")
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.head is not None and args.data is None:
         parser.error("--head needs --data (the variants' parity and timing use its validation split)")
     result = build_default_bundle(args.out, args.checkpoint, args.head, args.data, args.run_config,
-                                  candidates=candidates)
+                                  candidates=candidates, variants_dir=args.variants_dir)
     print(f"wrote {result.bundle.path}: {result.bundle.describe()}")
     return 0
 

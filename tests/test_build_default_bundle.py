@@ -50,7 +50,8 @@ def test_a_trained_default_records_every_variant_and_runs(tiny_cohort, tmp_path)
     head = build.fit_demo_head(checkpoint, tiny_cohort, tmp_path / "head.pt", windows=8)
     logged = []
     result = build.build_default_bundle(tmp_path / "default", checkpoint, head, tiny_cohort, log=logged.append,
-                                        candidates=("onnx-int8-weight-only", "onnx-float32"))
+                                        candidates=("onnx-int8-weight-only", "onnx-float32"),
+                                        variants_dir=tmp_path / "variants")
     bundle = load_bundle(tmp_path / "default")
     selection = bundle.manifest["selection"]
     variants = {variant["name"]: variant for variant in selection["variants"]}
@@ -61,6 +62,8 @@ def test_a_trained_default_records_every_variant_and_runs(tiny_cohort, tmp_path)
     assert bundle.name == f"tiny-biomoe-{selection['chosen']}" and result.bundle.path == bundle.path
     assert variants["onnx-int8-weight-only"]["parity"]["windows"] == 20
     assert any(line.startswith(f"the default is {selection['chosen']}") for line in logged)
+    kept = load_bundle(tmp_path / "variants" / selection["chosen"])
+    assert kept.files == bundle.files  # the same graphs as the variant it was chosen from
     with create_backend(bundle, threads=1) as backend:
         probabilities = backend.predict(np.random.default_rng(0).random((bundle.n_images, 3, 224, 224),
                                                                         dtype=np.float32))

@@ -90,3 +90,27 @@ def test_int8_tflite_meets_parity_thresholds(converted):
     assert report["class_agreement"] >= INT8_THRESHOLDS["class_agreement"]
     assert report["macro_f1_drop"] <= INT8_THRESHOLDS["macro_f1_drop"]
     assert int8_path.stat().st_size < converted["path"].stat().st_size / 2
+
+
+def test_the_device_backend_runs_the_tflite_backbone_to_the_golden_embeddings(converted, golden_io, tmp_path):
+    """Through :class:`edge.backends.LiteRTBackend`, as the monitor runs a LiteRT bundle: the authors' outputs."""
+    from edge.backends import LiteRTBackend
+    from edge.bundle import default_bundle_path, load_bundle, save_bundle
+
+    golden = np.load(golden_io)
+    torch.manual_seed(0)
+    head = convert_head_tflite(FusionHead(3).eval(), tmp_path / "head.tflite")
+    manifest = {key: value for key, value in load_bundle(default_bundle_path()).manifest.items()
+                if key not in ("files", "scalars", "calibration", "head_training")}
+    manifest.update(backend="litert", parity=None, quantization=None, fusion=manifest["fusion"][:3], graphs={
+        "backbone": {"file": "backbone.tflite", "inputs": [{"name": converted["graph"]["input"],
+                                                            "shape": [1, 3, 224, 224], "dtype": "float32"}],
+                     "outputs": [{"name": converted["graph"]["output"], "shape": [1, 192]}], "produces": "embeddings"},
+        "head": {"file": "head.tflite", "inputs": [{"name": head["input"], "shape": [1, 3, 192], "dtype": "float32"}],
+                 "outputs": [{"name": head["output"], "shape": [1, 3]}], "produces": "probabilities"},
+    })
+    bundle = save_bundle(tmp_path / "bundle", manifest, {"backbone.tflite": converted["path"],
+                                                         "head.tflite": tmp_path / "head.tflite"})
+    with LiteRTBackend(bundle, threads=1) as backend:
+        embeddings = backend.embed(golden["images"][np.newaxis])[0]
+    np.testing.assert_allclose(embeddings, golden["embedding"], rtol=0, atol=TOLERANCE)

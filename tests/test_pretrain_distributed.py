@@ -54,6 +54,24 @@ def test_torchrun_two_ranks_then_resume_alone(tmp_path, capsys):
     load_backbone(out / "backbone.pth")
 
 
+def test_torchrun_two_ranks_with_real_recordings(tiny_cohort, tmp_path):
+    """The contrastive objective under DistributedDataParallel: one forward pass per step with both batches."""
+    out = tmp_path / "run"
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "edge.cli", "pretrain", "--out", str(out), "--steps", "2", "--real", str(tiny_cohort),
+         "--real-batch", "4", *TINY_RUN],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240,
+    )
+    assert launched.returncode == 0, (launched.stdout + launched.stderr)[-3000:]
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [1, 2] and all(h["contrastive"] > 0 for h in history)
+    assert json.loads((out / "config.json").read_text())["real"] == [str(tiny_cohort)]
+    load_backbone(out / "backbone.pth")
+
+
 @pytest.mark.parametrize("world_size, batch_size", [(2, 3), (3, 2), (4, 3)])
 def test_ranks_see_disjoint_shares_of_the_same_global_sequence(world_size, batch_size):
     size, global_batch, steps = 50, 12, 8  # 96 images: the second epoch starts inside step 4

@@ -64,6 +64,7 @@ from training.distributed import Ranks, distributed
 from training.errors import TrainingError
 from training.models import load_backbone, save_backbone, tiny_biomoe
 from training.pretrain_corpus import EVENTS, SIGNAL_TYPES, StreamingCorpus
+from training.pretrain_real import RealViews, nt_xent
 from training.pretrain_sampler import StepSampler
 from training.settings import (
     CONFIG_NAME,
@@ -77,7 +78,9 @@ from training.settings import (
 
 __all__ = ["PretrainConfig", "PretrainHeads", "configure_parser", "pretrain", "run"]
 
-_LOSSES = ("loss", "signal_type", "representation", "parameter", "event_presence", "event_onset", "event_amplitude")
+_LOSSES = ("loss", "signal_type", "representation", "parameter", "event_presence", "event_onset", "event_amplitude",
+           "contrastive")
+_PROJECTION_DIM = 128  # the contrastive objective's projection of the embedding
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,13 @@ class PretrainConfig:
         Weight of the event onset and amplitude regression losses.
     checkpoint_every : int
         Steps between saves of ``state.pt``.
+    real : tuple of str
+        AI4PAIN-layout folders of unlabelled real recordings for the
+        contrastive objective (:mod:`training.pretrain_real`); empty: none.
+    real_batch : int
+        Real windows per optimiser step (each in two views), over all ranks.
+    real_weight : float
+        Weight of the contrastive loss against the generated corpus's tasks.
     seed : int
         Seeds the corpus, the initial weights and the image order.
     init : str or None
@@ -132,13 +142,17 @@ class PretrainConfig:
     parameter_weight: float = 10.0
     event_weight: float = 10.0
     checkpoint_every: int = 50
+    real: tuple[str, ...] = ()
+    real_batch: int = 16
+    real_weight: float = 1.0
     seed: int = 0
     init: str | None = None
     trainable: str = "late"
     representation_spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
-        for name in ("corpus_size", "holdout_size", "steps", "global_batch", "checkpoint_every"):
+        object.__setattr__(self, "real", tuple(str(root) for root in self.real))
+        for name in ("corpus_size", "holdout_size", "steps", "global_batch", "checkpoint_every", "real_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
@@ -166,9 +180,14 @@ class PretrainHeads(nn.Module):
     """Heads on the 192-D embedding: signal type, representation, rate, and per event
     of :data:`~training.pretrain_corpus.EVENTS` presence (logit), onset and amplitude."""
 
-    def __init__(self, embedding_dim: int, n_signal_types: int, n_representations: int, n_events: int = len(EVENTS)):
+    def __init__(self, embedding_dim: int, n_signal_types: int, n_representations: int, n_events: int = len(EVENTS),
+                 projection_dim: int = 0):
         super().__init__()
         self.n_events = n_events
+        self.projection = None  # the contrastive objective's head, when it is trained
+        if projection_dim:
+            self.projection = nn.Sequential(nn.Linear(embedding_dim, embedding_dim), nn.ReLU(),
+                                            nn.Linear(embedding_dim, projection_dim))
         self.signal_type = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, n_signal_types))
         self.representation = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, n_representations))
         self.parameter = nn.Sequential(nn.ELU(), nn.Linear(embedding_dim, 1))
@@ -176,7 +195,9 @@ class PretrainHeads(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
         event = self.event(embeddings).view(-1, 3, self.n_events)
+        projection = {} if self.projection is None else {"projection": self.projection(embeddings)}
         return {
+            **projection,
             "signal_type": self.signal_type(embeddings),
             "representation": self.representation(embeddings),
             "parameter": self.parameter(embeddings)[:, 0],
@@ -384,7 +405,8 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
     prefixes = TRAINABLE_PREFIXES[config.trainable]
     for name, parameter in backbone.named_parameters():
         parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
-    heads = PretrainHeads(backbone.num_features, len(SIGNAL_TYPES), len(config.representations))
+    heads = PretrainHeads(backbone.num_features, len(SIGNAL_TYPES), len(config.representations),
+                          projection_dim=_PROJECTION_DIM if config.real else 0)
     model = _Pretrainer(backbone, heads).to(ranks.device)
     no_decay = backbone.no_weight_decay()
     trained = [(n, p) for n, p in backbone.named_parameters() if p.requires_grad]
@@ -415,6 +437,7 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
 
     train_corpus, holdout_corpus = config.corpora()
     batches = iter(_loader(train_corpus, sampler, workers, ranks.device))
+    real_pairs = _real_pairs(config, ranks, step, workers) if config.real else None
     bar = tqdm(total=config.steps, initial=step, desc="pretrain", unit="step", disable=not ranks.main)
     while step < config.steps:
         wrapped.train()
@@ -423,12 +446,23 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
         for micro in range(sampler.accumulation):
             batch = {name: value.to(ranks.device, non_blocking=True) for name, value in next(batches).items()}
             last = micro == sampler.accumulation - 1
+            images = _images(batch, ranks.device)
+            pairs = next(real_pairs) if last and real_pairs is not None else None
+            if pairs is not None:  # one forward pass for both objectives: what DistributedDataParallel expects
+                images = torch.cat([images, _images({"image": pairs["view_a"]}, ranks.device),
+                                    _images({"image": pairs["view_b"]}, ranks.device)])
             with nullcontext() if last or not ranks.joined else wrapped.no_sync():
                 with _autocast(ranks.device):
-                    outputs = wrapped(_images(batch, ranks.device))
-                losses = _losses(outputs, batch, config)
-                (losses["loss"] / sampler.accumulation).backward()
-            totals += torch.stack([losses[name].detach() for name in _LOSSES]) / sampler.accumulation
+                    outputs = wrapped(images)
+                n = len(batch["image"])
+                losses = _losses({name: value[:n] for name, value in outputs.items()}, batch, config)
+                loss = losses["loss"] / sampler.accumulation
+                if pairs is not None:
+                    losses["contrastive"] = nt_xent(*outputs["projection"][n:].chunk(2))
+                    loss = loss + config.real_weight * losses["contrastive"]
+                loss.backward()
+            totals += torch.stack([losses.get(name, torch.zeros((), device=ranks.device)).detach()
+                                   * (1 if name == "contrastive" else 1 / sampler.accumulation) for name in _LOSSES])
         torch.nn.utils.clip_grad_norm_(clipped, 5.0)
         optimizer.step()
         scheduler.step()
@@ -462,6 +496,18 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
     return metrics
 
 
+def _real_pairs(config: PretrainConfig, ranks: Ranks, step: int, workers: int):
+    """Batches of view pairs of the real recordings, this rank's share of ``real_batch`` per step, from ``step`` on."""
+    real = RealViews(config.real, config.representations, config.spec, config.seed)
+    if config.real_batch % ranks.world_size or config.real_batch // ranks.world_size < 2:
+        raise TrainingError(f"real_batch ({config.real_batch}) must be a multiple of the {ranks.world_size} "
+                            "processes with at least 2 windows on each (the contrastive loss compares them)")
+    sampler = StepSampler(len(real), global_batch=config.real_batch, batch_size=config.real_batch // ranks.world_size,
+                          rank=ranks.rank, world_size=ranks.world_size, seed=config.seed, start_step=step,
+                          steps=config.steps)
+    return iter(_loader(real, sampler, workers, ranks.device))
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``biomoe pretrain``."""
     parser.add_argument("--out", required=True, type=Path, help="run folder (backbone.pth, heads.pt, config.json, ...)")
@@ -481,6 +527,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainable", choices=tuple(TRAINABLE_PREFIXES),
                         help=f"layers to train: late (CPU) or all (GPU) (default {PretrainConfig.trainable})")
     parser.add_argument("--init", help="start from this backbone checkpoint instead of random weights")
+    parser.add_argument("--real", action="append", metavar="ROOT",
+                        help="AI4PAIN-layout folder of unlabelled real recordings for a contrastive objective "
+                             "(repeatable; labels are ignored)")
+    parser.add_argument("--real-batch", type=int,
+                        help=f"real windows per step, each in two views (default {PretrainConfig.real_batch})")
+    parser.add_argument("--real-weight", type=float,
+                        help=f"weight of the contrastive loss (default {PretrainConfig.real_weight})")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda[:N] (default auto)")
     parser.add_argument("--workers", type=int, default=0,
@@ -496,7 +549,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         "steps": args.steps, "global_batch": args.global_batch, "corpus_size": args.corpus_size,
         "holdout_size": args.holdout_size, "learning_rate": args.learning_rate, "trainable": args.trainable,
-        "init": args.init, "seed": args.seed,
+        "init": args.init, "seed": args.seed, "real": tuple(args.real) if args.real else None,
+        "real_batch": args.real_batch, "real_weight": args.real_weight,
         "representations": tuple(args.representations.split(",")) if args.representations else None,
     }
     config = merge_settings(PretrainConfig(), read_config_file(args.config), overrides)

@@ -2,7 +2,8 @@
 
 With a trained backbone and head (``--checkpoint``, ``--head``, ``--data``)
 every variant of :data:`CANDIDATES` is exported (ONNX static and
-weight-only int8, TFLite int8 convolutions and fully connected layers,
+weight-only int8, TFLite int8 convolutions and fully connected layers except the
+scopes kept float (:data:`quantize.tflite.INT8_TFLITE_FLOAT_SCOPES`),
 TFLite and ONNX float32), each int8 one with its parity against float on the
 data's validation split; each is timed per window through the device's own
 backend (:mod:`edge.backends`, the variants interleaved round by round), and
@@ -52,7 +53,7 @@ __all__ = ["CANDIDATES", "DEMO_FUSION", "build_default_bundle", "choose_fastest"
 CANDIDATES: dict[str, tuple[str, bool, str]] = {
     "onnx-int8-static": ("onnx", True, "static"),
     "onnx-int8-weight-only": ("onnx", True, "weight-only"),
-    "tflite-int8-conv-fc": ("tflite", True, "static"),
+    "tflite-int8-selective": ("tflite", True, "static"),
     "tflite-float32": ("tflite", False, "static"),
     "onnx-float32": ("onnx", False, "static"),
 }

@@ -328,7 +328,9 @@ def _export_onnx(model, head, workdir, scheme, calibration, validation, parity_w
 
 def _export_tflite(model, head, workdir, int8, calibration, validation, parity_windows, threads, log):
     from .parity import float_parity, int8_parity, tflite_runner, torch_runner
-    from .tflite import INT8_TFLITE_OPS, convert_backbone_tflite, convert_head_tflite, quantize_tflite_int8
+    from .tflite import (
+        INT8_TFLITE_FLOAT_SCOPES, INT8_TFLITE_OPS, convert_backbone_tflite, convert_head_tflite, quantize_tflite_int8,
+    )
 
     log("converting the float32 TFLite backbone and head (litert-torch)")
     backbone = convert_backbone_tflite(model, workdir / "backbone.tflite")
@@ -348,7 +350,8 @@ def _export_tflite(model, head, workdir, int8, calibration, validation, parity_w
             "weights": "int8 symmetric, per channel",
             "activations": "int8, per tensor (MinMax)",
             "calibration_images": int(len(images)),
-            "kept_float": "every other op (LayerNorm, softmax, GELU, the DFT matrix products)",
+            "kept_float": "every other op (LayerNorm, softmax, GELU, the DFT matrix products) and the ops of "
+                          + ", ".join(INT8_TFLITE_FLOAT_SCOPES),
         }
         parity["int8_vs_float"] = int8_parity(float_graphs, tflite_runner(backbone_path, head_path, threads),
                                               validation, head.num_classes)

@@ -114,3 +114,13 @@ def test_the_device_backend_runs_the_tflite_backbone_to_the_golden_embeddings(co
     with LiteRTBackend(bundle, threads=1) as backend:
         embeddings = backend.embed(golden["images"][np.newaxis])[0]
     np.testing.assert_allclose(embeddings, golden["embedding"], rtol=0, atol=TOLERANCE)
+
+
+def test_int8_refuses_a_graph_without_the_scopes_kept_float(tmp_path):
+    """A renamed module would otherwise quietly quantize what must stay float."""
+    from quantize.errors import ExportError
+    from quantize.tflite import _convert
+
+    _convert(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)).eval(), (torch.rand(1, 3, 16, 16),), tmp_path / "c.tflite")
+    with pytest.raises(ExportError, match="no operator in scope .*patch_embed.* update INT8_TFLITE_FLOAT_SCOPES"):
+        quantize_tflite_int8(tmp_path / "c.tflite", tmp_path / "c.int8.tflite", np.zeros((1, 3, 16, 16), np.float32))

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from edge.backends import create_backend
-from edge.bundle import Bundle, default_bundle_path, save_bundle
+from edge.bundle import Bundle, default_bundle_path, file_sha256, load_bundle, save_bundle
+from edge.errors import EdgeError
 from edge.representations import RepresentationSpec
 
 from .errors import ExportError, ParityError
@@ -152,10 +153,28 @@ def _parity_summary(parity: dict) -> dict:
     return {key: value for key, value in parity.get("float_vs_pytorch", {}).items() if not isinstance(value, dict)}
 
 
+def _kept_variant(folder: Path, source: dict) -> Bundle | None:
+    """The bundle in ``folder`` if it was exported from ``source``'s checkpoint and head, else None."""
+    try:
+        bundle = load_bundle(folder)
+    except EdgeError:
+        return None
+    return bundle if bundle.manifest.get("source") == source else None
+
+
 def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names, log) -> ExportResult:
-    """Export every variant in ``names``, time those that passed, and save the fastest as ``out``."""
+    """Export every variant in ``names`` (reusing one already in ``workdir`` from the same checkpoint and head),
+    time those that passed, and save the fastest as ``out``."""
     variants, bundles = [], {}
+    source = {"checkpoint_sha256": file_sha256(checkpoint), "head_sha256": file_sha256(head)}
     for name in names:
+        kept = _kept_variant(workdir / name, source)
+        if kept is not None:
+            log(f"variant {name}: reusing {kept.path} (same checkpoint and head)")
+            summary = _parity_summary(kept.parity or {})
+            variants.append({"name": name, "passed": bool(summary.get("passed", True)), "parity": summary})
+            bundles[name] = kept
+            continue
         fmt, int8, scheme = CANDIDATES[name]
         options = ExportOptions(fmt=fmt, int8=int8, int8_scheme=scheme, calibration=data if int8 else None,
                                 run_config=run_config, validation=data, validation_windows=VALIDATION_WINDOWS,
@@ -206,7 +225,8 @@ def build_default_bundle(out=None, checkpoint=None, head=None, data=None, run_co
 
     A demonstration bundle (static int8 ONNX) when no trained head is given.
     Every exported variant is kept in ``variants_dir`` when given (for
-    benchmarks), else in a temporary folder.
+    benchmarks, and to be reused by the next build from the same checkpoint
+    and head), else in a temporary folder.
     """
     from training.synth import synthesize_cohort
 
@@ -238,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help="comma-separated variants to choose from (default: all of them: %(default)s)")
     parser.add_argument("--out", type=Path, default=default_bundle_path(), help="bundle folder (default: %(default)s)")
-    parser.add_argument("--variants-dir", type=Path, help="keep every exported variant here (default: not kept)")
+    parser.add_argument("--variants-dir", type=Path,
+                        help="keep every exported variant here, and reuse those already there from the same "
+                             "checkpoint and head (default: not kept)")
     args = parser.parse_args(argv)
     if (args.head is None) != (args.checkpoint is None) and args.head is not None:
         parser.error("--head needs --checkpoint (the backbone it was trained on)")

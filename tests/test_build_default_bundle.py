@@ -64,6 +64,15 @@ def test_a_trained_default_records_every_variant_and_runs(tiny_cohort, tmp_path)
     assert any(line.startswith(f"the default is {selection['chosen']}") for line in logged)
     kept = load_bundle(tmp_path / "variants" / selection["chosen"])
     assert kept.files == bundle.files  # the same graphs as the variant it was chosen from
+    logged.clear()
+    build.build_default_bundle(tmp_path / "again", checkpoint, head, tiny_cohort, log=logged.append,
+                               candidates=("onnx-float32",), variants_dir=tmp_path / "variants")
+    assert any(line.startswith("variant onnx-float32: reusing") for line in logged)  # same checkpoint and head
+    other_head = build.fit_demo_head(checkpoint, tiny_cohort, tmp_path / "other_head.pt", windows=4)
+    logged.clear()
+    build.build_default_bundle(tmp_path / "third", checkpoint, other_head, tiny_cohort, log=logged.append,
+                               candidates=("onnx-float32",), variants_dir=tmp_path / "variants")
+    assert "variant onnx-float32: exporting" in logged  # another head: exported afresh
     with create_backend(bundle, threads=1) as backend:
         probabilities = backend.predict(np.random.default_rng(0).random((bundle.n_images, 3, 224, 224),
                                                                         dtype=np.float32))

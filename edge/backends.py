@@ -15,7 +15,10 @@ returns float64 probabilities that sum to 1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -287,9 +290,12 @@ class LiteRTBackend(Backend):
         super().__init__(bundle)
         interpreter_class = _litert_interpreter_class()
         self._graphs = {}
+        shapes = {}
         for role, graph in bundle.graphs.items():
             try:
-                interpreter = interpreter_class(model_path=str(bundle.graph_path(role)), num_threads=int(threads))
+                with _native_stderr_silenced():
+                    interpreter = interpreter_class(model_path=str(bundle.graph_path(role)), num_threads=int(threads))
+                    interpreter.allocate_tensors()  # applies the XNNPACK delegate, which announces itself
             except (ValueError, RuntimeError) as exc:
                 raise EdgeError(
                     f"bundle {bundle.name}: LiteRT cannot load {graph.file} ({str(exc).splitlines()[0][:200]}); "
@@ -299,12 +305,18 @@ class LiteRTBackend(Backend):
             outputs = interpreter.get_output_details()
             main = _pick(inputs, graph.input_name)
             others = [detail for detail in inputs if detail is not main]
+            output = _pick(outputs, graph.output_name)
             _check_names(
                 bundle, graph, [main["name"]], [d["name"] for d in outputs], allow_single=True
             )
+            shapes[role] = (_litert_shape(main), _litert_shape(output))
+            _check_shape(bundle, graph, "input", graph.input_shape, shapes[role][0])
+            if graph.output_shape is not None:
+                _check_shape(bundle, graph, "output", graph.output_shape, shapes[role][1])
             if role == "head":
                 _check_scalars_input(bundle, graph, {SCALARS_INPUT: others[0]["shape"]} if others else {})
-            self._graphs[role] = _LiteRTGraph(interpreter, [main, *others[:1]], _pick(outputs, graph.output_name))
+            self._graphs[role] = _LiteRTGraph(interpreter, [main, *others[:1]], output)
+        _check_pipeline(bundle, shapes)
 
     def _run(self, graph: GraphSpec, inputs: np.ndarray) -> np.ndarray:
         return self._graphs[graph.role].run(inputs)
@@ -321,7 +333,7 @@ class _LiteRTGraph:
 
     def __init__(self, interpreter, inputs: list[dict], output: dict):
         self.interpreter, self.inputs, self.output = interpreter, inputs, output
-        self.allocated: tuple = ()
+        self.allocated = tuple(tuple(int(d) for d in detail["shape"]) for detail in inputs)  # as loaded
 
     def run(self, *arrays: np.ndarray) -> np.ndarray:
         shapes = tuple(array.shape for array in arrays)
@@ -334,6 +346,28 @@ class _LiteRTGraph:
             self.interpreter.set_tensor(detail["index"], _quantize(array, detail))
         self.interpreter.invoke()
         return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def _litert_shape(detail: dict) -> list:
+    """A LiteRT tensor's shape with the batch free (the backend resizes it to each call's), and any size the
+    graph's signature leaves free (-1)."""
+    shape = [None if size < 0 else int(size) for size in detail.get("shape_signature", detail["shape"])]
+    return [None, *shape[1:]]
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null: LiteRT's C++ core prints INFO lines there (the XNNPACK
+    delegate's creation) with no switch to turn them off, and a user's stderr is for errors."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _litert_interpreter_class():

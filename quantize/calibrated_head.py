@@ -102,14 +102,14 @@ def main(argv=None) -> int:
         head_path = Path(workdir) / head_file
         manifest = json.loads(json.dumps(bundle.manifest))
         manifest.pop("files", None)
-        if head_file.endswith(".tflite"):
+        if head_file.endswith(".tflite"):  # one window per call, the converter's tensor names
             graph = convert_head_tflite(head, head_path)
-            manifest["graphs"]["head"]["inputs"][0]["name"] = graph["input"]
-            manifest["graphs"]["head"]["outputs"][0]["name"] = graph["output"]
+            manifest["graphs"]["head"]["inputs"][0].update(name=graph["input"], shape=graph["input_shape"])
+            manifest["graphs"]["head"]["outputs"][0].update(name=graph["output"], shape=graph["output_shape"])
         else:
             example = (torch.zeros(2, head.num_embeddings, head.embedding_dim), torch.zeros(2, head.num_scalars))
             export_onnx(ProbabilityHead(head), example, head_path, [HEAD_INPUT, SCALARS_INPUT], HEAD_OUTPUT)
-        manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]
+            manifest["graphs"]["head"]["outputs"][0]["shape"] = ["n", len(labels)]
         manifest["labels"] = labels
         manifest["scalars"] = list(names)
         calibrated = args.normalise.startswith("baseline")

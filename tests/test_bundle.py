@@ -125,16 +125,33 @@ def test_placeholder_bundle_is_labelled(tmp_path):
     assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
 
 
-def test_default_bundle_is_a_trained_model_with_parity():
+def test_default_bundle_is_the_fastest_variant_that_keeps_its_answers():
+    """build_default_bundle's choice, as its manifest records it: every int8 variant judged on 300+ windows."""
+    from quantize.parity import INT8_THRESHOLDS
+
     bundle = load_bundle(default_bundle_path())
     assert bundle.placeholder is False and bundle.pipeline == "backbone_head"
     assert bundle.channel_names == ("EDA", "BVP", "RESP", "SpO2")
     assert bundle.n_images == 5 and bundle.image_size == 224
     assert bundle.labels == ("No Pain", "Low Pain", "High Pain")
     assert bundle.parity["float_vs_pytorch"]["max_abs_diff_probability"] < 1e-3
-    int8 = bundle.parity["int8_vs_float"]
-    assert int8["passed"] and int8["windows"] >= 300 and int8["class_agreement"] >= 0.98
-    assert bundle.graph_path("backbone").stat().st_size <= 8_000_000
+    selection = bundle.manifest["selection"]
+    variants = {variant["name"]: variant for variant in selection["variants"]}
+    assert set(variants) == {"onnx-int8-static", "onnx-int8-weight-only", "tflite-int8-selective", "tflite-float32",
+                             "onnx-float32"}
+    for name, variant in variants.items():
+        if "int8" in name:
+            parity = variant["parity"]
+            meets = (parity["mean_cosine"] >= INT8_THRESHOLDS["mean_cosine"]
+                     and parity["class_agreement"] >= INT8_THRESHOLDS["class_agreement"]
+                     and parity["macro_f1_drop"] <= INT8_THRESHOLDS["macro_f1_drop"])
+            assert parity["windows"] >= 300 and variant["passed"] == meets, name
+    timed = [variant for variant in variants.values() if variant["passed"]]
+    assert all("ms_per_window" in variant for variant in timed)
+    assert selection["chosen"] == min(timed, key=lambda variant: variant["ms_per_window"])["name"]
+    assert bundle.manifest["name"].startswith(f"tiny-biomoe-{selection['chosen']}")
+    size = sum(bundle.path.joinpath(name).stat().st_size for name in bundle.files) / 2**20
+    assert size <= 31  # rpi-zero-2w's bundle budget (benchmarks/budgets.toml)
 
 
 def test_tampered_file_is_refused(tmp_path):

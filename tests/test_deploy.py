@@ -100,9 +100,9 @@ def test_every_wheel_is_pinned_with_its_hash_for_the_hubs_cpu_and_python(hub, py
         assert pinned[name] == (version, hashlib.sha256(wheel.read_bytes()).hexdigest())
         assert platform == "any" or platform.endswith("aarch64"), wheel.name
         assert abi in ("none", "abi3", "cp" + python.replace(".", "")), wheel.name
-    device_install = {"tiny_biomoe_edge", "numpy", "scipy", "pywavelets", "pyserial", "onnxruntime"}
+    device_install = {"tiny_biomoe_edge", "numpy", "scipy", "pywavelets", "pyserial", "onnxruntime", "ai_edge_litert"}
     assert device_install <= set(pinned)
-    assert "torch" not in pinned and "ai_edge_litert" not in pinned  # an ONNX bundle needs no LiteRT
+    assert "torch" not in pinned
 
 
 def test_newest_releases_are_chosen_not_the_manylinux2014_ones(hub):

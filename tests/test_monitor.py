@@ -411,8 +411,9 @@ def _fewer_images_than_the_head_takes(manifest, folder):
 def _a_head_outside_the_bundle(manifest, folder):
     outside = folder.parent / "elsewhere"
     outside.mkdir()
-    shutil.move(folder / "head.onnx", outside / "head.onnx")
-    (folder / "head.onnx").symlink_to(outside / "head.onnx")
+    head = manifest["graphs"]["head"]["file"]
+    shutil.move(folder / head, outside / head)
+    (folder / head).symlink_to(outside / head)
     return json.dumps(manifest)
 
 
@@ -444,7 +445,7 @@ BAD_INPUTS = {
         lambda tmp, stack: ["--simulate", "--bundle", tmp / "nowhere"], "bundle folder .*nowhere not found"),
     "corrupt bundle": (
         lambda tmp, stack: ["--simulate", "--bundle", corrupt_bundle(tmp)],
-        "checksum mismatch for \\S+\\.onnx.*re-export the bundle or copy it again"),
+        "checksum mismatch for \\S+\\.(onnx|tflite).*re-export the bundle or copy it again"),
     "channel not sent": (
         lambda tmp, stack: ["--simulate", "--bundle", _bundle_needing_ecg(tmp)],
         "needs channel\\(s\\) ECG, which the device does not send"),
@@ -463,10 +464,11 @@ BAD_INPUTS = {
     "bad schedule": (
         lambda tmp, stack: ["--simulate", "--conditions", "melt:EDA:1-2"], "condition 'melt:EDA:1-2' is not"),
     "bundle labels vs head": _bundle_case(
-        "labels", _more_labels_than_the_head_scores, "head.onnx outputs 3 class scores but the manifest has 4 labels"),
+        "labels", _more_labels_than_the_head_scores,
+        r"head\.(onnx|tflite) outputs 3 class scores but the manifest has 4 labels"),
     "bundle images vs head": _bundle_case(
         "images", _fewer_images_than_the_head_takes,
-        r"head.onnx has input shape \[n, 5, 192\] but the manifest says \[n, 4, 192\]"),
+        r"head\.(onnx|tflite) has input shape \[(n|\?), 5, 192\] but the manifest says \[(n|1), 4, 192\]"),
     "bundle window 1e308": _bundle_case(
         "window", lambda manifest, folder: json.dumps({**manifest, "window_seconds": 1e308}),
         "'window_seconds' must be a number > 0 and at most 600, got 1e\\+308"),
@@ -476,7 +478,7 @@ BAD_INPUTS = {
         "huge", lambda manifest, folder: json.dumps({**manifest, "description": "x" * (2 << 20)}),
         "manifest.json is larger than"),
     "bundle file outside": _bundle_case(
-        "outside", _a_head_outside_the_bundle, "head.onnx leads outside the bundle .* through a symlink"),
+        "outside", _a_head_outside_the_bundle, r"head\.(onnx|tflite) leads outside the bundle .* through a symlink"),
 }
 
 

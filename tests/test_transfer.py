@@ -32,9 +32,10 @@ def test_calibrated_head_writes_a_bundle_the_device_runs(tiny_cohort, tmp_path, 
     bundle = load_bundle(out)
     shipped = load_bundle(default_bundle_path())
     assert bundle.calibration == {"method": "baseline", "windows": 6, "embeddings": True} and len(bundle.scalars) == 10
-    assert bundle.files["backbone.onnx"] == shipped.files["backbone.onnx"]  # the parity-checked backbone, unchanged
+    backbone = shipped.graphs["backbone"].file
+    assert bundle.files[backbone] == shipped.files[backbone]  # the parity-checked backbone, unchanged
     assert 0.0 <= bundle.manifest["head_training"]["validation_macro_f1"] <= 1.0
-    head_parity = bundle.parity["head_onnx_vs_pytorch"]
+    head_parity = bundle.parity[f"head_{backbone.rsplit('.', 1)[1]}_vs_pytorch"]
     assert head_parity["windows"] == 20 and head_parity["max_abs_diff_probability"] < 1e-4
     assert head_parity["class_agreement"] == 1.0
     backend = create_backend(bundle, threads=1)

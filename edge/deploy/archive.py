@@ -118,7 +118,6 @@ def build_archive(target: DeployTarget, out: Path, bundle_path: Path | None = No
                         f"the hub's private state folder; set database = \"{STATE_DIRECTORY}/results.sqlite\"")
     bundle_path = bundle_path or config.bundle
     bundle = load_bundle(bundle_path or default_bundle_path())  # checksums, before minutes of downloads
-    extras = "[tflite]" if bundle.backend == "litert" else ""
     version = importlib.metadata.version("tiny-biomoe-edge")
     with tempfile.TemporaryDirectory(prefix="biomoe-deploy-") as scratch:
         stage = Path(scratch) / ARCHIVE_FOLDER
@@ -136,7 +135,7 @@ def build_archive(target: DeployTarget, out: Path, bundle_path: Path | None = No
         for number, python in enumerate(target.pythons, start=2):
             _step(f"[{number}/{steps}] downloading the {target.machine} wheels for Python {python}")
             wheels = stage / "wheels" / python_tag(python)
-            download_wheels([f"{project_wheel}{extras}"], target, python, wheels)
+            download_wheels([str(project_wheel)], target, python, wheels)
             (wheels / "requirements.txt").write_text(pinned_requirements(wheels), encoding="utf-8")
         download_wheels(["pip"], target, target.pythons[0], stage, dependencies=False)
         unit = render_unit(HUB_CONFIG, "biomoe", [str(HUB_PREFIX / "current" / "venv" / "bin" / "biomoe")],

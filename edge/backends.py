@@ -278,8 +278,8 @@ class OnnxRuntimeBackend(Backend):
 class LiteRTBackend(Backend):
     """LiteRT (TensorFlow Lite) interpreter with ``threads`` threads.
 
-    Imports ``ai_edge_litert.interpreter`` when created, falling back to the
-    older ``tflite_runtime.interpreter``. Fully quantized graphs with integer
+    Imports ``ai_edge_litert.interpreter`` when created (a base requirement;
+    a broken install gets a one-line error). Fully quantized graphs with integer
     inputs/outputs are fed and read through their scale and zero point. A
     head with scalars has two inputs: the one the manifest names (or the
     first) takes the embeddings, the other the scalars (LiteRT names inputs
@@ -371,15 +371,13 @@ def _native_stderr_silenced():
 
 
 def _litert_interpreter_class():
-    for module_name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
-        try:
-            return importlib.import_module(module_name).Interpreter
-        except ImportError:
-            continue
-    raise EdgeError(
-        "this bundle runs on LiteRT, which is not installed; pip install ai-edge-litert "
-        "(or use an ONNX bundle, backend onnxruntime)"
-    )
+    try:
+        return importlib.import_module("ai_edge_litert.interpreter").Interpreter
+    except ImportError:
+        raise EdgeError(
+            "this bundle runs on LiteRT, which is not installed; pip install ai-edge-litert "
+            "(or use an ONNX bundle, backend onnxruntime)"
+        ) from None
 
 
 def _pick(details: list[dict], name: str) -> dict:

@@ -26,15 +26,20 @@ TINY_RUN = ["--corpus-size", "2", "--holdout-size", "2", "--global-batch", "2", 
             "--learning-rate", "1e-3", "--device", "cpu"]
 
 
-def test_torchrun_two_ranks_then_resume_alone(tmp_path, capsys):
-    out = tmp_path / "run"
+def _torchrun_pretrain(*options) -> subprocess.CompletedProcess:
+    """``biomoe pretrain OPTIONS`` on two CPU ranks under torchrun, clear of any launcher variables around us."""
     environment = {name: value for name, value in os.environ.items()
                    if name not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    launched = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "edge.cli", "pretrain", "--out", str(out), "--steps", "4", "--workers", "1", *TINY_RUN],
+         "-m", "edge.cli", "pretrain", *map(str, options), *TINY_RUN],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240,
     )
+
+
+def test_torchrun_two_ranks_then_resume_alone(tmp_path, capsys):
+    out = tmp_path / "run"
+    launched = _torchrun_pretrain("--out", out, "--steps", 4, "--workers", 1)
     log = launched.stdout + launched.stderr
     assert launched.returncode == 0, log[-3000:]
     assert "rank 0 of 2 on cpu" in log and "rank 1 of 2 on cpu" in log
@@ -57,14 +62,7 @@ def test_torchrun_two_ranks_then_resume_alone(tmp_path, capsys):
 def test_torchrun_two_ranks_with_real_recordings(tiny_cohort, tmp_path):
     """The contrastive objective under DistributedDataParallel: one forward pass per step with both batches."""
     out = tmp_path / "run"
-    environment = {name: value for name, value in os.environ.items()
-                   if name not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "edge.cli", "pretrain", "--out", str(out), "--steps", "2", "--real", str(tiny_cohort),
-         "--real-batch", "4", *TINY_RUN],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=240,
-    )
+    launched = _torchrun_pretrain("--out", out, "--steps", 2, "--real", tiny_cohort, "--real-batch", 4)
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-3000:]
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [h["step"] for h in history] == [1, 2] and all(h["contrastive"] > 0 for h in history)

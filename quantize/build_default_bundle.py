@@ -108,11 +108,12 @@ def fit_demo_head(checkpoint, data_root, head_path, fusion=DEMO_FUSION, windows:
 
 #: Validation windows the parity report of a trained default bundle is measured on (at most).
 VALIDATION_WINDOWS = 1000
-#: Validation windows each variant is timed on, per round.
-TIMING_WINDOWS = 4
+#: Validation windows each variant is timed on, per round; rounds; runtime threads.
+TIMING_WINDOWS, TIMING_ROUNDS, TIMING_THREADS = 4, 5, 2
 
 
-def window_milliseconds(bundles: dict[str, Bundle], images: np.ndarray, rounds: int = 5, threads: int = 2):
+def window_milliseconds(bundles: dict[str, Bundle], images: np.ndarray, rounds: int = TIMING_ROUNDS,
+                        threads: int = TIMING_THREADS):
     """Median milliseconds per window of each bundle through the device backend.
 
     ``images`` (n, k, 3, S, S) are the windows; every round runs each bundle
@@ -165,14 +166,14 @@ def _kept_variant(folder: Path, source: dict) -> Bundle | None:
 def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names, log) -> ExportResult:
     """Export every variant in ``names`` (reusing one already in ``workdir`` from the same checkpoint and head),
     time those that passed, and save the fastest as ``out``."""
-    variants, bundles = [], {}
+    variants, bundles = {}, {}
     source = {"checkpoint_sha256": file_sha256(checkpoint), "head_sha256": file_sha256(head)}
     for name in names:
         kept = _kept_variant(workdir / name, source)
         if kept is not None:
             log(f"variant {name}: reusing {kept.path} (same checkpoint and head)")
             summary = _parity_summary(kept.parity or {})
-            variants.append({"name": name, "passed": bool(summary.get("passed", True)), "parity": summary})
+            variants[name] = {"name": name, "passed": bool(summary.get("passed", True)), "parity": summary}
             bundles[name] = kept
             continue
         fmt, int8, scheme = CANDIDATES[name]
@@ -184,24 +185,23 @@ def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names,
             result = export_bundle(checkpoint, head, workdir / name, options, log=log, progress=True)
         except ExportError as error:
             log(f"variant {name}: {error}")
-            variants.append({"name": name, "passed": False, "error": str(error)})
+            variants[name] = {"name": name, "passed": False, "error": str(error)}
             continue
         summary = _parity_summary(result.parity)
-        variants.append({"name": name, "passed": bool(summary.get("passed", True)), "parity": summary})
+        variants[name] = {"name": name, "passed": bool(summary.get("passed", True)), "parity": summary}
         bundles[name] = result.bundle
-    timed = {name: bundle for name, bundle in bundles.items()
-             if next(v for v in variants if v["name"] == name)["passed"]}
+    timed = {name: bundle for name, bundle in bundles.items() if variants[name]["passed"]}
     if not timed:
-        raise ParityError("no variant meets the parity thresholds: " + ", ".join(v["name"] for v in variants))
+        raise ParityError("no variant meets the parity thresholds: " + ", ".join(variants))
     first = next(iter(timed.values()))
     fusion = [{"modality": entry.modality, "representation": entry.representation} for entry in first.fusion]
     images = load_window_images(data, fusion, RepresentationSpec.from_dict(first.representation_spec),
                                 split="validation", max_windows=TIMING_WINDOWS, what="timing").images
     log(f"timing {', '.join(timed)} on {len(images)} validation windows, interleaved")
     for name, milliseconds in window_milliseconds(timed, images).items():
-        next(v for v in variants if v["name"] == name)["ms_per_window"] = round(milliseconds, 2)
-    chosen = choose_fastest([v for v in variants if "ms_per_window" in v])
-    for variant in variants:
+        variants[name]["ms_per_window"] = round(milliseconds, 2)
+    chosen = choose_fastest([variant for variant in variants.values() if "ms_per_window" in variant])
+    for variant in variants.values():
         log(f"  {variant['name']}: {'passed' if variant['passed'] else 'missed'}"
             + (f", {variant['ms_per_window']:.1f} ms per window" if "ms_per_window" in variant else ""))
     log(f"the default is {chosen['name']}: the fastest variant that meets the parity thresholds")
@@ -211,9 +211,10 @@ def _select(checkpoint, head, data, run_config, out: Path, workdir: Path, names,
         "chosen": chosen["name"],
         "rule": "fastest per window through edge.backends among the variants that meet the parity thresholds",
         "thresholds": dict(INT8_THRESHOLDS),
-        "timing": {"windows": len(images), "rounds": 5, "threads": 2, "machine": platform.machine(),
+        "timing": {"windows": len(images), "rounds": TIMING_ROUNDS, "threads": TIMING_THREADS,
+                   "machine": platform.machine(),
                    "processor": platform.processor() or platform.machine()},
-        "variants": variants,
+        "variants": list(variants.values()),
     }
     saved = save_bundle(out, manifest, {name: bundle.path / name for name in bundle.files})
     return ExportResult(saved, saved.parity or {})

@@ -14,15 +14,14 @@ difference to PyTorch about 6e-6 on the golden images; see
 int8: ai-edge-quantizer's full-integer recipe (``static_wi8_ai8``: every
 op int8) loses too much (embedding cosine mean 0.966, minimum 0.80), and
 dynamic-range int8 on every op fails to load (LiteRT's BATCH_MATMUL takes
-no int8 constant left operand, which the DFT products are). What meets the
-parity thresholds is static int8 (calibrated activations, per-channel
-weights) on the convolutions and fully connected layers only, the rest
-float: mean cosine 0.999, minimum 0.995. It stays near 10 MB (LayerNorm's
-per-pixel affine and the DFT matrices stay float) and, on an idle machine,
-takes 0.53x the time of float TFLite per image under XNNPACK (10.7 vs 20.3
-ms, ``python -m benchmarks.bench_forms``), but its cosine 0.995 still moves
-too many of the trained head's close decisions (``quantize/README.md``), so
-the default bundle is the weight-only int8 ONNX one.
+no int8 constant left operand, which the DFT products are). The int8 scheme
+here is static int8 (calibrated activations, per-channel weights) on the
+convolutions and fully connected layers only, the rest float, and
+EfficientViT's patch embedding float too (:data:`INT8_TFLITE_FLOAT_SCOPES`;
+``python -m quantize.int8_scopes`` measures why). On the shipped model it
+takes 0.52x the time of float TFLite per image under XNNPACK (``python -m
+benchmarks.bench_forms``) but changes 2.8 % of the trained head's decisions
+(``quantize/README.md``), so the default bundle is the float TFLite one.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ __all__ = [
 INT8_TFLITE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 #: Scopes (module paths in the converted graph's tensor names) whose operators stay float32 all the same:
 #: EfficientViT's patch embedding. On the GPU-pretrained backbone, int8 there alone takes the embedding
-#: cosine from 0.998 to 0.982 (waveform images down to 0.89); keeping it float costs 0.02x of float's time.
+#: cosine from 0.998 to 0.982, waveform images down to 0.89 (``python -m quantize.int8_scopes``).
 INT8_TFLITE_FLOAT_SCOPES = ("EfficientViT_enc2/.*patch_embed",)
 
 
@@ -133,29 +132,32 @@ def convert_head_tflite(head: FusionHead, path) -> TfliteGraph:
     return _convert(ProbabilityHead(head), example, Path(path))
 
 
-def quantize_tflite_int8(float_path, out_path, calibration_images: np.ndarray) -> TfliteGraph:
+def quantize_tflite_int8(float_path, out_path, calibration_images: np.ndarray,
+                         float_scopes=INT8_TFLITE_FLOAT_SCOPES) -> TfliteGraph:
     """Static int8 (ai-edge-quantizer) of the convolutions and fully connected layers of a float graph,
-    but for those in :data:`INT8_TFLITE_FLOAT_SCOPES`.
+    but for those in ``float_scopes``.
 
     Parameters
     ----------
     float_path, out_path : str or Path
     calibration_images : ndarray of float32, shape (n, 3, S, S)
         Representation images of real windows (activation ranges).
+    float_scopes : sequence of str
+        Regular expressions on the graph's tensor names (module paths) whose operators stay float.
     """
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     interpreter = tflite_interpreter(float_path, threads=1)
     names = [detail["name"] for detail in interpreter.get_tensor_details()]
-    missing = [scope for scope in INT8_TFLITE_FLOAT_SCOPES if not any(re.search(scope, name) for name in names)]
+    missing = [scope for scope in float_scopes if not any(re.search(scope, name) for name in names)]
     if missing:
         raise ExportError(f"{Path(float_path).name}: no operator in scope {missing} to keep float; "
                           "the model's module names changed: update INT8_TFLITE_FLOAT_SCOPES")
     engine = quantizer.Quantizer(str(float_path))
     for operation in INT8_TFLITE_OPS:
         engine.add_static_config(".*", getattr(qtyping.TFLOperationName, operation), 8, 8)
-        for scope in INT8_TFLITE_FLOAT_SCOPES:  # later scopes override earlier ones
+        for scope in float_scopes:  # later scopes override earlier ones
             engine.update_quantization_recipe(scope, getattr(qtyping.TFLOperationName, operation),
                                               algorithm_key=AlgorithmName.NO_QUANTIZE)
     (signature, description), = interpreter.get_signature_list().items()

@@ -124,3 +124,15 @@ def test_int8_refuses_a_graph_without_the_scopes_kept_float(tmp_path):
     _convert(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)).eval(), (torch.rand(1, 3, 16, 16),), tmp_path / "c.tflite")
     with pytest.raises(ExportError, match="no operator in scope .*patch_embed.* update INT8_TFLITE_FLOAT_SCOPES"):
         quantize_tflite_int8(tmp_path / "c.tflite", tmp_path / "c.int8.tflite", np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_every_int8_scope_group_names_operators_of_the_backbone(converted):
+    """quantize.int8_scopes keeps each group float by these scopes: each must match the converted graph."""
+    import re
+
+    from quantize.int8_scopes import GROUPS
+    from quantize.tflite import INT8_TFLITE_FLOAT_SCOPES
+
+    names = [detail["name"] for detail in tflite_interpreter(converted["path"]).get_tensor_details()]
+    for scope in [scope for scope in GROUPS.values() if scope] + list(INT8_TFLITE_FLOAT_SCOPES):
+        assert any(re.search(scope, name) for name in names), scope

@@ -229,6 +229,14 @@ def _physiology(channel: str, profile_field: str, rng, n, fs, value, episode: bo
     return recording.signals[channel][warmup:], recording
 
 
+def _maybe_planted(channel: str, profile_field: str, rng, n, fs, value, response: str = "heart"):
+    """:func:`_physiology` with an episode in :data:`EVENT_PROBABILITY` of the windows: the window and
+    the Recording of its episode (None when none was planted)."""
+    planted = rng.random() < EVENT_PROBABILITY
+    signal, recording = _physiology(channel, profile_field, rng, n, fs, value, planted, response)
+    return signal, recording if planted else None
+
+
 def _onset_s(recording, response: str) -> float:
     """Seconds from the window's start to the planted episode's response in ``response``."""
     return float(recording.onsets[response][0]) / recording.sampling_rate - _WARMUP_S
@@ -236,9 +244,8 @@ def _onset_s(recording, response: str) -> float:
 
 def _eda(rng, n, fs, scr_rate):
     """EDA at spontaneous SCR rate ``scr_rate``; event: an evoked SCR (height as a fraction of the SCL)."""
-    planted = rng.random() < EVENT_PROBABILITY
-    signal, recording = _physiology("EDA", "scr_rate_per_min", rng, n, fs, scr_rate, planted)
-    if not planted:
+    signal, recording = _maybe_planted("EDA", "scr_rate_per_min", rng, n, fs, scr_rate)
+    if recording is None:
         return signal, {}
     height = float(effect_size(recording.effects, "scr_of_scl", recording.strengths["eda"][0]))
     return signal, {"scr": (_onset_s(recording, "eda"), height)}
@@ -246,9 +253,8 @@ def _eda(rng, n, fs, scr_rate):
 
 def _ppg(rng, n, fs, heart_rate):
     """Finger PPG at ``heart_rate``; events: a heart-rate step (bpm) and the pulse-amplitude fall it brings."""
-    planted = rng.random() < EVENT_PROBABILITY
-    signal, recording = _physiology("BVP", "heart_rate_bpm", rng, n, fs, heart_rate, planted)
-    if not planted:
+    signal, recording = _maybe_planted("BVP", "heart_rate_bpm", rng, n, fs, heart_rate)
+    if recording is None:
         return signal, {}
     step = float(effect_size(recording.effects, "heart_rate_bpm", recording.strengths["heart"][0]))
     fall = 1 - float(np.exp(effect_size(recording.effects, "log_pulse_amplitude", recording.strengths["pulse"][0])))
@@ -275,9 +281,8 @@ def _resp(rng, n, fs, breathing_rate):
 
 def _spo2(rng, n, fs, saturation):
     """Finger oximeter at resting ``saturation``; event: the fall a pain episode brings (% points)."""
-    planted = rng.random() < EVENT_PROBABILITY
-    signal, recording = _physiology("SpO2", "spo2_percent", rng, n, fs, saturation, planted, response="spo2")
-    if not planted:
+    signal, recording = _maybe_planted("SpO2", "spo2_percent", rng, n, fs, saturation, response="spo2")
+    if recording is None:
         return signal, {}
     fall = -float(effect_size(recording.effects, "spo2_percent", recording.strengths["spo2"][0]))
     return signal, {"desaturation": (_onset_s(recording, "spo2"), fall)}

@@ -58,14 +58,12 @@ def model_images_per_second(args: argparse.Namespace, repeats: int = 10) -> floa
     import torch
 
     from training.models import tiny_biomoe
-    from training.settings import DEFAULT_SPEC, TRAINABLE_PREFIXES
+    from training.settings import DEFAULT_SPEC, set_trainable
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = tiny_biomoe().to(device).train()
-    prefixes = TRAINABLE_PREFIXES[args.trainable]
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
+    set_trainable(model, args.trainable)
     size = DEFAULT_SPEC.image_size
     images = torch.rand(args.global_batch, 3, size, size, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -67,6 +67,7 @@ from training.settings import (
     parse_pairs,
     read_config_file,
     resolve_device,
+    set_trainable,
     write_json,
 )
 
@@ -531,9 +532,7 @@ def _run_full(config, train, cache, backbone: Backbone, out: Path, device) -> di
     fit_rows, stop_rows = np.flatnonzero(fit), np.flatnonzero(stop)
     torch.manual_seed(config.seed)
     model = _EndToEnd(backbone.model, _new_head(config, len(config.pairs), backbone.model.num_features)).to(device)
-    prefixes = TRAINABLE_PREFIXES[config.trainable]
-    for name, parameter in model.backbone.named_parameters():
-        parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
+    set_trainable(model.backbone, config.trainable)
     optimizer = torch.optim.AdamW([
         {"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": config.backbone_learning_rate},
         {"params": model.head.parameters(), "lr": config.learning_rate},

@@ -73,6 +73,7 @@ from training.settings import (
     TRAINABLE_PREFIXES,
     merge_settings,
     read_config_file,
+    set_trainable,
     write_json,
 )
 
@@ -402,9 +403,7 @@ def _pretrain(config: PretrainConfig, out: Path, ranks: Ranks, resume: bool, bat
 
     torch.manual_seed(config.seed)
     backbone = load_backbone(config.init) if config.init else tiny_biomoe()
-    prefixes = TRAINABLE_PREFIXES[config.trainable]
-    for name, parameter in backbone.named_parameters():
-        parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
+    set_trainable(backbone, config.trainable)
     heads = PretrainHeads(backbone.num_features, len(SIGNAL_TYPES), len(config.representations),
                           projection_dim=_PROJECTION_DIM if config.real else 0)
     model = _Pretrainer(backbone, heads).to(ranks.device)

@@ -30,6 +30,7 @@ __all__ = [
     "parse_pairs",
     "read_config_file",
     "resolve_device",
+    "set_trainable",
     "write_json",
 ]
 
@@ -54,6 +55,13 @@ TRAINABLE_PREFIXES: dict[str, tuple[str, ...] | None] = {
              "fcn.", "ln_e.", "ln_out."),
     "all": None,
 }
+
+
+def set_trainable(model, trainable: str) -> None:
+    """Let gradients reach only the parameters that :data:`TRAINABLE_PREFIXES` [``trainable``] names."""
+    prefixes = TRAINABLE_PREFIXES[trainable]
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(prefixes is None or name.startswith(prefixes))
 
 #: File name of the resolved settings written beside every result.
 CONFIG_NAME = "config.json"

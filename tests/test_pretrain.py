@@ -121,3 +121,16 @@ def test_config_validation():
         PretrainConfig(trainable="some")
     with pytest.raises(ValueError, match="unknown representation settings"):
         PretrainConfig(representation_spec={"image_sise": 224})
+
+
+def test_set_trainable_lets_gradients_reach_only_the_named_layers():
+    from training.models import tiny_biomoe
+    from training.settings import TRAINABLE_PREFIXES, set_trainable
+
+    model = tiny_biomoe()
+    set_trainable(model, "late")
+    trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert trained and all(name.startswith(TRAINABLE_PREFIXES["late"]) for name in trained)
+    assert any(name.startswith("enc1.patch_embed1.") for name, _ in model.named_parameters())
+    set_trainable(model, "all")
+    assert all(parameter.requires_grad for parameter in model.parameters())

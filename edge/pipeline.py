@@ -23,7 +23,7 @@ each stage timed into the result's ``latency_ms``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from edge.backends import Backend
 from edge.budget import StageTimer
 from edge.bundle import Bundle
 from edge.calibration import Baseline
-from edge.quality import DeviceFlags, signal_fill, window_quality
+from edge.quality import ChannelSpec, DeviceFlags, signal_fill, window_quality
 from edge.scalars import scalar_names, window_scalars
 from edge.smoothing import Smoother
 from edge.storage import WindowResult
@@ -102,7 +102,8 @@ class WindowProcessor:
         self.baseline, self._rest = None, []
 
     def process(
-        self, window: Window, wall_time: float | None = None, device_flags: Mapping[str, Iterable[str]] | None = None
+        self, window: Window, wall_time: float | None = None, device_flags: Mapping[str, Iterable[str]] | None = None,
+        channel_specs: Sequence[ChannelSpec] | None = None,
     ) -> WindowResult:
         """Run one window through the model.
 
@@ -118,6 +119,10 @@ class WindowProcessor:
             than the one processing windows reads them there (a
             :class:`~edge.quality.DeviceFlags` is not shared between threads).
             Default: ask the processor's ``device_flags``.
+        channel_specs : sequence of ChannelSpec, optional
+            What each channel should look like, in the window's order; default
+            the bundle's. The monitor passes them with the ADC limits the
+            device announced (:func:`edge.quality.channel_spec_with_adc`).
 
         Returns
         -------
@@ -138,7 +143,8 @@ class WindowProcessor:
                          for name in window.channels}
                 self.device_flags.prune(before=window.start_time)
             quality = window_quality(
-                window.data, window.sampling_rate, self.bundle.channels, flags, **self.quality_thresholds
+                window.data, window.sampling_rate, channel_specs or self.bundle.channels, flags,
+                **self.quality_thresholds,
             )
         reliable = all(verdict["ok"] for verdict in quality.values())
         with timer.stage("represent"):

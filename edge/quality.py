@@ -14,7 +14,8 @@ always explicit):
     channel's spec sets it.
 ``saturation``
     more than ``max_saturated_fraction`` of the samples sit at the ADC limits
-    ``adc_range``, or the device raised its saturation flag.
+    ``adc_range`` (the bundle's, narrowed to the range the device announces:
+    :func:`channel_spec_with_adc`), or the device raised its saturation flag.
 ``out_of_range``
     more than ``max_out_of_range_fraction`` of the samples fall outside the
     physiological range ``valid_range`` (EDA in uS, SpO2 in %).
@@ -46,6 +47,7 @@ __all__ = [
     "ChannelSpec",
     "DEFAULT_CHANNEL_SPECS",
     "channel_spec",
+    "channel_spec_with_adc",
     "signal_quality",
     "window_quality",
     "signal_fill",
@@ -136,6 +138,42 @@ def channel_spec(name: str, **overrides) -> ChannelSpec:
     """
     base = DEFAULT_CHANNEL_SPECS.get(name, ChannelSpec(name))
     return replace(base, **overrides)
+
+
+def channel_spec_with_adc(spec: ChannelSpec, adc_range: tuple[float, float]) -> ChannelSpec:
+    """``spec`` that also counts samples at the device's ADC limits as saturated.
+
+    A sensor board announces its ADC's range (the hello's ``raw_min`` and
+    ``raw_max``): a sample at either limit is clipped, whether or not the
+    board raises its saturation flag. With an ``adc_range`` of its own (a
+    sensor that saturates before its ADC), the narrower of the two applies, so
+    a sample at the limits of either counts. Two ranges with nothing between
+    them (an ADC of one value, or one wholly outside ``spec``'s range, which
+    then flags every sample already) leave ``spec`` as it is.
+
+    Parameters
+    ----------
+    spec : ChannelSpec
+        The channel's spec (the bundle's).
+    adc_range : (float, float)
+        The device's ADC limits in physical units, lowest first
+        (:attr:`firmware_bridge.protocol.ChannelSpec.physical_range`).
+
+    Returns
+    -------
+    ChannelSpec
+
+    Examples
+    --------
+    >>> channel_spec_with_adc(channel_spec("BVP"), (-0.15, 0.15)).adc_range
+    (-0.15, 0.15)
+    >>> channel_spec_with_adc(channel_spec("EDA", adc_range=(0.0, 25.0)), (0.0, 32.7675)).adc_range
+    (0.0, 25.0)
+    """
+    low, high = (float(v) for v in adc_range)
+    if spec.adc_range is not None:
+        low, high = max(low, spec.adc_range[0]), min(high, spec.adc_range[1])
+    return replace(spec, adc_range=(low, high)) if low < high else spec
 
 
 def signal_quality(

@@ -173,6 +173,13 @@ class ChannelSpec:
         """Raw ADC values to physical units (float64): ``raw * scale + offset``."""
         return raw * self.scale + self.offset
 
+    @property
+    def physical_range(self) -> tuple[float, float]:
+        """``(low, high)``: ``raw_min`` and ``raw_max`` in physical units, lowest first (a negative
+        ``scale`` swaps them). A sample exactly at either limit is saturated."""
+        ends = self.to_physical(np.array([self.raw_min, self.raw_max], dtype=np.int64))
+        return float(ends.min()), float(ends.max())
+
     def to_raw(self, physical: np.ndarray) -> np.ndarray:
         """Physical values to raw ADC values, rounded and clipped to ``[raw_min, raw_max]``."""
         raw = np.rint((np.asarray(physical, dtype=np.float64) - self.offset) / self.scale)

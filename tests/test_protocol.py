@@ -607,6 +607,14 @@ def test_to_raw_clips_at_both_ends_of_the_adc_range():
     assert spec.to_raw([-1e9, 1e9]).tolist() == [0, 10000]
 
 
+def test_the_physical_range_is_what_samples_at_the_raw_limits_decode_to():
+    """Exactly, so the quality gate can count samples at the limits; a negative scale swaps the ends."""
+    eda = CONFIG.channel("EDA")
+    assert eda.physical_range == tuple(eda.to_physical(np.array([eda.raw_min, eda.raw_max], np.int16)).tolist())
+    inverted = ChannelSpec("A", "", 1, raw_min=-300, raw_max=300, scale=-0.5, offset=1.0)
+    assert inverted.physical_range == (-149.0, 151.0)
+
+
 def test_to_raw_works_in_double_precision_even_for_float32_input():
     """(16.5992508 - 16.3840004) / 0.0005 = 430.5008 rounds to 431; in float32 it would give 430."""
     spec = CONFIG.channel("EDA")

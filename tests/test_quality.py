@@ -12,6 +12,7 @@ from edge.quality import (
     ChannelSpec,
     DeviceFlags,
     channel_spec,
+    channel_spec_with_adc,
     signal_fill,
     signal_quality,
     window_quality,
@@ -109,6 +110,27 @@ def test_saturation_counts_samples_at_the_adc_limits_not_inside():
     eda[:100] = [0.0, 25.0] * 50
     eda[100:200] = [0.001, 24.999] * 50
     assert signal_quality(eda, RATE, spec)["saturated"] == pytest.approx(0.1)
+
+
+def test_samples_at_the_adc_limits_the_device_announces_are_saturated():
+    """A board clipping at its ADC's range without raising its flag: the announced range catches it."""
+    bvp = np.clip(_clean("BVP"), -0.5, 0.5)  # a pulse wave clipped on both sides
+    assert signal_quality(bvp, RATE, channel_spec("BVP"))["ok"]
+    verdict = signal_quality(bvp, RATE, channel_spec_with_adc(channel_spec("BVP"), (-0.5, 0.5)))
+    assert verdict["flags"] == ["saturation"] and verdict["saturated"] > 0.5
+
+
+@pytest.mark.parametrize("own, device, narrowed", [
+    (None, (0.0, 32.7675), (0.0, 32.7675)),  # the device's range alone
+    ((0.0, 25.0), (0.0, 32.7675), (0.0, 25.0)),  # a sensor that saturates before its ADC
+    ((0.0, 25.0), (1.0, 20.0), (1.0, 20.0)),  # an ADC narrower than the bundle says
+    ((0.0, 25.0), (-5.0, 10.0), (0.0, 10.0)),  # each limit from the range that reaches it first
+    ((0.0, 25.0), (30.0, 40.0), (0.0, 25.0)),  # no overlap: the bundle's range flags every sample already
+    (None, (3.0, 3.0), None),  # an ADC of one value: no range to count samples against
+])
+def test_the_device_adc_range_narrows_the_bundles(own, device, narrowed):
+    spec = channel_spec("EDA", adc_range=own)
+    assert channel_spec_with_adc(spec, device) == channel_spec("EDA", adc_range=narrowed)
 
 
 def _with_fault(flag: str, n_bad: int) -> tuple[np.ndarray, ChannelSpec]:

@@ -74,6 +74,20 @@ restarts the window grid, with a warning and a ``resync`` event; a device
 description whose channel rates windows cannot be cut from is refused with
 one warning and the monitor waits for a usable one.
 
+The device's description (its hello) sets more than the rates. Its block
+length: a channel is counted missing from a window only once the others
+have run a block plus ``_MAX_LAG_SECONDS`` past what the window needs of it
+(a block's channels reach the windower one after another), so blocks of any
+length give complete windows. Its ADC ranges: a sample at a channel's
+``raw_min`` or ``raw_max`` counts as saturated in the quality gate
+(:func:`edge.quality.channel_spec_with_adc`), whether or not the device
+raises its saturation flag. Its channels: once monitoring has started, a
+description without a channel the bundle needs (a sensor unplugged, in the
+same boot or after a reboot) is one warning and a ``channels_stopped``
+event; the windows go on with that channel missing (the quality gate's
+``missing`` flag, so they do not move the level) until a description lists
+it again (``channels_resumed``).
+
 ``--dashboard [HOST:]PORT`` serves the live bedside page from this process
 (:mod:`edge.dashboard`): :attr:`Monitor.observers` are told of each stored
 window and event.
@@ -93,10 +107,12 @@ closed, exit status 0. A second signal aborts.
 
 Errors
 ------
-A missing or corrupt bundle, a device that lacks a channel the bundle
-needs, a port that cannot be opened or a device that never says hello, and
-bad settings are each reported on one line naming the problem and the fix,
-with exit status 1.
+A missing or corrupt bundle, a device whose first description lacks a
+channel the bundle needs (a sensor never connected, or a bundle for another
+board: a mistake to fix before monitoring, not a sensor that came loose), a
+port that cannot be opened or a device that never says hello, and bad
+settings are each reported on one line naming the problem and the fix, with
+exit status 1.
 """
 
 from __future__ import annotations
@@ -128,7 +144,7 @@ from edge.console import OUTPUT_FORMATS, WindowLines, output_format
 from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
 from edge.ports import claim_port, explain_port_error, port_problem
-from edge.quality import DeviceFlags
+from edge.quality import DeviceFlags, channel_spec_with_adc
 from edge.recording import Recorder, bytes_per_hour
 from edge.recording.replay import add_replay_arguments, recording_from_args, replay_windows
 from edge.representations import REPRESENTATIONS
@@ -163,8 +179,11 @@ logger = logging.getLogger(__name__)
 
 #: Seconds to wait for the device's description (hello frame) after opening the port.
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
-#: How far a channel may lag behind the others before a window is cut without it (device s).
-_MAX_WAIT_SECONDS = 2.0
+#: How far past one sample block a channel may lag behind the others before a window is cut without it
+#: (device s). A block carries every channel, but the windower takes them one after another, so the
+#: channel that comes last in a block trails the first by up to the block's length: the windower waits
+#: a block plus this (2 s with the usual 1 s blocks).
+_MAX_LAG_SECONDS = 1.0
 #: Seconds between attempts to store while the database refuses writes: the first, doubling up to the second.
 _STORE_RETRY_S = (0.25, 4.0)
 #: How long the monitor keeps trying to store the last results once asked to stop (s).
@@ -286,6 +305,7 @@ class RunLimits:
 class _Queued:
     window: Window
     device_flags: dict
+    channel_specs: tuple
     queued_at: float
 
 
@@ -301,7 +321,8 @@ class Monitor:
     reader : SensorReader
         A started reader whose device description is known.
     device : DeviceConfig
-        That description (channel rates).
+        That description (channel rates, block length, ADC ranges); it sends
+        every channel the bundle needs (:meth:`Bundle.require_channels`).
     store : ResultStore
         Where every window goes; a session is started by :meth:`run`.
     config : MonitorConfig
@@ -356,9 +377,14 @@ class Monitor:
         self.link_state = "up"
         self._events: deque[tuple[str, dict, float]] = deque()  # (kind, detail, wall time) waiting to be stored
         self._rates: dict[str, float] = {}
+        self._max_wait = 0.0  # the windower's, from the device's block length
+        self._absent: tuple[str, ...] = ()  # bundle channels the device's description lacks (sensor unplugged)
+        self._specs = tuple(bundle.channels)  # quality specs with the ADC limits the device announces
         self.windower: Windower | None = None  # None while the device's description cannot be used
         self.device_flags = DeviceFlags()
-        self._held: deque[Window] = deque()  # cut, waiting for the device to report past their end
+        # Cut, waiting for the device to report past their end; each with the quality specs of the description
+        # its samples came under.
+        self._held: deque[tuple[Window, tuple]] = deque()
         self._device_time = -math.inf
         self._skipped: deque[WindowResult] = deque()  # dropped by the queue, to be written in order
         self._order_lock = threading.Lock()  # a drop and its skipped record are one step for the main loop
@@ -383,13 +409,25 @@ class Monitor:
     # -- ingest thread
 
     def _use_device(self, device: DeviceConfig, wall_time: float | None = None) -> None:
-        """Cut windows at the device's channel rates, or wait for a description windows can be cut from."""
-        rates = {name: device.sampling_rate(name) for name in self.channels}
-        if rates == self._rates:
+        """Follow the device's description: its channels, their ADC limits, rates and block length.
+
+        A bundle channel the description lacks stays in the windows at its
+        last rate, missing, until a description lists it again. A description
+        windows cannot be cut from is refused until a usable one comes.
+        """
+        self._follow_channels(device, wall_time)
+        sent = device.channel_names
+        self._specs = tuple(channel_spec_with_adc(spec, device.channel(spec.name).physical_range)
+                            if spec.name in sent else spec for spec in self.bundle.channels)
+        rates = {name: device.sampling_rate(name) if name in sent else self._rates[name] for name in self.channels}
+        max_wait = device.block_duration_s + _MAX_LAG_SECONDS
+        if (rates, max_wait) == (self._rates, self._max_wait):
             return
         changed = bool(self._rates)
+        what = (f"its channel rates to {rates}" if rates != self._rates
+                else f"its sample blocks to {device.block_duration_s:g} s")
         self._release(everything=True)
-        self._rates = rates
+        self._rates, self._max_wait = rates, max_wait
         try:
             for name, rate in rates.items():
                 check_channel_rate(name, rate, self.window_seconds)
@@ -398,17 +436,32 @@ class Monitor:
             logger.warning("refusing the device's description: %s; waiting for one windows can be cut from", exc)
             self._event("device_refused", {"rates": rates, "reason": str(exc)}, wall_time)
             return
-        self.windower = self._windower(rates)
+        self.windower = self._windower(rates, max_wait)
         if changed:
-            logger.warning("the device changed its channel rates to %s; windows start again", rates)
-            self._event("device_config", {"rates": rates}, wall_time)
+            logger.warning("the device changed %s; windows start again", what)
+            self._event("device_config", {"rates": rates, "block_seconds": device.block_duration_s}, wall_time)
 
-    def _windower(self, rates: dict[str, float]) -> Windower:
+    def _follow_channels(self, device: DeviceConfig, wall_time: float | None) -> None:
+        """Say (and store) when the device stops sending a channel the bundle needs, and when it sends it again."""
+        absent = tuple(name for name in self.channels if name not in device.channel_names)
+        stopped = [name for name in absent if name not in self._absent]
+        resumed = [name for name in self._absent if name not in absent]
+        self._absent = absent
+        if stopped:
+            logger.warning("the device stopped sending %s (a sensor unplugged?); windows carry it as missing until "
+                           "it is back", ", ".join(stopped))
+            self._event("channels_stopped", {"channels": stopped, "device_channels": list(device.channel_names)},
+                        wall_time)
+        if resumed:
+            logger.info("the device sends %s again", ", ".join(resumed))
+            self._event("channels_resumed", {"channels": resumed}, wall_time)
+
+    def _windower(self, rates: dict[str, float], max_wait: float) -> Windower:
         try:
             return Windower(
                 rates, self.bundle.sampling_rate, self.window_seconds, self.hop_seconds,
-                max_wait_seconds=_MAX_WAIT_SECONDS,
-                resync_seconds=max(30.0, 2 * (self.window_seconds + _MAX_WAIT_SECONDS)),
+                max_wait_seconds=max_wait,
+                resync_seconds=max(30.0, 2 * (self.window_seconds + max_wait)),
             )
         except ValueError as exc:
             raise EdgeError(
@@ -477,7 +530,6 @@ class Monitor:
             self._event("device_restart", {"device_id": event.device_id, "boot_id": event.boot_id},
                         event.received_at)
         elif event.kind == "config" and event.config is not None:
-            self.bundle.require_channels(event.config.channel_names)
             self._use_device(event.config, event.received_at)
 
     def _advance(self, device_time_s: float) -> None:
@@ -485,16 +537,16 @@ class Monitor:
 
     def _hold(self, windows: list[Window]) -> None:
         self.windows_cut += len(windows)
-        self._held.extend(windows)
+        self._held.extend((window, self._specs) for window in windows)
 
     def _release(self, everything: bool = False) -> None:
         """Queue the held windows the device has reported past (all of them with ``everything``)."""
-        while self._held and (everything or self._held[0].end_time <= self._device_time + 1e-9):
-            window = self._held.popleft()
+        while self._held and (everything or self._held[0][0].end_time <= self._device_time + 1e-9):
+            window, specs = self._held.popleft()
             flags = self._flags_during(window)
             self.device_flags.prune(before=window.start_time)
             with self._order_lock:
-                dropped = self.queue.put(_Queued(window, flags, time.perf_counter()))
+                dropped = self.queue.put(_Queued(window, flags, specs, time.perf_counter()))
                 if dropped is not None:
                     reason = "behind" if self._store_problem is None else "database unavailable"
                     self._skipped.append(self.processor.skipped(dropped.window, reason=reason))
@@ -513,7 +565,7 @@ class Monitor:
         Raises
         ------
         EdgeError, BridgeError
-            A problem found while reading (e.g. the device dropped a channel).
+            A problem found while reading.
         """
         started = time.monotonic()
         next_status = started + self.status_every_s
@@ -572,12 +624,13 @@ class Monitor:
                 break
             self._write(self._process(item))
         while self._held:
-            window = self._held.popleft()
-            self._write(self._process(_Queued(window, self._flags_during(window), time.perf_counter())))
+            window, specs = self._held.popleft()
+            self._write(self._process(_Queued(window, self._flags_during(window), specs, time.perf_counter())))
 
     def _process(self, item: _Queued) -> WindowResult:
         waited_ms = (time.perf_counter() - item.queued_at) * 1000.0
-        result = self.processor.process(item.window, device_flags=item.device_flags)
+        result = self.processor.process(item.window, device_flags=item.device_flags,
+                                        channel_specs=item.channel_specs)
         result.latency_ms["queue"] = round(waited_ms, 3)
         self._processed[result.window_index] = item.window
         return result

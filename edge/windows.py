@@ -200,7 +200,9 @@ class Windower:
         How far the most advanced channel may run past a window's end (or
         past the last sample a lagging channel needs for it, when later: a
         slow channel's next sample, a downsampled one's filter margin) before
-        the window is cut without the lagging channels.
+        the window is cut without the lagging channels. Longer than the
+        device's sample block: the channels of a block are pushed one after
+        another, so the last trails the first by up to a block.
     resync_seconds : float
         A timestamp that jumps by more than this from a channel's expected
         next sample time restarts the window grid.

@@ -2,6 +2,7 @@
 
 import dataclasses
 import doctest
+import itertools
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.representations import RepresentationSpec, represent, to_model_input
 from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
-from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, encode_frame
+from firmware_bridge.protocol import ChannelSpec, DeviceConfig, FrameDecoder, Hello, SampleBlock, Status, encode_frame
 from tests.bundle_copies import corrupt_bundle
 from tests.hostile_link import HostileLink, wait_until_port_open
 
@@ -376,6 +377,121 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
                        "0.1 to 10000 Hz (a sample per window at least), got 1e+06; waiting for one windows can be "
                        "cut from\n"]
     assert [record["window_index"] for record in _lines(stdout)] == [0, 1, 2]
+
+
+def _redescribed(change):
+    """A HostileLink tamper through which the device describes itself as ``change(frame, config) -> config``
+    says, hellos and sample blocks alike: a block keeps the samples of the channels left, clipped to their raw
+    range, after a hello when its description changed (as a board sends one); frames are numbered again."""
+    decoder, seq, described = FrameDecoder(), itertools.count(), {}
+
+    def tamper(wire):
+        frames = []
+        for frame in decoder.feed(wire):
+            if isinstance(frame, Hello):
+                frame = dataclasses.replace(frame, config=change(frame, frame.config))
+                described["config"] = frame.config
+            elif isinstance(frame, SampleBlock):
+                config, raw = change(frame, frame.config), dict(zip(frame.config.channel_names, frame.samples))
+                if config != described.get("config"):
+                    frames.append(Hello(frame.device_id, frame.boot_id, 0, frame.timestamp_ms, frame.block_index,
+                                        config))
+                    described["config"] = config
+                samples = tuple(np.clip(raw[c.name], c.raw_min, c.raw_max).astype(raw[c.name].dtype)
+                                for c in config.channels)
+                frame = dataclasses.replace(frame, samples=samples, config=None)
+            if isinstance(frame, (Hello, SampleBlock, Status)):
+                frames.append(frame)
+        return [encode_frame(dataclasses.replace(frame, seq=next(seq) & 0xFFFF)) for frame in frames]
+
+    return tamper
+
+
+def _without(config, channel):
+    return dataclasses.replace(config, channels=tuple(c for c in config.channels if c.name != channel))
+
+
+def _monitor_from_the_start(tmp_path, tamper, n_windows, **device):
+    """``biomoe monitor --port`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``, started once
+    the monitor listens (device time 0 starts window 0): its records, stderr and database."""
+    link = HostileLink(tamper)
+    simulated = SimulatedDevice(SimulatorParams(speed=20, **device), sink=link)
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", n_windows, "--hop", HOP,
+                                                "--db", database, "--config", _deep_queue(tmp_path)),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until_port_open(process.pid, link.path)
+        simulated.open()
+        simulated.start()
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        simulated.close()
+        link.close()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    return _lines(stdout), stderr, database
+
+
+@pytest.mark.parametrize("block_ms", [2000, 10_000])
+def test_long_sample_blocks_give_complete_windows(tmp_path, block_ms):
+    """A block carries every channel, the windower takes them one after another: SpO2, last in the block,
+    trails EDA by up to a block, and the monitor waits that long before it counts SpO2 missing."""
+    records, stderr, _ = _monitor_from_the_start(tmp_path, None, 4, block_ms=block_ms)
+    assert len(records) == 4
+    assert all(verdict["ok"] for record in records for verdict in record["quality"].values()), records
+
+
+UNPLUGGED = (20.0, 40.0)
+BOOT = 0x51
+
+
+@pytest.mark.parametrize("unplugged", ["same boot", "after a reboot"])
+def test_a_sensor_unplugged_mid_session_is_missing_until_it_is_back(tmp_path, unplugged):
+    """The board describes itself without SpO2 (a probe unplugged), in the same boot from 20 to 40 s, or from
+    a reboot at 30 s on: windows go on, SpO2 missing in them, said on one line and stored; back when listed."""
+    if unplugged == "same boot":
+        def change(frame, config):
+            return _without(config, "SpO2") if UNPLUGGED[0] <= frame.timestamp_ms / 1000 < UNPLUGGED[1] else config
+        conditions = []
+    else:
+        def change(frame, config):
+            return _without(config, "SpO2") if frame.boot_id != BOOT else config
+        conditions = ["reboot:30-31"]
+    records, stderr, database = _monitor_from_the_start(tmp_path, _redescribed(change), 12, boot_id=BOOT,
+                                                        conditions=conditions)
+    assert len(records) == 12
+    restart = next((i for i in range(1, 12) if records[i]["start_time"] < records[i - 1]["start_time"]), 12)
+    for i, record in enumerate(records):
+        if unplugged == "same boot":
+            gone = _overlap(record, *UNPLUGGED) > 0
+        else:
+            gone = i >= restart
+        assert _flags(record, "SpO2") == (["missing"] if gone else []), record
+        assert all(record["quality"][name]["ok"] for name in ("EDA", "BVP", "RESP")), record
+    stopped = [line for line in stderr.splitlines() if "stopped sending" in line]
+    assert stopped == ["biomoe monitor: the device stopped sending SpO2 (a sensor unplugged?); windows carry it as "
+                       "missing until it is back"]
+    with ResultStore(database, readonly=True) as store:
+        assert [e["detail"]["channels"] for e in store.events("channels_stopped")] == [["SpO2"]]
+        resumed = [e["detail"]["channels"] for e in store.events("channels_resumed")]
+    assert resumed == ([["SpO2"]] if unplugged == "same boot" else [])
+    if unplugged == "after a reboot":
+        assert 0 < restart < 12
+
+
+def test_a_channel_clipped_at_the_adc_range_the_device_announces_is_saturated(tmp_path):
+    """The board's BVP ADC spans raw -300..300 (0.15 a.u.) and clips the pulse wave without raising its
+    saturation flag: every window flags BVP, and only BVP, saturated."""
+    def change(frame, config):
+        return dataclasses.replace(config, channels=tuple(
+            dataclasses.replace(c, raw_min=-300, raw_max=300) if c.name == "BVP" else c for c in config.channels))
+    records, stderr, _ = _monitor_from_the_start(tmp_path, _redescribed(change), 3)
+    assert len(records) == 3
+    for record in records:
+        assert "saturation" in _flags(record, "BVP") and record["quality"]["BVP"]["saturated"] > 0.1, record
+        assert all(record["quality"][name]["ok"] for name in ("EDA", "RESP", "SpO2")), record
 
 
 # --------------------------------------------------------------------------- bad input

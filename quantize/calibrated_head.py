@@ -50,7 +50,7 @@ def train_calibrated_head(bundle_path, data, *, config: FinetuneConfig | None = 
     modalities = tuple(m for m, channel in DEVICE_CHANNELS.items() if channel in bundle.channel_names)
     splits = {}
     for split in ("train", "validation"):
-        windows = load_split(data, split, modalities)
+        windows = load_split(data, split, modalities, rest_as_no_pain=config.rest_windows)
         embeddings = bundle_embeddings(bundle, backend, windows, None if cache is None else cache / f"{split}_embeddings.npy")
         scalars, names = window_scalar_features(windows)
         if config.inputs == "embeddings":
@@ -89,12 +89,16 @@ def main(argv=None) -> int:
     parser.add_argument("--normalise", default="baseline", choices=("none", "baseline", "baseline-scalars"),
                         help="baseline (default): scalars and embeddings minus the patient's first rest minute; "
                              "baseline-scalars: the scalars only")
+    parser.add_argument("--rest-windows", action="store_true",
+                        help="also train (and score) on the data's REST segments as No Pain windows: the minutes "
+                             "after pain ends, which a bedside monitor must call No Pain")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="folder to keep the computed embeddings in (reused when present)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(args.seed)
-    config = dataclasses.replace(FinetuneConfig(), inputs=args.inputs, normalise=args.normalise, seed=args.seed)
+    config = dataclasses.replace(FinetuneConfig(), inputs=args.inputs, normalise=args.normalise, seed=args.seed,
+                                 rest_windows=args.rest_windows)
     head, metrics, names, labels, bundle, validation = train_calibrated_head(args.bundle, args.data, config=config,
                                                                              cache=args.cache)
     with tempfile.TemporaryDirectory() as workdir:
@@ -129,6 +133,7 @@ def main(argv=None) -> int:
                                                "with; the backbone graph is unchanged")
         manifest["parity"] = parity
         manifest["head_training"] = {"data": args.data.name, "inputs": args.inputs, "normalise": args.normalise,
+                                     "rest_windows": args.rest_windows,
                                      "validation_macro_f1": round(metrics["macro_f1"], 4),
                                      "validation_accuracy": round(metrics["accuracy"], 4)}
         final = Path(workdir) / "bundle"

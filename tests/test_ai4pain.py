@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.calibration import baseline_rows
 from training.ai4pain import LABELS, MODALITIES, Segment, load_split, parse_segment_name, read_subject_csv
 from training.errors import DataError, TrainingError
 
@@ -296,3 +297,20 @@ def test_several_baselines_per_subject_each_give_no_pain_windows_and_two_modalit
     windows = load_split(tmp_path, "train", ("Eda", "Bvp"))
     assert windows.segments.tolist() == ["Baseline_1"] * 2 + ["HIGH_1"] + ["Baseline_2"] * 3
     assert windows.labels.tolist() == [0, 0, 2, 0, 0, 0]
+
+
+def test_rest_segments_become_no_pain_windows_after_the_baseline_when_asked(tmp_path):
+    root = make_dataset(tmp_path, subjects={"19": STYLES["19"]})
+    windows = load_split(root, "train", rest_as_no_pain=True, trial_offset_seconds=0.5)
+    # REST_1 (4,000 samples) gives 4 windows; REST_2 (3,900) 3: its last 900 samples are too few for a fourth.
+    # (HIGH_1, 990 samples, is too short once offset by 0.5 s.)
+    assert list(windows.segments) == (["x19_BASELINE"] * 6 + ["x19_low_1"] + ["x19_REST_1"] * 4
+                                      + ["x19_REST_2"] * 3 + ["x19_HIGH_2"])
+    assert list(windows.labels) == [0] * 6 + [1] + [0] * 7 + [2]
+    rest_2 = windows.take(windows.segments == "x19_REST_2")
+    assert list(rest_2.starts) == [0, 1000, 2000]  # not offset like a trial
+    np.testing.assert_array_equal(rest_2.signals[2, 1], segment_values(1, 4, 3900)[2000:3000])
+    # The calibration minute is still the baseline's six windows.
+    assert list(np.flatnonzero(baseline_rows(windows.labels, windows.subjects))) == list(range(6))
+    # Without the option, as AI4PAIN: no REST window.
+    assert "x19_REST_1" not in load_split(root, "train").segments

@@ -156,3 +156,19 @@ def test_a_refused_run_leaves_out_as_it_was_and_the_retry_runs(tiny_cohort, feat
     assert list(out.iterdir()) == []
     assert main(argv + ["--device", "cpu"]) == 0  # the retry is not taken for another run
     assert (out / "config.json").is_file() and (out / "metrics.json").is_file()
+
+
+def test_rest_windows_add_the_minutes_after_pain_as_no_pain_and_are_recorded(tmp_path, capsys):
+    from training.synth import synthesize_cohort
+
+    synthesize_cohort(tmp_path / "data", "train", 3, protocol="sustained")
+    counts = {}
+    for flags in ([], ["--rest-windows"]):
+        out = tmp_path / f"run{len(flags)}"
+        assert main(["finetune", "--data", str(tmp_path / "data"), "--out", str(out), "--inputs", "scalars",
+                     "--device", "cpu", *flags]) == 0
+        assert json.loads((out / "config.json").read_text())["rest_windows"] is bool(flags)
+        counts[bool(flags)] = json.loads((out / "metrics.json").read_text())["n_windows"]
+    # A sustained session: 6 baseline and 36 pain windows; 5 rests of 35-45 s add 3 or 4 No Pain windows each.
+    assert counts[False] == 3 * 42
+    assert 3 * 15 <= counts[True] - counts[False] <= 3 * 20

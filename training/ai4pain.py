@@ -15,8 +15,10 @@ Labels follow the published convention: the baseline is No Pain and is cut
 into non-overlapping windows (six for a 60 s baseline; a recording with
 several rest periods names them ``Baseline_1``, ``Baseline_2``, ...); each ``LOW_n`` /
 ``HIGH_n`` trial gives one Low / High Pain window taken from its start (an
-offset can be set); ``REST`` segments are excluded. Subject ids are kept with
-every window so that splits and metrics can be made by subject.
+offset can be set); ``REST`` segments are excluded, or, with
+``rest_as_no_pain``, cut like a baseline into No Pain windows: the minutes
+after pain ends, which a bedside monitor must call No Pain too. Subject ids
+are kept with every window so that splits and metrics can be made by subject.
 
 Examples
 --------
@@ -329,13 +331,16 @@ def _check_parameters(modalities, window_seconds, sampling_rate, trial_offset_se
 
 
 def _window_starts(segment: Segment, length: int, window: int, offset: int, min_length: int) -> list[int]:
-    """First samples of the windows of one segment (a window may run past ``length``: it is padded)."""
-    if segment.kind == "baseline" and length >= window:
+    """First samples of the windows of one segment (a window may run past ``length``: it is padded).
+
+    A baseline or rest segment is cut into consecutive windows, a trial gives one.
+    """
+    if segment.kind in ("baseline", "rest") and length >= window:
         starts = list(range(0, length - window + 1, window))
         if length - (starts[-1] + window) >= min_length:
             starts.append(length - window)  # overlaps its neighbour by at most the pad allowance
         return starts
-    start = offset if segment.kind != "baseline" else 0
+    start = 0 if segment.kind in ("baseline", "rest") else offset
     return [start] if length - start >= min_length else []
 
 
@@ -349,6 +354,7 @@ def load_split(
     trial_offset_seconds: float = 0.0,
     max_pad_fraction: float = 0.05,
     on_error: str = "raise",
+    rest_as_no_pain: bool = False,
 ) -> WindowSet:
     """Load one split of an AI4PAIN-layout data set as labelled windows.
 
@@ -383,6 +389,12 @@ def load_split(
         column name; a repeated segment; a segment missing in one modality;
         a window with missing values inside. A missing split or modality
         folder always raises (skipping it would change the input shape).
+    rest_as_no_pain : bool, default False
+        Cut ``REST`` segments into No Pain windows like the baseline instead
+        of leaving them out (AI4PAIN leaves them out). They follow the
+        baseline in column order, so a subject's first No Pain windows, the
+        calibration minute (:func:`edge.calibration.baseline_rows`), stay its
+        baseline's.
 
     Returns
     -------
@@ -427,12 +439,12 @@ def load_split(
             continue
         for name, columns in _aligned_segments(subject, tables, modalities, problems):
             segment = parse_segment_name(name)
-            if segment.kind == "rest":
+            if segment.kind == "rest" and not rest_as_no_pain:
                 continue
             length = min(len(column) for column in columns)
             window_starts = _window_starts(segment, length, window, offset, min_length)
             if not window_starts:
-                start = offset if segment.kind != "baseline" else 0
+                start = 0 if segment.kind in ("baseline", "rest") else offset
                 problems.skip(
                     f"subject {subject!r} segment {name!r}: {length} samples; a {window}-sample window "
                     f"from sample {start} needs at least {start + min_length} (max_pad_fraction={max_pad_fraction})"
@@ -445,7 +457,7 @@ def load_split(
                     )
                     continue
                 signals.append(stacked.astype(np.float32))
-                labels.append(segment.label)
+                labels.append(0 if segment.kind == "rest" else segment.label)
                 subjects.append(subject)
                 segment_names.append(name)
                 starts.append(start)

@@ -21,6 +21,7 @@ here sees on the device what it saw in training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from edge.calibration import Baseline, baseline_rows
 from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.scalars import scalar_names, window_scalars
 from training.ai4pain import WindowSet
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DEVICE_CHANNELS", "Features", "bundle_embeddings", "calibrate", "device_channels", "window_scalar_features"]
 
@@ -91,12 +94,16 @@ def bundle_embeddings(bundle, backend, windows, stored=None, batch: int = 8) -> 
     backbone graph). Fusion entries of signals the windows lack are left out,
     so k is the number of entries whose channel the data has. With
     ``stored`` (a ``.npy`` path) they are read from there when it exists and
-    written there otherwise (minutes of CPU for a cohort).
+    holds one row per window, and written there otherwise (minutes of CPU for
+    a cohort).
     """
     from tqdm import tqdm
 
     if stored is not None and Path(stored).is_file():
-        return np.load(stored)
+        kept = np.load(stored)
+        if len(kept) == len(windows):
+            return kept
+        logger.warning("%s holds %d windows' embeddings, the data %d: computing them again", stored, len(kept), len(windows))
 
     modality_of = {DEVICE_CHANNELS[m]: i for i, m in enumerate(windows.modalities)}
     entries = [entry for entry in bundle.fusion if entry.modality in modality_of]

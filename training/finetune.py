@@ -146,6 +146,10 @@ class FinetuneConfig:
     seed : int
     window_seconds, trial_offset_seconds : float
         Loader settings (:func:`training.ai4pain.load_split`).
+    rest_windows : bool
+        Loader setting: the data's ``REST`` segments become No Pain windows
+        (``rest_as_no_pain``), so a head for continuous monitoring also
+        learns the minutes after pain ends; AI4PAIN leaves them out.
     representation_spec : dict
         :class:`~edge.representations.RepresentationSpec` settings (the key
         bundle manifests and head files use too).
@@ -175,6 +179,7 @@ class FinetuneConfig:
     seed: int = 0
     window_seconds: float = 10.0
     trial_offset_seconds: float = 0.0
+    rest_windows: bool = False
     representation_spec: dict[str, Any] = field(default_factory=DEFAULT_SPEC.to_dict)
 
     def __post_init__(self) -> None:
@@ -246,6 +251,7 @@ def load_windows(root: str | os.PathLike, split: str, config: FinetuneConfig) ->
     return load_split(
         root, split, available_modalities(root, split), window_seconds=config.window_seconds,
         sampling_rate=config.spec.sampling_rate, trial_offset_seconds=config.trial_offset_seconds,
+        rest_as_no_pain=config.rest_windows,
     )
 
 
@@ -639,6 +645,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "subject (all windows z-scored; an upper bound, not deployable) or none")
     parser.add_argument("--cv", nargs="+", metavar=("SCHEME", "N"),
                         help="cross-validation on the training subjects: 'loso' or 'k-fold N'")
+    parser.add_argument("--rest-windows", action="store_true", default=None,
+                        help="also train on the data's REST segments as No Pain windows (the minutes after pain "
+                             "ends: what a bedside monitor must call No Pain; AI4PAIN leaves them out)")
     parser.add_argument("--split", default="train", help="split to train on (default train)")
     parser.add_argument("--seed", type=int, help="seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (finished stages are skipped)")
@@ -660,7 +669,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"backbone": args.backbone, "mode": args.mode, "normalise": args.normalise, "seed": args.seed,
-                 "inputs": args.inputs,
+                 "inputs": args.inputs, "rest_windows": args.rest_windows,
                  "pairs": tuple(args.pairs.split(",")) if args.pairs else None, **_cv_options(args.cv)}
     config = merge_settings(FinetuneConfig(), read_config_file(args.config), overrides)
     metrics = finetune(config, args.data, args.out, cache_dir=args.cache, device=args.device, resume=args.resume,

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "import EDF/BDF, WFDB, E4 or CSV recordings with labelled intervals into the AI4PAIN layout"),
     "pretrain": ("training.pretrain", "multi-task pretraining of the backbone on biosignal images"),
     "finetune": ("training.finetune", "train a fusion head (frozen backbone) or fine-tune fully"),
-    "evaluate": ("training.evaluate", "evaluate a trained model: metrics, confusion matrix, fusion table"),
+    "evaluate": ("training.evaluate", "evaluate a trained model or a bundle: metrics, confusion matrix, fusion table"),
     "export": ("quantize.export", "export a trained model to an ONNX/TFLite bundle, optionally int8"),
     "bench": ("benchmarks.bench", "measure a bundle's latency, memory and size against a device budget"),
 }
@@ -97,6 +97,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "evaluate": (
         "biomoe evaluate --run runs/fusion --data data/synth --split validation --json report.json",
+        "biomoe evaluate --bundle edge/bundles/default --data data/heldout --rest-windows --out runs/bundle_heldout",
         "biomoe evaluate --fusion-table --data data/synth --backbone runs/pretrain/backbone.pth --out runs/table",
         "biomoe evaluate --fusion-table --data data/synth --eval-data data/heldout --backbone random:0 --out runs/table_heldout",
     ),

@@ -1,13 +1,16 @@
 """``biomoe evaluate``: metrics of a trained run, and the fusion table.
 
-Two jobs:
+Three jobs:
 
 - ``biomoe evaluate --run RUN --data ROOT --split validation`` scores a run
   of :mod:`training.finetune` on a split's windows: accuracy, macro-F1,
   per-class recall, the confusion matrix, written to
   ``RUN/evaluation/<split>/report.json`` and ``confusion.png`` (with the
   settings used in ``config.json``).
-- ``biomoe evaluate --fusion-table --data ROOT --backbone CKPT --out DIR``
+- ``biomoe evaluate --bundle DIR --data ROOT`` scores a deployable bundle
+  through the device's own code (:mod:`training.evaluate_bundle`), with
+  ``--out`` for its ``report.json`` and ``confusion.png``.
+- ``biomoe evaluate --fusion-table --data ROOT --backbone CKPT --out DIR`` 
   compares, like the paper's tables, frozen-backbone heads on every single
   (modality, representation), every fusion of representations within a
   modality, and the multimodal fusion of all of them: a head is trained on
@@ -41,6 +44,7 @@ import torch
 from training.ai4pain import LABELS, MODALITIES
 from training.cache import FeatureCache, open_backbone
 from training.errors import TrainingError
+from training.evaluate_bundle import evaluate_bundle
 from training.features import Features, calibrate
 from training.finetune import (
     FinetuneConfig,
@@ -281,10 +285,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``biomoe evaluate``."""
     parser.add_argument("--data", required=True, type=Path, help="AI4PAIN-layout data set folder")
     parser.add_argument("--run", type=Path, help="finetune run folder to evaluate")
+    parser.add_argument("--bundle", type=Path, help="deployable bundle folder to evaluate, through the device's code "
+                        "(its calibration windows are not scored, as on the device)")
+    parser.add_argument("--rest-windows", action="store_true",
+                        help="bundle: also score the data's REST segments as No Pain (the minutes after pain ends)")
     parser.add_argument("--split", default="validation", help="split to score (default validation)")
     parser.add_argument("--fusion-table", action="store_true", help="build the fusion table instead of scoring a run")
     parser.add_argument("--backbone", help="fusion table: backbone checkpoint or random[:SEED]")
-    parser.add_argument("--out", type=Path, help="fusion table: output folder")
+    parser.add_argument("--out", type=Path, help="fusion table or bundle: output folder")
     parser.add_argument("--pairs", help="fusion table: comma-separated MODALITY:REPRESENTATION (default: the four "
                         "modalities x " + ",".join(FUSION_TABLE_REPRESENTATIONS) + ")")
     parser.add_argument("--config", type=Path, help="fusion table: TOML/JSON FinetuneConfig settings for the heads")
@@ -317,15 +325,32 @@ def run(args: argparse.Namespace) -> int:
         written = _write_json_copy(args.json, table) or args.out / "fusion_table.json"
         print(f"wrote {written}")
         return 0
+    if args.bundle:
+        report = evaluate_bundle(args.bundle, args.data, args.split, rest_windows=args.rest_windows)
+        where = args.out or args.bundle
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            write_json(args.out / "report.json", report)
+            plot_confusion_matrix(report["confusion_matrix"], report["class_names"], args.out / "confusion.png",
+                                  title=f"{args.split}: accuracy {report['accuracy']:.1%}, "
+                                        f"macro-F1 {report['macro_f1']:.3f}")
+        _print_scores(where, report, f"{report['windows_scored']} windows ")
+        written = _write_json_copy(args.json, report) or (args.out / "report.json" if args.out else None)
+        if written:
+            print(f"wrote {written}")
+        return 0
     if not args.run:
-        raise ValueError("pass --run RUN_DIR (a biomoe finetune --out) or --fusion-table")
+        raise ValueError("pass --run RUN_DIR (a biomoe finetune --out), --bundle DIR or --fusion-table")
     report = evaluate_run(args.run, args.data, args.split, cache_dir=args.cache, device=args.device)
-    recall = ", ".join(f"{name} {value:.2f}" for name, value in report["per_class_recall"].items())
-    print(f"{args.run / 'evaluation' / args.split}: accuracy {report['accuracy']:.3f}, macro-F1 "
-          f"{report['macro_f1']:.3f}, recall {recall}")
+    _print_scores(args.run / "evaluation" / args.split, report)
     written = _write_json_copy(args.json, report) or args.run / "evaluation" / args.split / "report.json"
     print(f"wrote {written}")
     return 0
+
+
+def _print_scores(where, report: dict[str, Any], counted: str = "") -> None:
+    recall = ", ".join(f"{name} {value:.2f}" for name, value in report["per_class_recall"].items())
+    print(f"{where}: {counted}accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, recall {recall}")
 
 
 def _write_json_copy(path: Path | None, content: dict[str, Any]) -> Path | None:

@@ -71,8 +71,11 @@ for ``_FINAL_STORE_S`` seconds, then names what it could not store and exits 1.
 A device whose stream jumps (a gap longer than the windower's
 ``resync_seconds``, e.g. a block index far ahead, or its clock jumping)
 restarts the window grid, with a warning and a ``resync`` event; a device
-description whose channel rates windows cannot be cut from is refused with
-one warning and the monitor waits for a usable one.
+clock that stops or steps back while the blocks keep coming is said once (a
+``clock_lag`` event) and its blocks are placed by their sample index
+(:mod:`edge.windows`); a device description whose channel rates windows
+cannot be cut from is refused with one warning and the monitor waits for a
+usable one.
 
 ``--dashboard [HOST:]PORT`` serves the live bedside page from this process
 (:mod:`edge.dashboard`): :attr:`Monitor.observers` are told of each stored
@@ -80,9 +83,10 @@ window and event.
 
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
-lost on the link (per channel), link state, latency against the time budget
-(``budgets.window_ms``, default the hop) and resident memory against
-``budgets.memory_mb``.
+lost on the link (per channel), samples the windows dropped (late or
+repeated) or placed by index (a lagging device clock), link state, latency
+against the time budget (``budgets.window_ms``, default the hop) and resident
+memory against ``budgets.memory_mb``.
 
 Stopping
 --------
@@ -352,6 +356,7 @@ class Monitor:
         self.link_losses = 0
         self.device_restarts = 0
         self.resyncs = 0
+        self.clock_lags = 0
         self.events_dropped = 0
         self.link_state = "up"
         self._events: deque[tuple[str, dict, float]] = deque()  # (kind, detail, wall time) waiting to be stored
@@ -433,10 +438,13 @@ class Monitor:
             if self.windower is not None and event.channel in self.channels:
                 self._place(event)
         elif isinstance(event, StatusEvent):
+            at = event.device_time_s
+            if self.windower is not None and self.windower.clock_lagging:  # its clock says nothing: the last block's
+                at = self._device_time
             for name in self.channels:
                 active = {flag for flag, flagged in (("lead_off", event.lead_off), ("saturation", event.saturated))
                           if name in flagged}
-                self.device_flags.update(name, event.device_time_s, active)
+                self.device_flags.update(name, at, active)
             self._advance(event.device_time_s)
         elif isinstance(event, DeviceEvent):
             self._device_event(event)
@@ -451,13 +459,23 @@ class Monitor:
     def _place(self, event: ChannelBlock | GapEvent) -> None:
         """Samples, or a gap, into the windower; a jump that restarts its grid is said and stored."""
         windower = self.windower
-        resyncs = windower.resyncs
+        resyncs, clock_lags = windower.resyncs, windower.clock_lags
         if isinstance(event, ChannelBlock):
-            self._hold(windower.push(event.channel, event.device_time_s, event.samples))
+            self._hold(windower.push(event.channel, event.device_time_s, event.samples, event.first_sample_index))
             what = f"the device clock jumped to {event.device_time_s:.3f} s"
         else:
-            self._hold(windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
+            self._hold(windower.mark_lost(event.channel, event.n_samples, event.device_time_s,
+                                          event.first_sample_index))
             what = f"{event.n_samples} samples of {event.channel} lost at once"
+        placed = windower.block_time(event.channel)
+        if placed is not None:  # the windows' time, which a lagging device clock falls behind
+            self._advance(placed)
+        if windower.clock_lags > clock_lags:
+            self.clock_lags += 1
+            logger.warning("the device clock stopped advancing (or went back) at %.3f s while its blocks kept "
+                           "coming; placing them by their sample index", event.device_time_s)
+            self._event("clock_lag", {"channel": event.channel, "device_time_s": event.device_time_s},
+                        event.received_at)
         if windower.resyncs > resyncs:
             self.resyncs += 1
             logger.warning("the device stream jumped (%s); windows start again", what)
@@ -703,6 +721,7 @@ class Monitor:
         stats = self.reader.stats
         lost = {name: stats.samples_lost_link.get(name, 0) + stats.samples_lost_overflow.get(name, 0)
                 for name in self.channels}
+        placed = self.windower.stats() if self.windower is not None else {}
         return {
             "windows_cut": self.windows_cut,
             "windows_written": self.rows_written,
@@ -713,11 +732,15 @@ class Monitor:
             + len(self._unstored),
             "samples_lost": lost,
             "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
+            # by the current windower: late or repeated samples it dropped, samples it placed by their index
+            "samples_dropped": {name: placed.get(name, {}).get("dropped", 0) for name in self.channels},
+            "samples_retimed": {name: placed.get(name, {}).get("retimed", 0) for name in self.channels},
             "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,
             "link": self.link_state,
             "link_losses": self.link_losses,
             "device_restarts": self.device_restarts,
             "resyncs": self.resyncs,
+            "clock_lags": self.clock_lags,
             "events_dropped": self.events_dropped,
         }
 
@@ -731,6 +754,12 @@ class Monitor:
         line = self.budget.status_line(self.windows_skipped, sum(lost.values()))
         if any(lost.values()):
             line += "; lost by channel: " + ", ".join(f"{name} {n}" for name, n in lost.items() if n)
+        dropped = counters["samples_dropped"]
+        if any(dropped.values()):
+            line += "; dropped as late or repeated: " + ", ".join(f"{name} {n}" for name, n in dropped.items() if n)
+        if self.clock_lags:
+            line += (f"; device clock lagged {self.clock_lags} time(s): {sum(counters['samples_retimed'].values())} "
+                     "samples placed by their index")
         line += f"; link {counters['link']} ({self.link_losses} losses)"
         if "total" in self._stage_ms:
             line += f"; median {self.stage_medians()['total']:.0f} ms"

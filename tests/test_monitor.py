@@ -29,7 +29,7 @@ from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, encode_frame
 from tests.bundle_copies import corrupt_bundle
-from tests.hostile_link import HostileLink, wait_until_port_open
+from tests.hostile_link import HostileLink, frame_timestamp, rewrite_timestamp, wait_until_port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW, HOP = 10.0, 5.0
@@ -376,6 +376,40 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
                        "0.1 to 10000 Hz (a sample per window at least), got 1e+06; waiting for one windows can be "
                        "cut from\n"]
     assert [record["window_index"] for record in _lines(stdout)] == [0, 1, 2]
+
+
+def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):
+    """From 30 s on the board stamps every frame 30 s while its blocks keep coming: one warning, and the
+    windows go on, contiguous, placed by the blocks' sample index; nothing is dropped, and a lead-off
+    the board flags meanwhile lands on its window."""
+    link = HostileLink(lambda wire: [rewrite_timestamp(wire, min(frame_timestamp(wire), 30_000))])
+    device = SimulatedDevice(SimulatorParams(speed=20, seed=3, conditions=["leadoff:BVP:50-60"]), sink=link)
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", 8, "--db", database,
+                                                "--config", _deep_queue(tmp_path)),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        wait_until_port_open(process.pid, link.path)
+        device.open()
+        device.start()
+        assert process.wait(timeout=90) == 0, "".join(errors)
+    finally:
+        process.kill()
+        device.close()
+        link.close()
+    assert "Traceback" not in "".join(errors)
+    records = _lines("".join(printed))
+    assert [r["start_time"] for r in records] == [10.0 * i for i in range(8)]
+    assert [r["start_time"] for r in records if "lead_off" in _flags(r, "BVP")] == [50.0]
+    assert [line for line in errors if "device clock" in line] == [
+        "biomoe monitor: the device clock stopped advancing (or went back) at 30.000 s while its blocks kept coming; "
+        "placing them by their sample index\n"]
+    with ResultStore(database, readonly=True) as store:
+        assert len(store.events("clock_lag")) == 1
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["clock_lags"] == 1 and summary["samples_retimed"]["EDA"] >= 40 * 100
+    assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
 
 
 # --------------------------------------------------------------------------- bad input

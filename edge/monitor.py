@@ -75,7 +75,10 @@ clock that stops or steps back while the blocks keep coming is said once (a
 ``clock_lag`` event) and its blocks are placed by their sample index
 (:mod:`edge.windows`); a device description whose channel rates windows
 cannot be cut from is refused with one warning and the monitor waits for a
-usable one.
+usable one. An open link that brings no sample data for ``stale_after_seconds``
+(default three windows' worth, wall clock) is warned about once, stored as a
+``link`` event (``no_data``, then ``data_resumed``) and shown as ``no data``
+in the status line and on the dashboard until samples come again.
 
 ``--dashboard [HOST:]PORT`` serves the live bedside page from this process
 (:mod:`edge.dashboard`): :attr:`Monitor.observers` are told of each stored
@@ -358,7 +361,9 @@ class Monitor:
         self.resyncs = 0
         self.clock_lags = 0
         self.events_dropped = 0
-        self.link_state = "up"
+        self.link_state = "up"  # "down" while disconnected, "no data" while open but silent
+        self.stale_after_s = config.stale_after_seconds or 3 * self.window_seconds
+        self._last_data = time.monotonic()  # when samples last came, or the link (or the run) started
         self._events: deque[tuple[str, dict, float]] = deque()  # (kind, detail, wall time) waiting to be stored
         self._rates: dict[str, float] = {}
         self.windower: Windower | None = None  # None while the device's description cannot be used
@@ -426,12 +431,15 @@ class Monitor:
                 for event in self.reader.read(timeout=0.1):
                     self._handle(event)
                 self._release()
+                self._watch_data()
         except BaseException as exc:  # surfaced by the main loop
             self._ingest_error = exc
 
     def _handle(self, event) -> None:
         if self.recorder is not None:
             self.recorder.on_event(event)
+        if isinstance(event, ChannelBlock):
+            self._data_came(event)
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
@@ -450,6 +458,7 @@ class Monitor:
             self._device_event(event)
         elif isinstance(event, LinkEvent):
             self.link_state = "up" if event.kind == "connected" else "down"
+            self._last_data = time.monotonic()
             if event.kind == "disconnected":  # the reader logs it as a warning
                 self.link_losses += 1
             elif self.link_losses:
@@ -501,6 +510,26 @@ class Monitor:
     def _advance(self, device_time_s: float) -> None:
         self._device_time = max(self._device_time, device_time_s)
 
+    def _data_came(self, event: ChannelBlock) -> None:
+        """Samples arrived: a link that had gone quiet is said to be back."""
+        if self.link_state == "no data":
+            silent = time.monotonic() - self._last_data
+            self.link_state = "up"
+            logger.info("sample data from %s again after %.0f s without", self.reader.params.port, silent)
+            self._event("link", {"kind": "data_resumed", "port": self.reader.params.port,
+                                 "detail": f"after {silent:.0f} s without sample data"}, event.received_at)
+        self._last_data = time.monotonic()
+
+    def _watch_data(self) -> None:
+        """An open link without sample data for ``stale_after_s``: said once, stored, shown as ``no data``."""
+        silent = time.monotonic() - self._last_data
+        if self.link_state == "up" and silent > self.stale_after_s:
+            self.link_state = "no data"
+            logger.warning("no sample data from %s for %.0f s although the port is open; is the sensor board "
+                           "streaming?", self.reader.params.port, silent)
+            self._event("link", {"kind": "no_data", "port": self.reader.params.port,
+                                 "detail": f"no sample data for {silent:.0f} s"})
+
     def _hold(self, windows: list[Window]) -> None:
         self.windows_cut += len(windows)
         self._held.extend(windows)
@@ -535,6 +564,7 @@ class Monitor:
         """
         started = time.monotonic()
         next_status = started + self.status_every_s
+        self._last_data = started
         self._ingest_thread = threading.Thread(target=self._ingest, name="biomoe-ingest", daemon=True)
         self._ingest_thread.start()
         stopped_by = "limit"
@@ -760,7 +790,10 @@ class Monitor:
         if self.clock_lags:
             line += (f"; device clock lagged {self.clock_lags} time(s): {sum(counters['samples_retimed'].values())} "
                      "samples placed by their index")
-        line += f"; link {counters['link']} ({self.link_losses} losses)"
+        line += f"; link {counters['link']}"
+        if counters["link"] == "no data":
+            line += f" for {time.monotonic() - self._last_data:.0f} s"
+        line += f" ({self.link_losses} losses)"
         if "total" in self._stage_ms:
             line += f"; median {self.stage_medians()['total']:.0f} ms"
         if self._store_problem is not None:

@@ -27,7 +27,7 @@ from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.representations import RepresentationSpec, represent, to_model_input
 from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
-from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, encode_frame
+from firmware_bridge.protocol import ChannelSpec, DeviceConfig, Hello, Status, encode_frame
 from tests.bundle_copies import corrupt_bundle
 from tests.hostile_link import HostileLink, frame_timestamp, rewrite_timestamp, wait_until_port_open
 
@@ -410,6 +410,48 @@ def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):
         summary = store.events("summary")[-1]["detail"]
     assert summary["clock_lags"] == 1 and summary["samples_retimed"]["EDA"] >= 40 * 100
     assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
+
+
+def test_an_open_link_without_data_is_reported_stored_and_recovers(tmp_path):
+    """The board streams 35 s, then half a frame and nothing while the port stays open: one warning, a stored
+    link event, 'no data' on the status line; when a board streams again the monitor says so and carries on."""
+    link = HostileLink()
+    first = SimulatedDevice(SimulatorParams(speed=20, seed=3, duration_s=35), sink=link)
+    second = SimulatedDevice(SimulatorParams(speed=20, seed=4), sink=link)
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", 5, "--stale-after", 1,
+                                                "--status-every", 0.5, "--db", database,
+                                                "--config", _deep_queue(tmp_path)),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        wait_until_port_open(process.pid, link.path)
+        first.open()
+        first.start()
+        first.wait()
+        link.send(encode_frame(Status(1, 7, 0, 0, 3900, 80))[:9])  # half a frame, then silence
+        _wait_for(lambda: any("link no data for" in line for line in errors))
+        assert len(_lines("".join(printed))) == 3
+        second.open()
+        second.start()
+        assert process.wait(timeout=60) == 0, "".join(errors)
+    finally:
+        process.kill()
+        first.close()
+        second.close()
+        link.close()
+    stderr = "".join(errors)
+    assert "Traceback" not in stderr
+    silent = [line for line in errors if "sample data" in line]
+    assert len(silent) == 2
+    assert re.fullmatch(f"biomoe monitor: no sample data from {re.escape(link.path)} for 1 s although the port is "
+                        "open; is the sensor board streaming\\?\n", silent[0])
+    assert re.fullmatch(f"biomoe monitor: sample data from {re.escape(link.path)} again after \\d+ s without\n",
+                        silent[1])
+    assert len(_lines("".join(printed))) == 5
+    with ResultStore(database, readonly=True) as store:
+        links = [event["detail"]["kind"] for event in store.events("link")]
+    assert links == ["connected", "no_data", "data_resumed"]
 
 
 # --------------------------------------------------------------------------- bad input

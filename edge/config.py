@@ -9,7 +9,7 @@ where it came from, the key, the value and what is allowed.
 Top-level keys: ``port``, ``simulate``, ``bundle``, ``database``,
 ``window_seconds``, ``hop_seconds``, ``threads``, ``log_level``, ``calibration_windows``,
 ``dashboard``, ``dashboard_token``, ``alert_after_seconds``, ``record``, ``record_rotate_minutes``,
-``record_min_free_mb``. Tables
+``record_min_free_mb``, ``stale_after_seconds``. Tables
 ``[smoothing]`` (``method``, ``alpha``, ``windows``) and ``[budgets]``
 (``window_ms``, ``memory_mb``, ``max_pending_windows``,
 ``status_interval_seconds``). Relative paths in a file are relative to the
@@ -120,6 +120,9 @@ class MonitorConfig:
         Length of one recording file.
     record_min_free_mb : float
         Free disk space recording leaves; below it recording stops (monitoring goes on).
+    stale_after_seconds : float or None
+        Wall-clock seconds without sample data on an open link before the
+        monitor warns and reports the link as ``no data``; None: three windows' worth.
     smoothing : SmoothingConfig
     budgets : BudgetConfig
     """
@@ -139,6 +142,7 @@ class MonitorConfig:
     record: Path | None = None
     record_rotate_minutes: float = 60.0
     record_min_free_mb: float = 64.0
+    stale_after_seconds: float | None = None
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
@@ -239,6 +243,7 @@ _CHECKS: dict[str, Callable] = {
     "record": _path,
     "record_rotate_minutes": _number(0, 10_080),
     "record_min_free_mb": _number(0, 1_000_000, low_open=False),
+    "stale_after_seconds": _number(0, 86_400),
     "smoothing.method": _choice(SMOOTHING_METHODS),
     "smoothing.alpha": _number(0, 1),
     "smoothing.windows": _integer(1, 1000),
@@ -372,6 +377,9 @@ _FLAGS = {
                                                       "windows, gaps and restarts as annotations"}),
     "--record-rotate": ("record_rotate_minutes", {"type": float, "metavar": "MINUTES",
                                                   "help": "length of one recording file (default 60)"}),
+    "--stale-after": ("stale_after_seconds", {"type": float, "metavar": "SECONDS",
+                                              "help": "warn when an open link brings no sample data for this long "
+                                                      "(default: three windows' worth)"}),
 }
 
 

@@ -71,8 +71,14 @@ for ``_FINAL_STORE_S`` seconds, then names what it could not store and exits 1.
 A device whose stream jumps (a gap longer than the windower's
 ``resync_seconds``, e.g. a block index far ahead, or its clock jumping)
 restarts the window grid, with a warning and a ``resync`` event; a device
-description whose channel rates windows cannot be cut from is refused with
-one warning and the monitor waits for a usable one.
+clock that stops or steps back while the blocks keep coming is said once (a
+``clock_lag`` event) and its blocks are placed by their sample index
+(:mod:`edge.windows`); a device description whose channel rates windows
+cannot be cut from is refused with one warning and the monitor waits for a
+usable one. An open link that brings no sample data for ``stale_after_seconds``
+(default three windows' worth, wall clock) is warned about once, stored as a
+``link`` event (``no_data``, then ``data_resumed``) and shown as ``no data``
+in the status line and on the dashboard until samples come again.
 
 The device's description (its hello) sets more than the rates. Its block
 length: a channel is counted missing from a window only once the others
@@ -94,9 +100,10 @@ window and event.
 
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
-lost on the link (per channel), link state, latency against the time budget
-(``budgets.window_ms``, default the hop) and resident memory against
-``budgets.memory_mb``.
+lost on the link (per channel), samples the windows dropped (late or
+repeated) or placed by index (a lagging device clock), link state, latency
+against the time budget (``budgets.window_ms``, default the hop) and resident
+memory against ``budgets.memory_mb``.
 
 Stopping
 --------
@@ -373,8 +380,11 @@ class Monitor:
         self.link_losses = 0
         self.device_restarts = 0
         self.resyncs = 0
+        self.clock_lags = 0
         self.events_dropped = 0
-        self.link_state = "up"
+        self.link_state = "up"  # "down" while disconnected, "no data" while open but silent
+        self.stale_after_s = config.stale_after_seconds or 3 * self.window_seconds
+        self._last_data = time.monotonic()  # when samples last came, or the link (or the run) started
         self._events: deque[tuple[str, dict, float]] = deque()  # (kind, detail, wall time) waiting to be stored
         self._rates: dict[str, float] = {}
         self._max_wait = 0.0  # the windower's, from the device's block length
@@ -474,27 +484,34 @@ class Monitor:
                 for event in self.reader.read(timeout=0.1):
                     self._handle(event)
                 self._release()
+                self._watch_data()
         except BaseException as exc:  # surfaced by the main loop
             self._ingest_error = exc
 
     def _handle(self, event) -> None:
         if self.recorder is not None:
             self.recorder.on_event(event)
+        if isinstance(event, ChannelBlock):
+            self._data_came(event)
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
             if self.windower is not None and event.channel in self.channels:
                 self._place(event)
         elif isinstance(event, StatusEvent):
+            at = event.device_time_s
+            if self.windower is not None and self.windower.clock_lagging:  # its clock says nothing: the last block's
+                at = self._device_time
             for name in self.channels:
                 active = {flag for flag, flagged in (("lead_off", event.lead_off), ("saturation", event.saturated))
                           if name in flagged}
-                self.device_flags.update(name, event.device_time_s, active)
+                self.device_flags.update(name, at, active)
             self._advance(event.device_time_s)
         elif isinstance(event, DeviceEvent):
             self._device_event(event)
         elif isinstance(event, LinkEvent):
             self.link_state = "up" if event.kind == "connected" else "down"
+            self._last_data = time.monotonic()
             if event.kind == "disconnected":  # the reader logs it as a warning
                 self.link_losses += 1
             elif self.link_losses:
@@ -504,13 +521,23 @@ class Monitor:
     def _place(self, event: ChannelBlock | GapEvent) -> None:
         """Samples, or a gap, into the windower; a jump that restarts its grid is said and stored."""
         windower = self.windower
-        resyncs = windower.resyncs
+        resyncs, clock_lags = windower.resyncs, windower.clock_lags
         if isinstance(event, ChannelBlock):
-            self._hold(windower.push(event.channel, event.device_time_s, event.samples))
+            self._hold(windower.push(event.channel, event.device_time_s, event.samples, event.first_sample_index))
             what = f"the device clock jumped to {event.device_time_s:.3f} s"
         else:
-            self._hold(windower.mark_lost(event.channel, event.n_samples, event.device_time_s))
+            self._hold(windower.mark_lost(event.channel, event.n_samples, event.device_time_s,
+                                          event.first_sample_index))
             what = f"{event.n_samples} samples of {event.channel} lost at once"
+        placed = windower.block_time(event.channel)
+        if placed is not None:  # the windows' time, which a lagging device clock falls behind
+            self._advance(placed)
+        if windower.clock_lags > clock_lags:
+            self.clock_lags += 1
+            logger.warning("the device clock stopped advancing (or went back) at %.3f s while its blocks kept "
+                           "coming; placing them by their sample index", event.device_time_s)
+            self._event("clock_lag", {"channel": event.channel, "device_time_s": event.device_time_s},
+                        event.received_at)
         if windower.resyncs > resyncs:
             self.resyncs += 1
             logger.warning("the device stream jumped (%s); windows start again", what)
@@ -534,6 +561,26 @@ class Monitor:
 
     def _advance(self, device_time_s: float) -> None:
         self._device_time = max(self._device_time, device_time_s)
+
+    def _data_came(self, event: ChannelBlock) -> None:
+        """Samples arrived: a link that had gone quiet is said to be back."""
+        if self.link_state == "no data":
+            silent = time.monotonic() - self._last_data
+            self.link_state = "up"
+            logger.info("sample data from %s again after %.0f s without", self.reader.params.port, silent)
+            self._event("link", {"kind": "data_resumed", "port": self.reader.params.port,
+                                 "detail": f"after {silent:.0f} s without sample data"}, event.received_at)
+        self._last_data = time.monotonic()
+
+    def _watch_data(self) -> None:
+        """An open link without sample data for ``stale_after_s``: said once, stored, shown as ``no data``."""
+        silent = time.monotonic() - self._last_data
+        if self.link_state == "up" and silent > self.stale_after_s:
+            self.link_state = "no data"
+            logger.warning("no sample data from %s for %.0f s although the port is open; is the sensor board "
+                           "streaming?", self.reader.params.port, silent)
+            self._event("link", {"kind": "no_data", "port": self.reader.params.port,
+                                 "detail": f"no sample data for {silent:.0f} s"})
 
     def _hold(self, windows: list[Window]) -> None:
         self.windows_cut += len(windows)
@@ -569,6 +616,7 @@ class Monitor:
         """
         started = time.monotonic()
         next_status = started + self.status_every_s
+        self._last_data = started
         self._ingest_thread = threading.Thread(target=self._ingest, name="biomoe-ingest", daemon=True)
         self._ingest_thread.start()
         stopped_by = "limit"
@@ -756,6 +804,7 @@ class Monitor:
         stats = self.reader.stats
         lost = {name: stats.samples_lost_link.get(name, 0) + stats.samples_lost_overflow.get(name, 0)
                 for name in self.channels}
+        placed = self.windower.stats() if self.windower is not None else {}
         return {
             "windows_cut": self.windows_cut,
             "windows_written": self.rows_written,
@@ -766,11 +815,15 @@ class Monitor:
             + len(self._unstored),
             "samples_lost": lost,
             "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
+            # by the current windower: late or repeated samples it dropped, samples it placed by their index
+            "samples_dropped": {name: placed.get(name, {}).get("dropped", 0) for name in self.channels},
+            "samples_retimed": {name: placed.get(name, {}).get("retimed", 0) for name in self.channels},
             "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,
             "link": self.link_state,
             "link_losses": self.link_losses,
             "device_restarts": self.device_restarts,
             "resyncs": self.resyncs,
+            "clock_lags": self.clock_lags,
             "events_dropped": self.events_dropped,
         }
 
@@ -784,7 +837,16 @@ class Monitor:
         line = self.budget.status_line(self.windows_skipped, sum(lost.values()))
         if any(lost.values()):
             line += "; lost by channel: " + ", ".join(f"{name} {n}" for name, n in lost.items() if n)
-        line += f"; link {counters['link']} ({self.link_losses} losses)"
+        dropped = counters["samples_dropped"]
+        if any(dropped.values()):
+            line += "; dropped as late or repeated: " + ", ".join(f"{name} {n}" for name, n in dropped.items() if n)
+        if self.clock_lags:
+            line += (f"; device clock lagged {self.clock_lags} time(s): {sum(counters['samples_retimed'].values())} "
+                     "samples placed by their index")
+        line += f"; link {counters['link']}"
+        if counters["link"] == "no data":
+            line += f" for {time.monotonic() - self._last_data:.0f} s"
+        line += f" ({self.link_losses} losses)"
         if "total" in self._stage_ms:
             line += f"; median {self.stage_medians()['total']:.0f} ms"
         if self._store_problem is not None:

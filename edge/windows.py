@@ -21,6 +21,18 @@ reset, or the link was down for long), or a gap notice longer than that,
 restarts the window grid instead of producing hours of empty windows: a gap
 costs constant memory however long the device says it was.
 
+A device clock that stops (or steps back) while the blocks keep coming would
+make every later block look like a repeat of samples already held, and the
+windows would stall. Given the device's sample index of each block
+(``first_index``, exact: from the block index), a block whose timestamp did
+not advance past the channel's previous block but whose index follows on is
+placed by its index instead, and so are the channel's next blocks for as long
+as their timestamps stay behind; counted per channel (``retimed``) and in
+:attr:`Windower.clock_lags`. Placing by index rather than dropping the late
+part and resyncing keeps every sample and the windows contiguous; the windows'
+times then run ahead of the device's clock. A clock that merely runs slow
+still advances, and stays the reference.
+
 Resampling to the bundle's rate (channels may differ, e.g. SpO2 at 1 Hz,
 BVP at 64 Hz, EDA at 4 Hz on a wristband):
 
@@ -146,6 +158,12 @@ class ChannelBuffer:
         self.received = 0  # samples received from the device
         self.lost = 0  # samples marked missing (gaps, gap notices, lagging)
         self.dropped = 0  # samples received too late or twice, discarded
+        self.retimed = 0  # samples placed by their index because the device clock lagged
+        self.next_index: int | None = None  # device sample index after the last block's, when blocks carry it
+        self.index_base = 0  # buffer index minus device sample index, as the last block was placed
+        self.last_start: float | None = None  # timestamp of the last block
+        self.block_time: float | None = None  # where the last block starts on this buffer's timeline
+        self.by_index = False  # placing by sample index while the device clock lags
 
     @property
     def end_time(self) -> float:
@@ -157,9 +175,11 @@ class ChannelBuffer:
         return self._data.nbytes
 
     def reset(self) -> None:
-        """Forget all samples and the time origin."""
+        """Forget all samples, the time origin and where the device's sample indices were."""
         self._data.fill(np.nan)
         self.origin, self.end = None, 0
+        self.next_index = self.last_start = self.block_time = None
+        self.by_index = False
 
     def append(self, values: np.ndarray) -> None:
         """Write ``values`` (NaN for missing samples) after the last sample."""
@@ -208,7 +228,8 @@ class Windower:
         next sample time restarts the window grid.
     timestamp_tolerance_seconds : float
         Timestamp jitter accepted as contiguous; larger forward jumps are
-        gaps (NaN), larger backward ones duplicates (dropped).
+        gaps (NaN), larger backward ones duplicates (dropped), unless the
+        block's sample index says it is new (the device clock lagged).
 
     Examples
     --------
@@ -261,6 +282,7 @@ class Windower:
         self.resync_seconds = float(resync_seconds)
         self.timestamp_tolerance_seconds = float(timestamp_tolerance_seconds)
         self.resyncs = 0
+        self.clock_lags = 0  # times a channel started being placed by sample index
         self._buffers: dict[str, ChannelBuffer] = {}
         self._resampling: dict[str, tuple[int, int, int]] = {}  # name -> (up, down, margin) when downsampling
         self._chunks: dict[str, int] = {}
@@ -294,13 +316,26 @@ class Windower:
         return None if self._start is None else self._start + self._next * self.hop_seconds
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per channel: samples ``received``, ``lost`` (missing) and ``dropped`` (late)."""
+        """Per channel: samples ``received``, ``lost`` (missing), ``dropped`` (late or repeated) and
+        ``retimed`` (placed by their sample index while the device clock lagged)."""
         return {
-            name: {"received": b.received, "lost": b.lost, "dropped": b.dropped}
+            name: {"received": b.received, "lost": b.lost, "dropped": b.dropped, "retimed": b.retimed}
             for name, b in self._buffers.items()
         }
 
-    def push(self, channel: str, start_time: float, samples) -> list[Window]:
+    @property
+    def clock_lagging(self) -> bool:
+        """Whether some channel's blocks are being placed by sample index (the device clock lags)."""
+        return any(buffer.by_index for buffer in self._buffers.values())
+
+    def block_time(self, channel: str) -> float | None:
+        """Device time the channel's last block starts at on the windows' timeline (None before one).
+
+        Its timestamp, or where its sample index put it while the device clock lagged.
+        """
+        return self._buffer(channel).block_time
+
+    def push(self, channel: str, start_time: float, samples, first_index: int | None = None) -> list[Window]:
         """Add a block of samples and return the windows it completes.
 
         Parameters
@@ -311,6 +346,9 @@ class Windower:
             Device time of ``samples[0]`` (seconds).
         samples : array_like, shape (n,)
             Samples at the channel's rate; NaN for samples the device marked bad.
+        first_index : int, optional
+            The device's index of ``samples[0]`` (since it booted); places the
+            block when the device clock lags (see the module docstring).
 
         Returns
         -------
@@ -320,9 +358,10 @@ class Windower:
         values = np.asarray(samples, dtype=np.float64).ravel()
         buffer = self._buffer(channel)
         buffer.received += len(values)
-        return self._ingest(buffer, float(start_time), values)
+        return self._ingest(buffer, float(start_time), values, first_index)
 
-    def mark_lost(self, channel: str, n_samples: int, start_time: float | None = None) -> list[Window]:
+    def mark_lost(self, channel: str, n_samples: int, start_time: float | None = None,
+                  first_index: int | None = None) -> list[Window]:
         """Record samples lost on the link (a gap notice) and return the windows this completes.
 
         A gap longer than ``resync_seconds`` restarts the window grid (counted
@@ -339,6 +378,8 @@ class Windower:
         start_time : float, optional
             Device time of the first lost sample; default: right after the
             channel's last sample.
+        first_index : int, optional
+            The device's index of the first lost sample, as in :meth:`push`.
         """
         if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 0):
             raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
@@ -351,7 +392,7 @@ class Windower:
                 buffer.lost += int(n_samples)
                 return []
             start_time = buffer.end_time
-        return self._ingest(buffer, float(start_time), np.full(int(n_samples), np.nan))
+        return self._ingest(buffer, float(start_time), np.full(int(n_samples), np.nan), first_index)
 
     def reset(self) -> None:
         """Drop every buffered sample and restart the window grid."""
@@ -365,15 +406,33 @@ class Windower:
         except KeyError:
             raise ValueError(f"unknown channel {channel!r}; this windower cuts {list(self.channels)}") from None
 
-    def _ingest(self, buffer: ChannelBuffer, start_time: float, values: np.ndarray) -> list[Window]:
+    def _ingest(self, buffer: ChannelBuffer, start_time: float, values: np.ndarray,
+                first_index: int | None) -> list[Window]:
         if buffer.origin is None:
             buffer.origin = start_time
         offset = (start_time - buffer.origin) * buffer.sampling_rate - buffer.end  # in samples
+        tolerance = self.timestamp_tolerance_seconds * buffer.sampling_rate
+        indexed, lags = first_index is not None and buffer.next_index is not None, False
+        if indexed and first_index < buffer.next_index:  # sent before: placed by its timestamp, as without an index
+            first_index = None
+        elif indexed and offset < -tolerance and (buffer.by_index or start_time <= buffer.last_start):
+            # The clock says these samples are held already, their index says they are new.
+            offset, lags = float(first_index + buffer.index_base - buffer.end), True
         emitted = []
         if abs(offset) > self.resync_seconds * buffer.sampling_rate:
             emitted = self._resync()
-            buffer.origin, offset = start_time, 0.0
-        shift = 0 if abs(offset) <= self.timestamp_tolerance_seconds * buffer.sampling_rate else round(offset)
+            buffer.origin, offset, lags = start_time, 0.0, False
+        if lags:
+            buffer.retimed += len(values)
+            if not self.clock_lagging:  # a new episode: no channel was placed by index until now
+                self.clock_lags += 1
+        if first_index is not None:
+            buffer.by_index = lags
+        shift = 0 if abs(offset) <= tolerance else round(offset)
+        buffer.block_time = buffer.origin + (buffer.end + shift) / buffer.sampling_rate
+        if first_index is not None:
+            buffer.index_base = buffer.end + shift - first_index
+            buffer.next_index, buffer.last_start = first_index + len(values), start_time
         if shift < 0:  # overlaps samples already written: keep only the new part
             buffer.dropped += _count_present(values[:-shift])
             values = values[-shift:]

@@ -434,6 +434,9 @@ class DecoderStats:
         and that the next frame did not confirm (a stray index), dropped.
     sessions : int
         Device sessions seen (the first one included).
+    restarts_same_boot_id : int
+        Of those, restarts recognised although the boot id stayed the same
+        (block index, clock and sequence number all started again).
     samples_ok, samples_lost : dict of str to int
         Per channel: samples delivered and samples reported lost.
     """
@@ -453,6 +456,7 @@ class DecoderStats:
     unconfigured_dropped: int = 0
     jumps_refused: int = 0
     sessions: int = 0
+    restarts_same_boot_id: int = 0
     samples_ok: dict[str, int] = field(default_factory=dict)
     samples_lost: dict[str, int] = field(default_factory=dict)
 
@@ -566,6 +570,17 @@ def encode_frame(frame: Frame) -> bytes:
 
 _MAX_ENCODED_SIZE = MAX_FRAME_SIZE + MAX_FRAME_SIZE // 254 + 1
 _MIN_FRAME_SIZE = HEADER_SIZE + CRC_SIZE
+_MAX_HELD_BACK = 8  # frames held while the decoder waits to know whether the device restarted
+
+
+@dataclass
+class _HeldBack:
+    """A frame that went back in block index, clock and sequence number, and the status frames behind it."""
+
+    following: int  # the lowest index a frame carrying on from it may have
+    seq: int
+    timestamp: int
+    frames: list[bytes]
 
 
 class FrameDecoder:
@@ -590,6 +605,14 @@ class FrameDecoder:
     index (a firmware glitch, a frame forged with a valid CRC) is dropped and
     counted in ``stats.jumps_refused`` instead of turning every later block
     into a duplicate. A confirmed jump is an ordinary loss, counted in O(1).
+
+    Backward steps are confirmed the same way: a device that restarts but
+    keeps its boot id (firmware passing a constant) sends block indices,
+    timestamps and sequence numbers that all start again. A frame behind the
+    session in all three is held until the next index-carrying frame; if that
+    one carries on from it, the device restarted: a new session, warned about
+    once and counted in ``stats.restarts_same_boot_id``. Otherwise the held
+    frame was a repeat, dropped and counted in ``stats.duplicates``.
 
     Parameters
     ----------
@@ -640,6 +663,8 @@ class FrameDecoder:
         self._pending: deque[tuple[int, int, int, int, int, bytes]] = deque()
         self._first_pending_block: int | None = None
         self._jump: tuple[int, int, Hello | tuple] | None = None  # held frame: its first index, next index, itself
+        self._last_ms: int | None = None  # timestamp of the last sample block or hello taken in this session
+        self._back: _HeldBack | None = None  # a frame that went back in index, clock and seq: a restart?
 
     @property
     def config(self) -> DeviceConfig | None:
@@ -706,6 +731,11 @@ class FrameDecoder:
         if zlib.crc32(body) != _CRC.unpack_from(frame, len(frame) - CRC_SIZE)[0]:
             stats.crc_errors += 1
             return
+        self._frame(frame, out)
+
+    def _frame(self, frame: bytes, out: list) -> None:
+        """One frame with a valid CRC: version, restarts, then its type."""
+        stats = self.stats
         version, type_code, device_id, boot_id, seq, timestamp = _HEADER.unpack_from(frame)
         if version != PROTOCOL_VERSION:
             stats.unknown_version += 1
@@ -713,6 +743,8 @@ class FrameDecoder:
             return
         payload = frame[HEADER_SIZE:-CRC_SIZE]
         key = (device_id, boot_id)
+        if self._went_back(frame, type_code, key, seq, timestamp, payload, out):
+            return
         if type_code == FrameType.SAMPLES:
             if len(payload) < _BLOCK_INDEX.size:
                 stats.malformed += 1
@@ -776,7 +808,7 @@ class FrameDecoder:
 
     def _start_session(self, key: tuple[int, int], out: list) -> None:
         restarted = self._session is not None
-        if restarted:
+        if restarted and key != self._session:
             logger.info("device session changed from %s to %s (device restarted)", self._session, key)
         self.stats.unconfigured_dropped += len(self._pending)
         self.stats.sessions += 1
@@ -789,7 +821,82 @@ class FrameDecoder:
         self._pending.clear()
         self._first_pending_block = None
         self._jump = None
+        self._last_ms = None
+        self._back = None
         out.append(SessionStarted(key[0], key[1], restarted))
+
+    # -- restarts that keep their boot id
+
+    def _went_back(self, frame: bytes, type_code: int, key: tuple[int, int], seq: int, timestamp: int,
+                   payload: bytes, out: list) -> bool:
+        """Hold a frame behind this session in block index, clock and sequence number; True when it was taken.
+
+        The device may have restarted keeping its boot id (PROTOCOL.md section 4):
+        the next index-carrying frame decides. If it carries on from the held one
+        while still behind this session, a new session starts with the held
+        frames; otherwise the held frame was a repeat (:meth:`_drop_back`).
+        """
+        held = self._back
+        if key != self._session:
+            if held is not None:
+                self._drop_back(out)
+            return False
+        if (seq, timestamp) in self._recent:  # a repeated frame: dropped as such
+            return False
+        if held is None:
+            if not self._behind(None, timestamp) or (seq - self._last_seq) & _U16 < 0x8000:
+                return False
+            index = self._frame_index(type_code, key, seq, timestamp, payload)
+            if index is None or not self._behind(index[0], timestamp):
+                return False
+            self._back = _HeldBack(index[1], seq, timestamp, [frame])
+            return True
+        index = self._frame_index(type_code, key, seq, timestamp, payload)
+        if index is None:
+            if self._behind(None, timestamp) and len(held.frames) < _MAX_HELD_BACK:
+                held.frames.append(frame)
+                return True
+            return False
+        if not (held.following <= index[0] <= held.following + self._max_jump and held.timestamp <= timestamp
+                and 0 < (seq - held.seq) & _U16 < 0x8000 and self._behind(index[0], timestamp)):
+            self._drop_back(out)
+            return self._went_back(frame, type_code, key, seq, timestamp, payload, out)
+        self.stats.restarts_same_boot_id += 1
+        self._warn_once("same boot id", key[1], f"the device restarted without changing its boot id {key[1]} "
+                                                "(block index, clock and sequence number started again): taken "
+                                                "as a new session; its firmware should change boot_id at every boot")
+        self._start_session(key, out)
+        for waiting in held.frames + [frame]:
+            self._frame(waiting, out)
+        return True
+
+    @staticmethod
+    def _frame_index(type_code: int, key: tuple[int, int], seq: int, timestamp: int,
+                     payload: bytes) -> tuple[int, int] | None:
+        """A valid sample block's (index, index + 1), a valid hello's (next index, next index); None otherwise."""
+        if type_code == FrameType.SAMPLES and len(payload) >= _BLOCK_INDEX.size:
+            block_index = _BLOCK_INDEX.unpack_from(payload)[0]
+            return block_index, block_index + 1
+        if type_code == FrameType.HELLO:
+            hello = _parse_hello(key[0], key[1], seq, timestamp, payload)
+            if isinstance(hello, Hello):
+                return hello.next_block_index, hello.next_block_index
+        return None
+
+    def _behind(self, index: int | None, timestamp: int) -> bool:
+        """Whether a frame is before this session's expected block (None: any) and its last timestamp."""
+        if self._expected_block is None or self._last_ms is None or timestamp >= self._last_ms:
+            return False
+        return index is None or index < self._expected_block
+
+    def _drop_back(self, out: list) -> None:
+        """The held frame was a repeat: count it; the status frames held behind it go on as usual."""
+        held, self._back = self._back, None
+        self.stats.duplicates += 1
+        if held.frames[0][1] == FrameType.HELLO:
+            self._warn_once("stale hello", 0, "dropping a repeated hello of the current device session")
+        for waiting in held.frames[1:]:
+            self._frame(waiting, out)
 
     # -- frame types
 
@@ -817,6 +924,7 @@ class FrameDecoder:
         elif hello.next_block_index > self._expected_block:
             self._lost(self._expected_block, hello.next_block_index - self._expected_block, out)
             self._expected_block = hello.next_block_index
+        self._last_ms = hello.timestamp_ms
         self.stats.frames_ok += 1
         out.append(hello)
 
@@ -846,6 +954,7 @@ class FrameDecoder:
         if expected is not None and block_index > expected:
             self._lost(expected, block_index - expected, out)
         self._expected_block = block_index + 1
+        self._last_ms = timestamp
         samples = tuple(np.frombuffer(payload, dtype, count, offset) for dtype, count, offset in self._layout)
         counts = self.stats.samples_ok
         for name, per_block in self._per_block:

@@ -6,7 +6,8 @@ that ``biomoe monitor --port`` reads. What it sends is decided by a
 ``tamper(frame) -> list of frames`` function, so a test can repeat, hold back
 or rewrite frames (re-encoded with a correct CRC: the link is hostile, not
 noisy). :func:`rewrite_block_index` shifts the block index of sample blocks
-and hellos, as a device whose counter jumped would.
+and hellos, as a device whose counter jumped would; :func:`frame_timestamp`
+and :func:`rewrite_timestamp` read and set the device clock of any frame.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from pathlib import Path
 
 from firmware_bridge.protocol import HEADER_SIZE, FrameType, cobs_decode, cobs_encode
 
-__all__ = ["HostileLink", "frame_type", "block_index", "rewrite_block_index", "wait_until_port_open"]
+__all__ = ["HostileLink", "frame_type", "block_index", "rewrite_block_index", "frame_timestamp", "rewrite_timestamp",
+           "wait_until_port_open"]
 
 _INDEX = struct.Struct("<I")
+_TIMESTAMP = struct.Struct("<I")  # timestamp_ms, the last header field
+_TIMESTAMP_OFFSET = HEADER_SIZE - _TIMESTAMP.size
 # Where the index sits in a frame: a sample block's block_index, a hello's next_block_index.
 _INDEX_OFFSET = {FrameType.SAMPLES: HEADER_SIZE, FrameType.HELLO: HEADER_SIZE + 4}
 
@@ -46,6 +50,22 @@ def rewrite_block_index(wire: bytes, shift: int) -> bytes:
     raw = bytearray(cobs_decode(wire[:-1]))
     offset = _INDEX_OFFSET[raw[1]]
     _INDEX.pack_into(raw, offset, (_INDEX.unpack_from(raw, offset)[0] + shift) & 0xFFFFFFFF)
+    return _encoded(raw)
+
+
+def frame_timestamp(wire: bytes) -> int:
+    """The device clock (``timestamp_ms``) in an encoded frame's header."""
+    return _TIMESTAMP.unpack_from(cobs_decode(wire[:-1]), _TIMESTAMP_OFFSET)[0]
+
+
+def rewrite_timestamp(wire: bytes, timestamp_ms: int) -> bytes:
+    """The frame stamped ``timestamp_ms`` instead, CRC recomputed."""
+    raw = bytearray(cobs_decode(wire[:-1]))
+    _TIMESTAMP.pack_into(raw, _TIMESTAMP_OFFSET, timestamp_ms)
+    return _encoded(raw)
+
+
+def _encoded(raw: bytearray) -> bytes:
     body = bytes(raw[:-4])
     return cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
 

@@ -45,7 +45,7 @@ def test_the_shipped_example_is_valid_and_documents_every_key():
     text = path.read_text()
     for key in ("port", "simulate", "bundle", "database", "window_seconds", "hop_seconds", "threads",
                 "log_level", "method", "alpha", "windows", "window_ms", "memory_mb", "max_pending_windows",
-                "status_interval_seconds"):
+                "status_interval_seconds", "stale_after_seconds"):
         assert f"{key} =" in text, key
 
 
@@ -83,6 +83,7 @@ def test_command_line_flags_override_the_file(tmp_path):
     assert config.hop_seconds == 5.0 and config.smoothing.method == "none"
     assert config.port == "/dev/ttyS0" and config.database == Path("out.sqlite")
     assert config_from_args(_parse(["--config", str(path)])).hop_seconds == 10.0  # flags not given: file wins
+    assert config_from_args(_parse(["--stale-after", "45"])).stale_after_seconds == 45.0
 
 
 @pytest.mark.parametrize(
@@ -100,6 +101,7 @@ def test_command_line_flags_override_the_file(tmp_path):
         ("[budget]\nmemory_mb = 5", "unknown key 'budget'"),
         ('smoothing = "ema"', "smoothing must be a table [smoothing]"),
         ("hop_seconds = ", "not valid TOML"),
+        ("stale_after_seconds = 0", "stale_after_seconds = 0 is not valid; allowed: a number in (0, 86400]"),
     ],
 )
 def test_bad_file_values_name_file_key_value_and_allowed(tmp_path, text, expected):

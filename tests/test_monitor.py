@@ -30,7 +30,7 @@ from edge.storage import ResultStore
 from firmware_bridge import SimulatedDevice, SimulatorParams
 from firmware_bridge.protocol import ChannelSpec, DeviceConfig, FrameDecoder, Hello, SampleBlock, Status, encode_frame
 from tests.bundle_copies import corrupt_bundle
-from tests.hostile_link import HostileLink, wait_until_port_open
+from tests.hostile_link import HostileLink, frame_timestamp, rewrite_timestamp, wait_until_port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW, HOP = 10.0, 5.0
@@ -492,6 +492,82 @@ def test_a_channel_clipped_at_the_adc_range_the_device_announces_is_saturated(tm
     for record in records:
         assert "saturation" in _flags(record, "BVP") and record["quality"]["BVP"]["saturated"] > 0.1, record
         assert all(record["quality"][name]["ok"] for name in ("EDA", "RESP", "SpO2")), record
+
+
+def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):
+    """From 30 s on the board stamps every frame 30 s while its blocks keep coming: one warning, and the
+    windows go on, contiguous, placed by the blocks' sample index; nothing is dropped, and a lead-off
+    the board flags meanwhile lands on its window."""
+    link = HostileLink(lambda wire: [rewrite_timestamp(wire, min(frame_timestamp(wire), 30_000))])
+    device = SimulatedDevice(SimulatorParams(speed=20, seed=3, conditions=["leadoff:BVP:50-60"]), sink=link)
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", 8, "--db", database,
+                                                "--config", _deep_queue(tmp_path)),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        wait_until_port_open(process.pid, link.path)
+        device.open()
+        device.start()
+        assert process.wait(timeout=90) == 0, "".join(errors)
+    finally:
+        process.kill()
+        device.close()
+        link.close()
+    assert "Traceback" not in "".join(errors)
+    records = _lines("".join(printed))
+    assert [r["start_time"] for r in records] == [10.0 * i for i in range(8)]
+    assert [r["start_time"] for r in records if "lead_off" in _flags(r, "BVP")] == [50.0]
+    assert [line for line in errors if "device clock" in line] == [
+        "biomoe monitor: the device clock stopped advancing (or went back) at 30.000 s while its blocks kept coming; "
+        "placing them by their sample index\n"]
+    with ResultStore(database, readonly=True) as store:
+        assert len(store.events("clock_lag")) == 1
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["clock_lags"] == 1 and summary["samples_retimed"]["EDA"] >= 40 * 100
+    assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
+
+
+def test_an_open_link_without_data_is_reported_stored_and_recovers(tmp_path):
+    """The board streams 35 s, then half a frame and nothing while the port stays open: one warning, a stored
+    link event, 'no data' on the status line; when a board streams again the monitor says so and carries on."""
+    link = HostileLink()
+    first = SimulatedDevice(SimulatorParams(speed=20, seed=3, duration_s=35), sink=link)
+    second = SimulatedDevice(SimulatorParams(speed=20, seed=4), sink=link)
+    database = tmp_path / "results.sqlite"
+    process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", 5, "--stale-after", 1,
+                                                "--status-every", 0.5, "--db", database,
+                                                "--config", _deep_queue(tmp_path)),
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        printed, errors = _lines_as_they_come(process.stdout), _lines_as_they_come(process.stderr)
+        wait_until_port_open(process.pid, link.path)
+        first.open()
+        first.start()
+        first.wait()
+        link.send(encode_frame(Status(1, 7, 0, 0, 3900, 80))[:9])  # half a frame, then silence
+        _wait_for(lambda: any("link no data for" in line for line in errors))
+        assert len(_lines("".join(printed))) == 3
+        second.open()
+        second.start()
+        assert process.wait(timeout=60) == 0, "".join(errors)
+    finally:
+        process.kill()
+        first.close()
+        second.close()
+        link.close()
+    stderr = "".join(errors)
+    assert "Traceback" not in stderr
+    silent = [line for line in errors if "sample data" in line]
+    assert len(silent) == 2
+    assert re.fullmatch(f"biomoe monitor: no sample data from {re.escape(link.path)} for 1 s although the port is "
+                        "open; is the sensor board streaming\\?\n", silent[0])
+    assert re.fullmatch(f"biomoe monitor: sample data from {re.escape(link.path)} again after \\d+ s without\n",
+                        silent[1])
+    assert len(_lines("".join(printed))) == 5
+    with ResultStore(database, readonly=True) as store:
+        links = [event["detail"]["kind"] for event in store.events("link")]
+    assert links == ["connected", "no_data", "data_resumed"]
 
 
 # --------------------------------------------------------------------------- bad input

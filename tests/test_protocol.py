@@ -398,6 +398,48 @@ def test_a_hello_overtaken_by_later_blocks_is_a_duplicate_not_a_restart():
     assert decoder.stats.duplicates == 1 and decoder.stats.samples_lost == {}
 
 
+def test_a_restart_that_keeps_its_boot_id_is_a_new_session_not_hours_of_repeats(caplog):
+    """Firmware passing a constant boot id restarts after 300 blocks: block index, clock and sequence numbers
+    start again under the same boot id. A new session, said once and counted; nothing dropped or lost."""
+    before, after = make_stream(300, boot_id=5), make_stream(20, boot_id=5, seed=1)
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        decoder, out = _decode(before[:-1] + after)  # no closing hello: the board crashed
+    assert [(s.boot_id, s.restarted) for s in out if isinstance(s, SessionStarted)] == [(5, False), (5, True)]
+    assert frames_only(out) == before[:-1] + after
+    stats = decoder.stats
+    assert (stats.restarts_same_boot_id, stats.sessions, stats.duplicates, stats.frames_lost) == (1, 2, 0, 0)
+    assert stats.samples_ok["EDA"] == 320 * 10 and stats.samples_lost == {}
+    assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
+        "the device restarted without changing its boot id 5 (block index, clock and sequence number started "
+        "again): taken as a new session; its firmware should change boot_id at every boot"]
+
+
+def test_a_restart_that_keeps_its_boot_id_is_recognised_from_two_blocks_when_its_hello_is_lost():
+    before, after = make_stream(300, boot_id=5), make_stream(20, boot_id=5, seed=1, hello_every=10)
+    decoder, out = _decode(before[:-1] + after[1:])  # the new boot's first hello never came
+    restart = next(i for i, item in enumerate(out) if isinstance(item, SessionStarted) and item.restarted)
+    assert [f.block_index for f in out[restart:] if isinstance(f, SampleBlock)] == list(range(20))
+    assert decoder.stats.restarts_same_boot_id == 1 and decoder.stats.samples_lost == {}
+    assert decoder.stats.duplicates == decoder.stats.unconfigured_dropped == 0
+
+
+def test_an_old_block_or_hello_repeated_long_after_is_still_a_duplicate(caplog):
+    """Frames of this boot repeated with their own sequence number and time, past the duplicate window:
+    each is dropped and counted (the next frame does not carry on from it), and no frame counts as lost."""
+    frames = make_stream(100, hello_every=10)
+    old_block = frames[_index_of_block(frames, 5)]
+    old_hello = next(f for f in frames if isinstance(f, Hello) and f.next_block_index == 10)
+    at = _index_of_block(frames, 90) + 1
+    replayed = frames[:at] + [old_block] + frames[at:at + 3] + [old_hello] + frames[at + 3:]
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.protocol"):
+        decoder, out = _decode(replayed)
+    assert frames_only(out) == frames
+    stats = decoder.stats
+    assert (stats.duplicates, stats.frames_lost, stats.sessions, stats.restarts_same_boot_id) == (2, 0, 1, 0)
+    assert [r.getMessage().partition(" (counted")[0] for r in caplog.records] == [
+        "dropping a repeated hello of the current device session"]
+
+
 def test_joining_mid_stream_counts_nothing_before_the_first_frame():
     frames = make_stream(40, first_block=1000, hello_every=15)
     late = [f for f in frames if not (isinstance(f, Hello) and f.next_block_index < 1015)]

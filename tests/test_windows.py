@@ -113,7 +113,7 @@ def test_timestamp_jitter_within_tolerance_is_contiguous_and_duplicates_are_drop
     windows += windower.push("EDA", 2.0, np.arange(200.0, 250.0))
     (window,) = windows
     np.testing.assert_array_equal(window.data[0], np.arange(200.0))
-    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 50}
+    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 50, "retimed": 0}
 
 
 def test_hop_makes_overlapping_windows():
@@ -277,7 +277,7 @@ def test_a_fast_channel_is_not_cut_short_by_its_own_filter_margin():
     for window in windows[1:]:  # the first has no signal before it for the filter
         grid = window.start_time + np.arange(40) / 4.0
         np.testing.assert_allclose(window.data[0], np.sin(2 * np.pi * 0.05 * grid), atol=1e-3)
-    assert windower.stats()["X"] == {"received": 40_000, "lost": 0, "dropped": 0}
+    assert windower.stats()["X"] == {"received": 40_000, "lost": 0, "dropped": 0, "retimed": 0}
 
 
 def test_a_slow_channel_is_waited_for_until_its_sample_after_the_window_is_due():
@@ -287,7 +287,7 @@ def test_a_slow_channel_is_waited_for_until_its_sample_after_the_window_is_due()
     (window,) = windower.push("SpO2", 0.0, 90.0 + np.arange(13.0))  # samples at 0..12 s in one block
     assert (window.start_time, window.forced) == (0.5, False)
     np.testing.assert_allclose(window.data[1], 90.5 + np.arange(1000) / 100.0)
-    assert windower.stats()["SpO2"] == {"received": 13, "lost": 0, "dropped": 0}
+    assert windower.stats()["SpO2"] == {"received": 13, "lost": 0, "dropped": 0, "retimed": 0}
 
 
 def test_a_slow_leader_keeps_its_window_while_a_fast_channel_stalls():
@@ -375,7 +375,7 @@ def test_repeated_duplicates_and_clock_resets_are_counted():
     windower.push("EDA", 0.0, np.ones(100))
     windower.push("EDA", 0.0, np.ones(100))  # sent twice
     windower.push("EDA", 0.5, np.ones(100))  # half of it again
-    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 150}
+    assert windower.stats()["EDA"] == {"received": 300, "lost": 0, "dropped": 150, "retimed": 0}
     windower.push("EDA", 500.0, np.ones(10))
     windower.push("EDA", 0.0, np.ones(10))
     assert windower.resyncs == 2
@@ -434,4 +434,50 @@ def test_pushed_lists_may_mark_bad_samples_with_none():
     windower = Windower({"EDA": 10.0}, 10.0, 1.0)
     (window,) = windower.push("EDA", 0.0, [1, 2, None, 4, 5, 6, 7, 8, 9, 10, 11])
     np.testing.assert_array_equal(np.isnan(window.data[0]), np.arange(10) == 2)
-    assert windower.stats()["EDA"] == {"received": 11, "lost": 1, "dropped": 0}
+    assert windower.stats()["EDA"] == {"received": 11, "lost": 1, "dropped": 0, "retimed": 0}
+
+
+def _blocks_with_index(windower, blocks, clock):
+    """One-second blocks of EDA (100 Hz, sample k = k) and SpO2 (1 Hz) stamped ``clock(block)``, with their index."""
+    windows = []
+    for block in blocks:
+        windows += windower.push("EDA", clock(block), np.arange(100.0) + 100 * block, first_index=100 * block)
+        windows += windower.push("SpO2", clock(block), [float(block)], first_index=block)
+    return windows
+
+
+def test_a_device_clock_that_stops_is_placed_by_sample_index_and_nothing_is_dropped():
+    """The board's clock freezes at 15 s while its blocks keep coming: the windows go on, contiguous."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    windows = _blocks_with_index(windower, range(40), lambda block: float(min(block, 15)))
+    assert [w.start_time for w in windows] == [0.0, 10.0, 20.0]
+    for window in windows:
+        np.testing.assert_array_equal(window.data[0], np.arange(100 * window.start_time, 100 * window.end_time))
+    assert windower.stats()["EDA"] == {"received": 4000, "lost": 0, "dropped": 0, "retimed": 24 * 100}
+    assert windower.stats()["SpO2"]["retimed"] == 24
+    assert (windower.clock_lags, windower.resyncs) == (1, 0)
+    assert windower.block_time("EDA") == windower.block_time("SpO2") == 39.0
+    windows = _blocks_with_index(windower, range(40, 52), float)  # the clock runs again, on time
+    assert [w.start_time for w in windows] == [30.0, 40.0]
+    assert windower.stats()["EDA"]["retimed"] == 2400 and windower.clock_lags == 1
+
+
+def test_a_device_clock_that_steps_back_keeps_the_samples_and_a_repeat_is_still_dropped():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    windows = _blocks_with_index(windower, range(25), lambda block: block - 5.0 * (block >= 8))  # 5 s back at 8 s
+    windows += windower.push("EDA", 3.0, np.arange(1000.0, 1100.0), first_index=1000)  # block 10 again
+    windows += _blocks_with_index(windower, range(25, 30), lambda block: block - 5.0)
+    assert [w.start_time for w in windows] == [0.0, 10.0]
+    np.testing.assert_array_equal(windows[1].data[0], np.arange(1000.0, 2000.0))
+    assert windower.stats()["EDA"] == {"received": 3100, "lost": 0, "dropped": 100, "retimed": 22 * 100}
+    assert windower.clock_lags == 1
+
+
+def test_a_lost_block_is_missing_in_its_place_while_the_clock_is_stopped():
+    windower = Windower({"EDA": 100.0}, 100.0, 10.0)
+    windows = []
+    for block in [*range(14), *range(15, 25)]:  # block 14 never came; the clock stopped at 5 s
+        windows += windower.push("EDA", float(min(block, 5)), np.ones(100), first_index=100 * block)
+    assert [w.start_time for w in windows] == [0.0, 10.0]
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(windows[1].data[0])), np.arange(400, 500))
+    assert windower.stats()["EDA"]["lost"] == 100

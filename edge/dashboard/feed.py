@@ -83,7 +83,7 @@ class DashboardFeed:
         True beside a running monitor (traces and link state are known);
         False for a database view.
     link_status : callable, optional
-        ``link_status() -> {"state": "up"|"down", "samples_lost": {channel: n}}``,
+        ``link_status() -> {"state": "up"|"down"|"no data", "samples_lost": {channel: n}}``,
         read after each window (the monitor's counters).
     """
 

@@ -192,7 +192,8 @@ function renderQuality() {
   }
   const lost = Object.entries(info.samples_lost || {}).filter(([, n]) => n > 0);
   const total = lost.reduce((sum, [, n]) => sum + n, 0);
-  link.textContent = `Link: ${info.state === "up" ? "connected" : "DISCONNECTED"}, ${total} samples lost` +
+  const words = {up: "connected", "no data": "connected, NO DATA"};
+  link.textContent = `Link: ${words[info.state] || "DISCONNECTED"}, ${total} samples lost` +
     (lost.length ? ` (${lost.map(([c, n]) => `${c} ${n}`).join(", ")})` : "");
   link.className = info.state === "up" ? "" : "down";
 }

@@ -98,7 +98,6 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "evaluate": (
         "biomoe evaluate --run runs/fusion --data data/synth --split validation --json report.json",
         "biomoe evaluate --bundle edge/bundles/default --data data/heldout --rest-windows --out runs/bundle_heldout",
-        "biomoe evaluate --fusion-table --data data/synth --backbone runs/pretrain/backbone.pth --out runs/table",
         "biomoe evaluate --fusion-table --data data/synth --eval-data data/heldout --backbone random:0 --out runs/table_heldout",
     ),
     "export": (

@@ -120,9 +120,11 @@ def main(argv=None) -> int:
         manifest["calibration"] = {"method": "baseline" if calibrated else "none",
                                    "windows": config.baseline_windows if calibrated else 0,
                                    "embeddings": args.normalise == "baseline"}
-        manifest["name"] = f"{bundle.name}-calibrated"
-        manifest["description"] = (f"{bundle.manifest.get('description', '')}; head retrained by quantize.calibrated_head "
-                                   f"on {args.inputs}, calibration {args.normalise}")
+        retrained = "; head retrained by quantize.calibrated_head"  # said once, however often a head is retrained
+        manifest["name"] = bundle.name.removesuffix("-calibrated") + "-calibrated"
+        manifest["description"] = (f"{bundle.manifest.get('description', '').split(retrained)[0]}{retrained} "
+                                   f"on {args.inputs}, calibration {args.normalise}"
+                                   + (", REST windows as No Pain" if args.rest_windows else ""))
         files = {name: bundle.path / name for name in bundle.files if name != head_file}
         files[head_file] = head_path
         staged = save_bundle(Path(workdir) / "staged", manifest, files)

@@ -108,6 +108,11 @@ def test_a_calibrated_head_on_a_litert_bundle_is_a_tflite_head(tiny_cohort, tmp_
     assert bundle.backend == "litert" and sorted(bundle.files) == ["backbone.tflite", "head.tflite"]
     assert bundle.files["backbone.tflite"] == source.files["backbone.tflite"] and len(bundle.scalars) == 10
     assert bundle.manifest["head_training"]["rest_windows"] is False
+    again = tmp_path / "again"  # a head retrained on a calibrated bundle: named and described once
+    assert calibrated_head(["--bundle", str(out), "--data", str(tiny_cohort), "--out", str(again)]) == 0
+    retrained = load_bundle(again).manifest
+    assert retrained["name"] == bundle.name == f"{source.name}-calibrated"
+    assert retrained["description"].count("head retrained by quantize.calibrated_head") == 1
     parity = bundle.parity["head_tflite_vs_pytorch"]
     assert parity["windows"] == 20 and parity["max_abs_diff_probability"] < 1e-5 and parity["class_agreement"] == 1.0
     with create_backend(bundle, threads=1) as backend:

@@ -41,11 +41,16 @@ BVP at 64 Hz, EDA at 4 Hz on a wristband):
 - *slower channel* (upsampling): linear interpolation in time. Slow channels
   are step-like (SpO2 updates once a second) or smooth (EDA); band-limited
   interpolation would ring at every step and need samples from the future;
-- *faster channel* (downsampling): ``scipy.signal.resample_poly`` (polyphase
-  anti-aliasing filter) on the window plus a margin of the filter's half
-  length on each side, then read on the grid. Missing samples are bridged
-  for the filter and marked missing again afterwards (an output sample is
-  missing when its nearest input sample is).
+- *faster channel* (downsampling): an anti-aliasing low-pass at the
+  channel's own rate (:func:`antialias_taps`: the Kaiser-windowed sinc that
+  ``scipy.signal.resample_poly`` designs by default, cut off at the grid's
+  Nyquist frequency) on the window plus a margin of the filter's half length
+  on each side, then read on the grid by linear interpolation. In NumPy, not
+  ``resample_poly``: importing :mod:`scipy.signal` adds about 48 MB to the
+  monitor's memory, a third of its budget on the smallest hub, for any
+  board whose sensors run faster than the bundle. Missing samples are
+  bridged for the filter and marked missing again afterwards (an output
+  sample is missing when its nearest input sample is).
 """
 
 from __future__ import annotations
@@ -53,13 +58,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
 from edge.quality import signal_fill
 
-__all__ = ["MAX_CHANNEL_RATE_HZ", "Window", "ChannelBuffer", "Windower", "check_channel_rate"]
+__all__ = ["MAX_CHANNEL_RATE_HZ", "Window", "ChannelBuffer", "Windower", "antialias_taps", "check_channel_rate"]
 
 _EPS = 1e-6  # fraction of a sample below which a position counts as on a sample
 _CHUNK_SECONDS = 1.0  # blocks are written in pieces of at most this much signal
@@ -284,15 +288,11 @@ class Windower:
         self.resyncs = 0
         self.clock_lags = 0  # times a channel started being placed by sample index
         self._buffers: dict[str, ChannelBuffer] = {}
-        self._resampling: dict[str, tuple[int, int, int]] = {}  # name -> (up, down, margin) when downsampling
+        self._antialias: dict[str, np.ndarray] = {}  # name -> low-pass taps, for channels faster than the grid
         self._chunks: dict[str, int] = {}
         for name, rate in channel_rates.items():
             if rate > self.sampling_rate * (1 + _EPS):
-                ratio = Fraction(self.sampling_rate / rate).limit_denominator(1000)
-                # resample_poly's default filter has 10 * max(up, down) taps on each side at
-                # the upsampled rate, i.e. 10 * down / up input samples.
-                margin = math.ceil(10 * ratio.denominator / ratio.numerator) + 1
-                self._resampling[name] = (ratio.numerator, ratio.denominator, margin)
+                self._antialias[name] = antialias_taps(rate / self.sampling_rate)
             self._chunks[name] = max(1, math.ceil(rate * _CHUNK_SECONDS))
         # A window may need a channel's samples up to a sample (and a filter margin) past its end, and the
         # leader runs max_wait_seconds past that before the window is cut: hold that much of every channel.
@@ -526,26 +526,37 @@ class Windower:
 
     def _margin(self, name: str) -> int:
         """Samples the channel's downsampling filter reads on each side of a window (0 when not downsampled)."""
-        return self._resampling.get(name, (1, 1, 0))[2]
+        return len(self._antialias[name]) // 2 + 1 if name in self._antialias else 0
 
     def _extract(self, buffer: ChannelBuffer, start: float) -> np.ndarray:
         if buffer.origin is None:
             return np.full(self.n_samples, np.nan)
         positions = self._positions(buffer, start)
-        if buffer.name not in self._resampling:
+        if buffer.name not in self._antialias:
             low = math.floor(positions[0] + _EPS)
             native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1)
             return _interpolate(native, positions - low)
-        up, down, margin = self._resampling[buffer.name]
+        margin = self._margin(buffer.name)
         low = math.floor(positions[0] + _EPS) - margin
         native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1 + margin)
-        from scipy.signal import resample_poly  # deferred (~0.4 s to import), needed only for faster channels
-
-        filtered = resample_poly(signal_fill(native), up, down)  # filtered[k] sits at native low + k*down/up
-        out = _interpolate(filtered, (positions - low) * up / down)
+        filtered = np.convolve(signal_fill(native), self._antialias[buffer.name], mode="same")  # centred: aligned
+        out = _interpolate(filtered, positions - low)
         nearest = np.clip(np.rint(positions - low).astype(np.int64), 0, len(native) - 1)
         out[np.isnan(native[nearest])] = np.nan
         return out
+
+
+def antialias_taps(ratio: float, zero_crossings: int = 10, beta: float = 5.0) -> np.ndarray:
+    """Low-pass FIR for a signal read at ``1 / ratio`` of its rate: cut off at the slower rate's Nyquist frequency.
+
+    A sinc with ``zero_crossings`` zero crossings on each side, Kaiser window
+    ``beta`` (the design :func:`scipy.signal.resample_poly` uses by default),
+    odd length so that it is centred on a sample, taps summing to 1 (a
+    constant or a ramp passes unchanged).
+    """
+    half = math.ceil(zero_crossings * ratio)
+    taps = np.sinc(np.arange(-half, half + 1) / ratio) * np.kaiser(2 * half + 1, beta)
+    return taps / taps.sum()
 
 
 def _interpolate(values: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -1,11 +1,13 @@
 import doctest
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
 import pytest
 
 import edge.windows
-from edge.windows import ChannelBuffer, Windower
+from edge.windows import ChannelBuffer, Windower, antialias_taps
 
 
 def _feed(windower, channel, rate, origin, duration, signal, block_seconds=0.5):
@@ -481,3 +483,27 @@ def test_a_lost_block_is_missing_in_its_place_while_the_clock_is_stopped():
     assert [w.start_time for w in windows] == [0.0, 10.0]
     np.testing.assert_array_equal(np.flatnonzero(np.isnan(windows[1].data[0])), np.arange(400, 500))
     assert windower.stats()["EDA"]["lost"] == 100
+
+
+def test_downsampling_does_not_import_scipy_signal():
+    """Importing scipy.signal costs the monitor about 48 MB: a board faster than the bundle must not need it."""
+    code = (
+        "import sys, numpy as np\n"
+        "from edge.windows import Windower\n"
+        "windower = Windower({'BVP': 256.0}, 100.0, 10.0)\n"
+        "windows = [w for s in range(13) for w in windower.push('BVP', float(s), np.ones(256))]\n"
+        "assert windows and np.allclose(windows[0].data, 1.0)\n"
+        "print('scipy.signal' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_antialias_taps_pass_a_ramp_and_stop_above_the_slower_nyquist():
+    taps = antialias_taps(2.56)  # 256 Hz read at 100 Hz
+    assert len(taps) % 2 == 1 and taps.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(taps, taps[::-1])
+    response = np.abs(np.fft.rfft(taps, 4096))
+    frequency = np.fft.rfftfreq(4096, 1 / 256.0)
+    assert np.all(np.abs(response[frequency <= 40.0] - 1) < 3e-3)  # pass band: the grid's content
+    assert np.all(response[frequency >= 60.0] < 3e-3)  # stop band: what would fold below 50 Hz

@@ -381,13 +381,15 @@ def _memory_rows(bundle: Bundle, threads: int, hop_seconds: float, stream: bytes
             raise _child_failure("the pipeline memory process", result)
         rows.append(_row("peak_rss_pipeline", f"process running the path on {windows} windows",
                          result["peak_rss_mb"], unit="MB", scaled=False))
-        arguments = [part.format(bundle=bundle.path, database=Path(folder) / "results.sqlite", threads=threads,
-                                 windows=windows, speed=50) for part in MONITOR_ARGS]
-        result = run_child("edge.cli", arguments)
-        if result["returncode"] != 0:
-            raise _child_failure("biomoe monitor (peak memory run)", result)
-        rows.append(_row("peak_rss_monitor", f"biomoe monitor --simulate, {windows} windows",
-                         result["peak_rss_mb"], unit="MB", scaled=False, budget="peak_rss_mb"))
+        # The hub's own rates, then a board whose EDA, BVP and RESP run faster than the bundle (downsampled).
+        for name, signal_rate in (("peak_rss_monitor", 100), ("peak_rss_monitor_250hz", 250)):
+            arguments = [part.format(bundle=bundle.path, database=Path(folder) / f"{name}.sqlite", threads=threads,
+                                     windows=windows, speed=50) for part in MONITOR_ARGS]
+            result = run_child("edge.cli", [*arguments, "--signal-rate", str(signal_rate)])
+            if result["returncode"] != 0:
+                raise _child_failure(f"biomoe monitor (peak memory run, {signal_rate} Hz)", result)
+            rows.append(_row(name, f"biomoe monitor --simulate --signal-rate {signal_rate}, {windows} windows",
+                             result["peak_rss_mb"], unit="MB", scaled=False, budget="peak_rss_mb"))
     return rows
 
 

@@ -935,6 +935,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                            help="faults at stream seconds, e.g. flat:RESP:20-40,saturate:EDA:40-60,disconnect:60-65 "
                                 "(see biomoe simulate-device --help)")
     simulated.add_argument("--seed", type=int, metavar="N", help="seed of the simulated signals (default 0)")
+    simulated.add_argument("--signal-rate", type=float, metavar="HZ",
+                           help="sampling rate of the simulated EDA, BVP and RESP (default 100: the bundle's; "
+                                "faster boards are downsampled)")
     replayed = parser.add_argument_group("replay a recording through the serial path (implies --simulate)")
     replayed.add_argument("--replay", metavar="FILE",
                           help="EDF/BDF(+), WFDB (.hea), E4 session folder, CSV, or an AI4PAIN folder with --subject; "
@@ -950,20 +953,23 @@ def _positive(value: float, flag: str) -> None:
 
 def _simulator_params(args: argparse.Namespace, config: MonitorConfig) -> SimulatorParams | None:
     simulator_flags = {"--speed": args.speed, "--conditions": args.conditions, "--seed": args.seed,
+                       "--signal-rate": args.signal_rate,
                        "--subject": args.subject, "--map": args.map, "--rate": args.rate}
     if not config.simulate:
         given = [flag for flag, value in simulator_flags.items() if value is not None]
         if given:
             raise EdgeError(f"{given[0]} applies to the simulated hub only; add --simulate or leave it out")
         return None
-    if args.speed is not None:
-        _positive(args.speed, "--speed")
+    for flag, value in (("--speed", args.speed), ("--signal-rate", args.signal_rate)):
+        if value is not None:
+            _positive(value, flag)
     conditions = (args.conditions,) if args.conditions else ()
     ai4pain = args.replay is not None and args.subject is not None
     if args.subject is not None and args.replay is None:
         raise EdgeError("--subject names the AI4PAIN subject of a --replay folder; add --replay DIR")
     return SimulatorParams(speed=1.0 if args.speed is None else args.speed, conditions=conditions,
                            seed=0 if args.seed is None else args.seed,
+                           signal_rate_hz=100.0 if args.signal_rate is None else args.signal_rate,
                            replay_dir=args.replay if ai4pain else None, subject=args.subject)
 
 

@@ -47,8 +47,9 @@ BVP at 64 Hz, EDA at 4 Hz on a wristband):
   Nyquist frequency) on the window plus a margin of the filter's half length
   on each side, then read on the grid by linear interpolation. In NumPy, not
   ``resample_poly``: importing :mod:`scipy.signal` adds about 48 MB to the
-  monitor's memory, a third of its budget on the smallest hub, for any
-  board whose sensors run faster than the bundle. Missing samples are
+  monitor's memory (a fifth of the 250 MB budget of the smallest hub) for
+  any board whose sensors run faster than the bundle (``biomoe bench``,
+  rows ``peak_rss_monitor`` and ``peak_rss_monitor_250hz``). Missing samples are
   bridged for the filter and marked missing again afterwards (an output
   sample is missing when its nearest input sample is).
 """

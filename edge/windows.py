@@ -33,6 +33,28 @@ part and resyncing keeps every sample and the windows contiguous; the windows'
 times then run ahead of the device's clock. A clock that merely runs slow
 still advances, and stays the reference.
 
+A board's sample clock is never exactly its announced rate, and its block
+timestamps jitter: a block of 100 samples announced at 100 Hz may be stamped
+1.02 s after the previous one. Placing every block by its timestamp would cut
+a hole (or drop an overlap) at every block. So a block is placed right after
+the channel's last sample, by sample count, when its timestamp lies within
+``timestamp_tolerance_seconds`` plus :data:`RATE_TOLERANCE` of the time since
+the channel's last block from where the device clock puts the next sample:
+the channel's end plus its ``skew`` (device time minus placed time, as of the
+last block). Farther off it is a gap or an overlap as before, sized against
+that skew, or exactly by the block's sample index when it has one that the
+timestamp agrees with. A block covers the same span on every channel whatever
+its rate (one block index, one timestamp), so sample count keeps channels at
+different rates aligned exactly; to keep the windows on the device's clock
+(status flags, stored times), when a channel's skew exceeds
+:data:`REANCHOR_SECONDS` every channel's timeline and the window grid move by
+it at once, which moves no sample relative to another: windows then start a
+little more or less than a hop apart (counted in :attr:`Windower.reanchors`).
+This rather than stretching each channel's rate: nothing is interpolated,
+dropped or invented. A channel whose rate measured by the device clock over
+:data:`RATE_BASELINE_SECONDS` differs from the announced one by more than
+1 % is warned about once (one line, with the rate).
+
 Resampling to the bundle's rate (channels may differ, e.g. SpO2 at 1 Hz,
 BVP at 64 Hz, EDA at 4 Hz on a wristband):
 
@@ -56,6 +78,7 @@ BVP at 64 Hz, EDA at 4 Hz on a wristband):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +94,15 @@ _CHUNK_SECONDS = 1.0  # blocks are written in pieces of at most this much signal
 #: Fastest channel a windower takes, Hz. Its ring buffer holds about (window + wait + 1 s) of
 #: samples, so this bounds memory (about 1 MB a channel for 10 s windows); far above any biosignal.
 MAX_CHANNEL_RATE_HZ = 10_000.0
+#: Sample clock error accepted between consecutive blocks, as a fraction of the time between them.
+RATE_TOLERANCE = 0.06
+#: Skew between sample count and device clock at which the windows' timeline moves to the device clock, s.
+REANCHOR_SECONDS = 0.25
+#: Device time over which a channel's rate is measured before it is warned about, s.
+RATE_BASELINE_SECONDS = 60.0
+_RATE_WARNING = 0.01  # a measured rate off the announced one by more than this fraction is warned about
+
+logger = logging.getLogger(__name__)
 
 
 def check_channel_rate(name: str, rate, window_seconds: float) -> None:
@@ -167,6 +199,9 @@ class ChannelBuffer:
         self.next_index: int | None = None  # device sample index after the last block's, when blocks carry it
         self.index_base = 0  # buffer index minus device sample index, as the last block was placed
         self.last_start: float | None = None  # timestamp of the last block
+        self.skew = 0.0  # device time minus placed time of the last block placed by its timestamp, s
+        self.rate_anchor: tuple[float, int] | None = None  # (timestamp, placed index) the rate is measured from
+        self.rate_warned = False
         self.block_time: float | None = None  # where the last block starts on this buffer's timeline
         self.by_index = False  # placing by sample index while the device clock lags
 
@@ -183,8 +218,9 @@ class ChannelBuffer:
         """Forget all samples, the time origin and where the device's sample indices were."""
         self._data.fill(np.nan)
         self.origin, self.end = None, 0
-        self.next_index = self.last_start = self.block_time = None
+        self.next_index = self.last_start = self.block_time = self.rate_anchor = None
         self.by_index = False
+        self.skew = 0.0
 
     def append(self, values: np.ndarray) -> None:
         """Write ``values`` (NaN for missing samples) after the last sample."""
@@ -232,9 +268,12 @@ class Windower:
         A timestamp that jumps by more than this from a channel's expected
         next sample time restarts the window grid.
     timestamp_tolerance_seconds : float
-        Timestamp jitter accepted as contiguous; larger forward jumps are
-        gaps (NaN), larger backward ones duplicates (dropped), unless the
-        block's sample index says it is new (the device clock lagged).
+        Difference between consecutive blocks' timestamp errors accepted as
+        contiguous (default 0.1: jitter of +-50 ms), on top of
+        :data:`RATE_TOLERANCE` of the time between them; larger forward jumps
+        are gaps (NaN), larger backward ones duplicates (dropped), unless the
+        block's sample index says it is new (the device clock lagged). Lost
+        blocks shorter than this are only seen by their sample index.
 
     Examples
     --------
@@ -255,7 +294,7 @@ class Windower:
         *,
         max_wait_seconds: float = 2.0,
         resync_seconds: float = 30.0,
-        timestamp_tolerance_seconds: float = 0.02,
+        timestamp_tolerance_seconds: float = 0.1,
     ):
         if not channel_rates:
             raise ValueError("channel_rates must name at least one channel, got none")
@@ -288,6 +327,7 @@ class Windower:
         self.timestamp_tolerance_seconds = float(timestamp_tolerance_seconds)
         self.resyncs = 0
         self.clock_lags = 0  # times a channel started being placed by sample index
+        self.reanchors = 0  # times the timeline moved to the device clock (a sample clock off its rate)
         self._buffers: dict[str, ChannelBuffer] = {}
         self._antialias: dict[str, np.ndarray] = {}  # name -> low-pass taps, for channels faster than the grid
         self._chunks: dict[str, int] = {}
@@ -392,7 +432,7 @@ class Windower:
             if buffer.origin is None:  # nothing to place the loss against yet
                 buffer.lost += int(n_samples)
                 return []
-            start_time = buffer.end_time
+            start_time = buffer.end_time + buffer.skew
         return self._ingest(buffer, float(start_time), np.full(int(n_samples), np.nan), first_index)
 
     def reset(self) -> None:
@@ -411,18 +451,21 @@ class Windower:
                 first_index: int | None) -> list[Window]:
         if buffer.origin is None:
             buffer.origin = start_time
-        offset = (start_time - buffer.origin) * buffer.sampling_rate - buffer.end  # in samples
-        tolerance = self.timestamp_tolerance_seconds * buffer.sampling_rate
+        offset = stamped = (start_time - buffer.end_time - buffer.skew) * buffer.sampling_rate  # in samples
+        since = 0.0 if buffer.last_start is None else max(0.0, start_time - buffer.last_start)
+        tolerance = (self.timestamp_tolerance_seconds + RATE_TOLERANCE * since) * buffer.sampling_rate
         indexed, lags = first_index is not None and buffer.next_index is not None, False
         if indexed and first_index < buffer.next_index:  # sent before: placed by its timestamp, as without an index
             first_index = None
         elif indexed and offset < -tolerance and (buffer.by_index or start_time <= buffer.last_start):
             # The clock says these samples are held already, their index says they are new.
             offset, lags = float(first_index + buffer.index_base - buffer.end), True
+        elif indexed and abs(first_index + buffer.index_base - buffer.end - offset) <= tolerance:
+            offset = float(first_index + buffer.index_base - buffer.end)  # the clock agrees: the index is exact
         emitted = []
         if abs(offset) > self.resync_seconds * buffer.sampling_rate:
             emitted = self._resync()
-            buffer.origin, offset, lags = start_time, 0.0, False
+            buffer.origin, offset, stamped, lags = start_time, 0.0, 0.0, False
         if lags:
             buffer.retimed += len(values)
             if not self.clock_lagging:  # a new episode: no channel was placed by index until now
@@ -433,13 +476,47 @@ class Windower:
         buffer.block_time = buffer.origin + (buffer.end + shift) / buffer.sampling_rate
         if first_index is not None:
             buffer.index_base = buffer.end + shift - first_index
-            buffer.next_index, buffer.last_start = first_index + len(values), start_time
+            buffer.next_index = first_index + len(values)
+        buffer.last_start = start_time
+        if lags:
+            buffer.rate_anchor = None  # the device clock says nothing about the rate meanwhile
+        elif shift >= 0:  # placed by its timestamp (a repeat says nothing new about the clocks)
+            buffer.skew += (stamped - shift) / buffer.sampling_rate
+            self._check_rate(buffer, start_time, buffer.end + shift)
+            if abs(buffer.skew) > REANCHOR_SECONDS:
+                self._reanchor(buffer.skew)
         if shift < 0:  # overlaps samples already written: keep only the new part
             buffer.dropped += _count_present(values[:-shift])
             values = values[-shift:]
         elif shift > 0:
             values = np.concatenate([np.full(shift, np.nan), values])
         return emitted + self._append(buffer, values)
+
+    def _check_rate(self, buffer: ChannelBuffer, start_time: float, index: int) -> None:
+        """Measure the channel's rate by the device clock; warn once when it is off the announced one."""
+        if buffer.rate_anchor is None:
+            buffer.rate_anchor = (start_time, index)
+            return
+        seconds = start_time - buffer.rate_anchor[0]
+        if buffer.rate_warned or seconds < RATE_BASELINE_SECONDS:
+            return
+        measured = (index - buffer.rate_anchor[1]) / seconds
+        if abs(measured / buffer.sampling_rate - 1) > _RATE_WARNING:
+            buffer.rate_warned = True
+            logger.warning("channel %s runs at %.4g Hz by the device clock, not the announced %g Hz; its blocks "
+                           "are placed by sample count", buffer.name, measured, buffer.sampling_rate)
+
+    def _reanchor(self, seconds: float) -> None:
+        """Move every channel's timeline and the window grid by ``seconds``: no sample moves relative to another."""
+        for buffer in self._buffers.values():
+            if buffer.origin is not None:
+                buffer.origin += seconds
+                buffer.skew -= seconds
+                if buffer.block_time is not None:
+                    buffer.block_time += seconds
+        if self._start is not None:
+            self._start += seconds
+        self.reanchors += 1
 
     def _resync(self) -> list[Window]:
         """The stream breaks off: cut what the samples held reach, then restart the grid (counted)."""

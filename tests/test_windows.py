@@ -507,3 +507,66 @@ def test_antialias_taps_pass_a_ramp_and_stop_above_the_slower_nyquist():
     frequency = np.fft.rfftfreq(4096, 1 / 256.0)
     assert np.all(np.abs(response[frequency <= 40.0] - 1) < 3e-3)  # pass band: the grid's content
     assert np.all(response[frequency >= 60.0] < 3e-3)  # stop band: what would fold below 50 Hz
+
+
+def _board(windower, seconds, stamp, skip=(), with_index=True):
+    """One-second blocks of EDA (100 Hz, sample k = k / 100) and SpO2 (1 Hz, sample k = k) from a board whose
+    block ``b`` is stamped ``stamp(b)``; blocks in ``skip`` never arrive."""
+    windows = []
+    for block in range(seconds):
+        if block in skip:
+            continue
+        eda_index, spo2_index = (100 * block, block) if with_index else (None, None)
+        windows += windower.push("EDA", stamp(block), block + np.arange(100) / 100.0, first_index=eda_index)
+        windows += windower.push("SpO2", stamp(block), [float(block)], first_index=spo2_index)
+    return windows
+
+
+@pytest.mark.parametrize("with_index", [True, False])
+@pytest.mark.parametrize("clock", [
+    pytest.param(lambda b: 1.02 * b, id="fast2"),
+    pytest.param(lambda b: 0.98 * b, id="slow2"),
+    pytest.param(lambda b: 1.05 * b, id="fast5"),
+    pytest.param(lambda b: 0.95 * b, id="slow5"),
+    pytest.param(lambda b: b + 0.05 * np.sin(7.3 * b ** 1.5), id="jitter50"),
+])
+def test_a_sample_clock_off_its_rate_or_jittering_timestamps_give_complete_aligned_windows(clock, with_index, caplog):
+    """10 minutes of a board whose timestamps run 2 or 5 % off its sample count, or jitter by up to 50 ms: no
+    NaN, nothing dropped, the 1 Hz and 100 Hz channels carry the same time, the windows follow the device clock."""
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    rate_error = abs(clock(600) - clock(0) - 600) / 600
+    with caplog.at_level("WARNING", logger="edge.windows"):
+        windows = _board(windower, 600, clock, with_index=with_index)
+    assert len(windows) >= 56 and not any(w.forced for w in windows)
+    for window in windows:
+        assert not np.isnan(window.data).any()
+        # EDA's sample k is k / 100 and SpO2's is k: linear between SpO2's samples, both read the same time.
+        np.testing.assert_allclose(window.data[1], window.data[0], atol=1e-9)
+        # Labelled with the device clock as the window was cut, a window + wait + block after its start.
+        sample_time = window.data[0, 0]  # the board's own (sample count) time of the window's start
+        assert abs(window.start_time - clock(sample_time)) < 0.3 + 13 * rate_error
+    stats = windower.stats()
+    assert stats["EDA"] == {"received": 60_000, "lost": 0, "dropped": 0, "retimed": 0}
+    assert stats["SpO2"] == {"received": 600, "lost": 0, "dropped": 0, "retimed": 0}
+    assert (windower.resyncs, windower.clock_lags) == (0, 0)
+    rate_off = rate_error > 0.01
+    assert [r.getMessage().split(" runs at ")[0] for r in caplog.records] == (
+        ["channel EDA", "channel SpO2"] if rate_off else [])
+    assert windower.reanchors > 0 if rate_off else windower.reanchors == 0
+
+
+@pytest.mark.parametrize("with_index", [True, False])
+def test_a_lost_block_of_a_drifting_board_is_still_missing(with_index):
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    windows = _board(windower, 330, lambda b: 1.05 * b, skip={304}, with_index=with_index)
+    (window,) = [w for w in windows if w.data[0, 0] == 300.0]  # the board's 300 to 310 s
+    # Sized exactly by the sample index; by the timestamps alone, in device time (the block and a 5 % skew).
+    size = 100 if with_index else 110
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(window.data[0])), np.arange(400, 400 + size))
+    assert windower.stats()["EDA"] == {"received": 32_900, "lost": size, "dropped": 0, "retimed": 0}
+
+
+def test_a_big_jump_of_a_drifting_board_still_restarts_the_grid():
+    windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
+    _board(windower, 100, lambda b: 1.05 * b + 3600.0 * (b >= 80))
+    assert windower.resyncs == 1

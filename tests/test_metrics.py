@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.metrics import classification_metrics, confusion_matrix, macro_f1
+from training.metrics import classification_metrics, confusion_matrix, label_metrics, macro_f1
 
 
 def _f1_by_counting(y_true, y_pred, label) -> float:
@@ -103,3 +103,11 @@ def test_matches_counting_by_hand(pairs):
     assert list(report["per_class_f1"].values()) == pytest.approx(expected)
     correct = sum(t == p for t, p in pairs)
     assert report["accuracy"] == pytest.approx(correct / len(pairs) if pairs else 0.0)
+
+
+def test_label_metrics_cover_the_classes_the_model_has_or_the_truth_holds():
+    labels = ("No Pain", "Low Pain", "High Pain")
+    two_class = label_metrics([0, 0, 2, 2], [0, 2, 2, 2], model_classes=[0, 2], labels=labels)
+    assert two_class["class_names"] == ["No Pain", "High Pain"] and two_class["confusion_matrix"] == [[1, 1], [0, 2]]
+    three = label_metrics([1, 2], [1, 0], model_classes=[0, 1, 2], labels=labels)
+    assert three["class_names"] == list(labels) and three["support"] == {"No Pain": 0, "Low Pain": 1, "High Pain": 1}

@@ -58,7 +58,7 @@ from training.finetune import (
     split_stop_subjects,
     train_head,
 )
-from training.metrics import classification_metrics
+from training.metrics import classification_metrics, label_metrics
 from training.settings import CONFIG_NAME, merge_settings, read_config_file, resolve_device, write_json
 
 __all__ = [
@@ -127,9 +127,7 @@ def evaluate_run(run_dir, data, split: str = "validation", *, cache_dir=None, de
     features, _ = head_features(cache, windows, config, backbone)
     classes = [LABELS.index(name) for name in saved["labels"]]
     predicted = np.asarray(classes)[predict(head, features).argmax(1)]
-    present = np.array(sorted(set(classes) | set(windows.labels.tolist())))  # a two-class data set: two-class metrics
-    report = classification_metrics(np.searchsorted(present, windows.labels), np.searchsorted(present, predicted),
-                                    [LABELS[c] for c in present])
+    report = label_metrics(windows.labels, predicted, classes, LABELS)  # a two-class data set: two-class metrics
     per_subject = {
         str(subject): float(np.mean(predicted[windows.subjects == subject] == windows.labels[windows.subjects == subject]))
         for subject in np.unique(windows.subjects)

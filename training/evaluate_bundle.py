@@ -25,7 +25,7 @@ from edge.calibration import baseline_rows
 from training.ai4pain import LABELS, load_split
 from training.errors import TrainingError
 from training.features import DEVICE_CHANNELS, Features, bundle_embeddings, calibrate, window_scalar_features
-from training.metrics import classification_metrics
+from training.metrics import label_metrics
 
 __all__ = ["evaluate_bundle"]
 
@@ -59,9 +59,8 @@ def evaluate_bundle(bundle_path, data, split: str = "validation", *, rest_window
     scored = np.ones(len(windows), dtype=bool)
     if normalise != "none":
         scored = ~baseline_rows(windows.labels, windows.subjects, windows=int(calibration["windows"]))
-    present = np.array(sorted(set(LABELS.index(name) for name in bundle.labels) | set(windows.labels[scored].tolist())))
-    report = classification_metrics(np.searchsorted(present, windows.labels[scored]),
-                                    np.searchsorted(present, predicted[scored]), [LABELS[c] for c in present])
+    report = label_metrics(windows.labels[scored], predicted[scored], [LABELS.index(name) for name in bundle.labels],
+                           LABELS)
     report.update(bundle=str(Path(bundle.path)), data=str(data), split=split, rest_windows=rest_windows,
                   calibration=normalise, windows_scored=int(scored.sum()),
                   calibration_windows_left_out=int((~scored).sum()))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "confusion_matrix", "macro_f1"]
+__all__ = ["classification_metrics", "confusion_matrix", "label_metrics", "macro_f1"]
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -48,3 +48,15 @@ def classification_metrics(y_true, y_pred, class_names: tuple[str, ...]) -> dict
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
     }
+
+
+def label_metrics(y_true, y_pred, model_classes, labels) -> dict[str, Any]:
+    """:func:`classification_metrics` of indices into ``labels``, over the classes the model has or the truth holds.
+
+    A class neither can give is left out: rest-vs-stress data scored by a
+    three-class model gives metrics over the classes that data and model have.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    present = np.array(sorted(set(model_classes) | set(y_true.tolist())), dtype=np.int64)
+    return classification_metrics(np.searchsorted(present, y_true), np.searchsorted(present, np.asarray(y_pred)),
+                                  [labels[c] for c in present])

@@ -150,7 +150,7 @@ from edge.config import MonitorConfig, add_config_arguments, config_from_args
 from edge.console import OUTPUT_FORMATS, WindowLines, output_format
 from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
-from edge.ports import claim_port, explain_port_error, port_problem
+from edge.ports import explain_port_error, port_problem
 from edge.quality import DeviceFlags, channel_spec_with_adc
 from edge.recording import Recorder, bytes_per_hour
 from edge.recording.replay import add_replay_arguments, recording_from_args, replay_windows
@@ -268,9 +268,7 @@ class SensorSource:
             if problem is not None:
                 raise problem
         try:
-            self.reader.open()
-            if self.device is None:
-                claim_port(self.port, self.reader.port)  # a second monitor on this port is refused
+            self.reader.open()  # locks the port: a second monitor on it is refused
             self.reader.start()
             if self.device is not None:
                 self.device.start()

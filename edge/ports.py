@@ -9,9 +9,10 @@ is one line here, with its fix, for ``biomoe monitor`` and ``biomoe doctor``:
 - :func:`serial_ports` lists the serial devices present (pyserial's
   ``list_ports``), for a port that does not exist or stays silent;
 - :func:`port_problem` checks a port before it is opened;
-- :func:`claim_port` takes an advisory lock (``flock``, as pyserial's
-  ``exclusive=True``) on an open port, so a second monitor on the same port
-  is refused instead of splitting the byte stream with the first;
+- the reader locks every port it opens (pyserial's ``exclusive=True``, an
+  advisory ``flock``), so a second monitor on the same port is refused
+  instead of splitting the byte stream with the first; that refusal, too, is
+  one line here;
 - :func:`explain_port_error` turns a :class:`firmware_bridge.BridgeError`
   from opening or waiting for the hello into an :class:`~edge.errors.EdgeError`
   naming the fix.
@@ -23,7 +24,6 @@ Only local device paths are checked; pyserial URLs (``socket://``,
 from __future__ import annotations
 
 import errno
-import fcntl
 import getpass
 import grp
 import os
@@ -31,7 +31,7 @@ import stat
 
 from edge.errors import EdgeError
 
-__all__ = ["user_name", "serial_ports", "ports_hint", "port_problem", "permission_fix", "claim_port", "port_holders",
+__all__ = ["user_name", "serial_ports", "ports_hint", "port_problem", "permission_fix", "port_holders",
            "explain_port_error"]
 
 
@@ -168,24 +168,6 @@ def _busy(port: str) -> EdgeError:
         f"cannot open serial port {port}: it is busy, another program holds it{held}; fix: stop that program (a "
         "monitor running as a service: sudo systemctl stop biomoe-monitor), or pass --port with another device"
     )
-
-
-def claim_port(port: str, handle) -> None:
-    """Lock the open port (``flock``, non-blocking) so a second reader is refused; EdgeError when held.
-
-    ``handle`` is the open port (anything with ``fileno()``, or a file
-    descriptor). The lock is advisory and lasts while that descriptor is
-    open; it is the one pyserial takes with ``exclusive=True``, so other
-    pyserial programs that ask for exclusivity are refused too. A transport
-    without a descriptor (``loop://``, ``socket://``) has nothing to lock.
-    """
-    try:
-        fileno = handle if isinstance(handle, int) else handle.fileno()
-        fcntl.flock(fileno, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _busy(port) from None
-    except (OSError, ValueError, AttributeError):  # no descriptor, or one that cannot be locked
-        return
 
 
 def explain_port_error(exc: BaseException, port: str, timeout_s: float | None = None) -> BaseException:

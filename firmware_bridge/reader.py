@@ -10,7 +10,11 @@ UART device (``/dev/ttyACM0``), a TCP bridge (``socket://host:8000``,
 device ``sim://`` (see :mod:`firmware_bridge.protocol_sim`).
 
 The thread reconnects with exponential backoff when the device disappears
-(a USB cable pulled, a pty closed) and comes back under the same name. What
+(a USB cable pulled, a pty closed) and comes back under the same name. Every
+connection locks the port (pyserial's ``exclusive=True``, an advisory
+``flock`` taken before the port is configured or flushed), so a second reader
+of the same device is refused instead of splitting the byte stream, and a
+reconnection waits while another program holds the port. What
 it decodes goes into a bounded queue as :data:`ReaderEvent` items:
 
 * :class:`ChannelBlock`: consecutive samples of one channel, in physical units,
@@ -736,7 +740,8 @@ class SensorReader:
     def _connect(self) -> None:
         url = self.params.port
         try:
-            port = serial.serial_for_url(url, baudrate=self.params.baudrate, timeout=self.params.read_timeout_s)
+            port = serial.serial_for_url(url, baudrate=self.params.baudrate, timeout=self.params.read_timeout_s,
+                                         exclusive=True)
         except (serial.SerialException, OSError, ValueError) as exc:
             self._stats.open_failures += 1
             raise BridgeError(

@@ -329,6 +329,32 @@ def test_end_to_end_on_a_pty_with_faults_and_a_reconnection(tmp_path):
     assert not link.exists()  # the device removed its symlink when it closed
 
 
+def test_the_port_stays_locked_across_a_reconnection(tmp_path):
+    """A second opener is refused before it can configure or flush the port, after a reconnection as before."""
+    link = tmp_path / "biomoe-sim"
+    device = SimulatedDevice(SimulatorParams(link=str(link), speed=20, duration_s=30, seed=3,
+                                             conditions=["disconnect:4-6"]))
+    reader = SensorReader(BridgeParams(port=str(link), reconnect_min_s=0.02, reconnect_max_s=0.2))
+    try:
+        device.open()
+        reader.open()
+        reader.start()
+        device.start()
+        links = []
+        deadline = time.monotonic() + 30
+        while links.count("connected") < 2 and time.monotonic() < deadline:
+            links += [e.kind for e in reader.read(timeout=0.2) if isinstance(e, LinkEvent)]
+        assert links == ["connected", "disconnected", "connected"]
+        with pytest.raises(serial.SerialException, match="Could not exclusively lock port"):
+            serial.serial_for_url(str(link), exclusive=True)
+        with pytest.raises(BridgeError, match="cannot open serial port") as refused:
+            SensorReader(BridgeParams(port=str(link))).open()
+        assert refused.value.code == "port_open_failed"
+    finally:
+        reader.close()
+        device.close()
+
+
 def test_reboot_on_a_pty_restarts_the_session_without_a_gap(tmp_path):
     device = SimulatedDevice(SimulatorParams(link=str(tmp_path / "dev"), speed=50, duration_s=20, seed=8,
                                              conditions=["reboot:8-10"]))
@@ -752,7 +778,7 @@ def test_the_port_is_opened_with_the_params_and_the_connection_logged(monkeypatc
         reader.open()
     before = time.time()
     try:
-        assert opened == [("/dev/ttyFAKE", {"baudrate": 9600, "timeout": 0.2})]
+        assert opened == [("/dev/ttyFAKE", {"baudrate": 9600, "timeout": 0.2, "exclusive": True})]
         assert reader.is_connected and reader.port is not None
         (event,) = reader.read()
         assert (event.kind, event.port, event.detail) == ("connected", "/dev/ttyFAKE", "")

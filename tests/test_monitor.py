@@ -381,8 +381,9 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
 
 def _redescribed(change):
     """A HostileLink tamper through which the device describes itself as ``change(frame, config) -> config``
-    says, hellos and sample blocks alike: a block keeps the samples of the channels left, clipped to their raw
-    range, after a hello when its description changed (as a board sends one); frames are numbered again."""
+    says, hellos and sample blocks alike: a block keeps the samples of the channels left, linearly resampled to
+    their samples per block and clipped to their raw range, after a hello when its description changed (as a
+    board sends one); frames are numbered again."""
     decoder, seq, described = FrameDecoder(), itertools.count(), {}
 
     def tamper(wire):
@@ -397,14 +398,19 @@ def _redescribed(change):
                     frames.append(Hello(frame.device_id, frame.boot_id, 0, frame.timestamp_ms, frame.block_index,
                                         config))
                     described["config"] = config
-                samples = tuple(np.clip(raw[c.name], c.raw_min, c.raw_max).astype(raw[c.name].dtype)
-                                for c in config.channels)
+                samples = tuple(np.clip(_resampled(raw[c.name], c.samples_per_block), c.raw_min, c.raw_max)
+                                .astype(raw[c.name].dtype) for c in config.channels)
                 frame = dataclasses.replace(frame, samples=samples, config=None)
             if isinstance(frame, (Hello, SampleBlock, Status)):
                 frames.append(frame)
         return [encode_frame(dataclasses.replace(frame, seq=next(seq) & 0xFFFF)) for frame in frames]
 
     return tamper
+
+
+def _resampled(values, n_samples):
+    """``values`` read at ``n_samples`` evenly spaced times over the same span (a block at another rate)."""
+    return np.interp(np.arange(n_samples) * len(values) / n_samples, np.arange(len(values)), values)
 
 
 def _without(config, channel):
@@ -479,6 +485,30 @@ def test_a_sensor_unplugged_mid_session_is_missing_until_it_is_back(tmp_path, un
     assert resumed == ([["SpO2"]] if unplugged == "same boot" else [])
     if unplugged == "after a reboot":
         assert 0 < restart < 12
+
+
+def test_a_rate_change_mid_session_keeps_the_windows_going(tmp_path):
+    """From 32 s on the board (same boot, block indices going on) sends EDA at 250 Hz and BVP at 50 Hz instead
+    of 100 Hz: one warning and a stored event; the windows go on on the same grid, window_index counting on
+    (it started again at 0, and the windows across the change were lost), every window whole."""
+    def change(frame, config):
+        per_block = {"EDA": 250, "BVP": 50} if frame.timestamp_ms >= 32_000 else {}
+        return dataclasses.replace(config, channels=tuple(
+            dataclasses.replace(c, samples_per_block=per_block.get(c.name, c.samples_per_block))
+            for c in config.channels))
+    records, stderr, database = _monitor_from_the_start(tmp_path, _redescribed(change), 10)
+    assert [r["start_time"] for r in records] == [HOP * i for i in range(10)]
+    assert all(verdict["ok"] for record in records for verdict in record["quality"].values()), records
+    assert [line for line in stderr.splitlines() if "sampling rate" in line] == [
+        "biomoe monitor: the device changed the sampling rate of EDA from 100 to 250 Hz, BVP from 100 to 50 Hz; "
+        "the windows go on, resampled to the bundle's 100 Hz"]
+    with ResultStore(database, readonly=True) as store:
+        assert [w.window_index for w in store.windows()] == list(range(10))
+        assert [e["detail"]["channels"] for e in store.events("rate_change")] == [
+            {"EDA": {"from_hz": 100.0, "to_hz": 250.0}, "BVP": {"from_hz": 100.0, "to_hz": 50.0}}]
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["rate_changes"] == 1
+    assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
 
 
 def test_a_channel_clipped_at_the_adc_range_the_device_announces_is_saturated(tmp_path):

@@ -105,9 +105,10 @@ window and event.
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
 lost on the link (per channel), samples the windows dropped (late or
-repeated) or placed by index (a lagging device clock), link state, latency
-against the time budget (``budgets.window_ms``, default the hop) and resident
-memory against ``budgets.memory_mb``.
+repeated) or placed by index (a lagging device clock), times the windows were
+re-anchored to the device clock (a sample clock off its rate), link state,
+latency against the time budget (``budgets.window_ms``, default the hop) and
+resident memory against ``budgets.memory_mb``.
 
 Stopping
 --------
@@ -858,6 +859,8 @@ class Monitor:
             "device_restarts": self.device_restarts,
             "resyncs": self.resyncs,
             "clock_lags": self.clock_lags,
+            # times the windows' timeline moved to the device clock (a sample clock off its announced rate)
+            "reanchors": self.windower.reanchors if self.windower is not None else 0,
             "rate_changes": self.rate_changes,
             "events_dropped": self.events_dropped,
         }
@@ -878,6 +881,9 @@ class Monitor:
         if self.clock_lags:
             line += (f"; device clock lagged {self.clock_lags} time(s): {sum(counters['samples_retimed'].values())} "
                      "samples placed by their index")
+        if counters["reanchors"]:
+            line += (f"; windows re-anchored to the device clock {counters['reanchors']} time(s) (sample clock off "
+                     "its rate)")
         line += f"; link {counters['link']}"
         if counters["link"] == "no data":
             line += f" for {time.monotonic() - self._last_data:.0f} s"

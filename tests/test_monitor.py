@@ -417,14 +417,14 @@ def _without(config, channel):
     return dataclasses.replace(config, channels=tuple(c for c in config.channels if c.name != channel))
 
 
-def _monitor_from_the_start(tmp_path, tamper, n_windows, **device):
-    """``biomoe monitor --port`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``, started once
-    the monitor listens (device time 0 starts window 0): its records, stderr and database."""
+def _monitor_from_the_start(tmp_path, tamper, n_windows, options=(), **device):
+    """``biomoe monitor --port [options]`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``,
+    started once the monitor listens (device time 0 starts window 0): its records, stderr and database."""
     link = HostileLink(tamper)
     simulated = SimulatedDevice(SimulatorParams(speed=20, **device), sink=link)
     database = tmp_path / "results.sqlite"
     process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", n_windows, "--hop", HOP,
-                                                "--db", database, "--config", _deep_queue(tmp_path)),
+                                                "--db", database, "--config", _deep_queue(tmp_path), *options),
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until_port_open(process.pid, link.path)
@@ -556,6 +556,22 @@ def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):
         summary = store.events("summary")[-1]["detail"]
     assert summary["clock_lags"] == 1 and summary["samples_retimed"]["EDA"] >= 40 * 100
     assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
+
+
+def test_a_board_clock_off_its_sample_count_shows_the_re_anchors_on_the_status_line(tmp_path):
+    """The board stamps its frames 5 % fast against its sample count: the windows' timeline moves to its clock
+    every few seconds, counted on the status line once non-zero, as stored with each status and the summary."""
+    def fast_clock(wire):
+        return [rewrite_timestamp(wire, round(frame_timestamp(wire) * 1.05))]
+    records, stderr, database = _monitor_from_the_start(tmp_path, fast_clock, 6, options=("--status-every", 0.2))
+    assert all(verdict["ok"] for record in records for verdict in record["quality"].values()), records
+    shown = [int(n) for n in re.findall(r"; windows re-anchored to the device clock (\d+) time\(s\) \(sample clock "
+                                        r"off its rate\);", stderr)]
+    with ResultStore(database, readonly=True) as store:
+        stored = [event["detail"]["reanchors"] for event in store.events("status")]
+        summary = store.events("summary")[-1]["detail"]
+    assert shown and shown == [n for n in stored if n]
+    assert summary["reanchors"] >= shown[-1]
 
 
 def test_an_open_link_without_data_is_reported_stored_and_recovers(tmp_path):

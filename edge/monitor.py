@@ -850,7 +850,7 @@ class Monitor:
             + len(self._unstored),
             "samples_lost": lost,
             "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
-            # by the current windower: late or repeated samples it dropped, samples it placed by their index
+            # by the windower (the session's): late or repeated samples it dropped, samples it placed by index
             "samples_dropped": {name: placed.get(name, {}).get("dropped", 0) for name in self.channels},
             "samples_retimed": {name: placed.get(name, {}).get("retimed", 0) for name in self.channels},
             "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,

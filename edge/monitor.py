@@ -80,7 +80,11 @@ usable one. An open link that brings no sample data for ``stale_after_seconds``
 ``link`` event (``no_data``, then ``data_resumed``) and shown as ``no data``
 in the status line and on the dashboard until samples come again.
 
-The device's description (its hello) sets more than the rates. Its block
+The device's description (its hello) sets the rates, followed as they
+change: a board reconfigured mid-session (a channel from 100 to 250 Hz, same
+boot, block indices going on) is one warning and a ``rate_change`` event, and
+the windows go on, on the same grid, ``window_index`` counting on, the window
+across the change whole (:meth:`edge.windows.Windower.reconfigure`). Its block
 length: a channel is counted missing from a window only once the others
 have run a block plus ``_MAX_LAG_SECONDS`` past what the window needs of it
 (a block's channels reach the windower one after another), so blocks of any
@@ -101,9 +105,10 @@ window and event.
 Every ``--status-every`` seconds (default ``budgets.status_interval_seconds``)
 a human status line goes to stderr: windows processed and skipped, samples
 lost on the link (per channel), samples the windows dropped (late or
-repeated) or placed by index (a lagging device clock), link state, latency
-against the time budget (``budgets.window_ms``, default the hop) and resident
-memory against ``budgets.memory_mb``.
+repeated) or placed by index (a lagging device clock), times the windows were
+re-anchored to the device clock (a sample clock off its rate), link state,
+latency against the time budget (``budgets.window_ms``, default the hop) and
+resident memory against ``budgets.memory_mb``.
 
 Stopping
 --------
@@ -197,6 +202,11 @@ _STORE_RETRY_S = (0.25, 4.0)
 _FINAL_STORE_S = 10.0
 #: Events (link changes, status, restarts) that may wait for the database; later ones are counted and dropped.
 _MAX_WAITING_EVENTS = 1000
+
+
+def _resync_seconds(window_seconds: float, max_wait: float) -> float:
+    """A stream jump past which the windows start again: 30 s, or twice a window and the wait when longer."""
+    return max(30.0, 2 * (window_seconds + max_wait))
 
 
 # --------------------------------------------------------------------------- the sensor
@@ -379,6 +389,7 @@ class Monitor:
         self.device_restarts = 0
         self.resyncs = 0
         self.clock_lags = 0
+        self.rate_changes = 0
         self.events_dropped = 0
         self.link_state = "up"  # "down" while disconnected, "no data" while open but silent
         self.stale_after_s = config.stale_after_seconds or 3 * self.window_seconds
@@ -388,7 +399,8 @@ class Monitor:
         self._max_wait = 0.0  # the windower's, from the device's block length
         self._absent: tuple[str, ...] = ()  # bundle channels the device's description lacks (sensor unplugged)
         self._specs = tuple(bundle.channels)  # quality specs with the ADC limits the device announces
-        self.windower: Windower | None = None  # None while the device's description cannot be used
+        self.windower: Windower | None = None  # None until the device describes channels windows can be cut from
+        self._refused = False  # the device's last description could not be used: its samples are ignored
         self.device_flags = DeviceFlags()
         # Cut, waiting for the device to report past their end; each with the quality specs of the description
         # its samples came under.
@@ -420,8 +432,10 @@ class Monitor:
         """Follow the device's description: its channels, their ADC limits, rates and block length.
 
         A bundle channel the description lacks stays in the windows at its
-        last rate, missing, until a description lists it again. A description
-        windows cannot be cut from is refused until a usable one comes.
+        last rate, missing, until a description lists it again. New rates or
+        a new block length keep the windows going (:meth:`_follow_rates`). A
+        description windows cannot be cut from is refused (its samples are
+        ignored) until a usable one comes; the windows start again then.
         """
         self._follow_channels(device, wall_time)
         sent = device.channel_names
@@ -431,23 +445,46 @@ class Monitor:
         max_wait = device.block_duration_s + _MAX_LAG_SECONDS
         if (rates, max_wait) == (self._rates, self._max_wait):
             return
-        changed = bool(self._rates)
-        what = (f"its channel rates to {rates}" if rates != self._rates
-                else f"its sample blocks to {device.block_duration_s:g} s")
-        self._release(everything=True)
         self._rates, self._max_wait = rates, max_wait
         try:
             for name, rate in rates.items():
                 check_channel_rate(name, rate, self.window_seconds)
         except ValueError as exc:
-            self.windower = None
+            self._release(everything=True)
+            if self.windower is not None:
+                self.windower.reset()
+            self._refused = True
             logger.warning("refusing the device's description: %s; waiting for one windows can be cut from", exc)
             self._event("device_refused", {"rates": rates, "reason": str(exc)}, wall_time)
             return
-        self.windower = self._windower(rates, max_wait)
+        if self._refused:
+            self._refused = False
+            logger.info("the device's description can be followed again; windows start again")
+        if self.windower is None:
+            self.windower = self._windower(rates, max_wait)
+        else:
+            self._follow_rates(device.block_duration_s, wall_time)
+
+    def _follow_rates(self, block_seconds: float, wall_time: float | None) -> None:
+        """Carry the windows on at the device's new rates or block length (firmware reconfigured, in the same
+        session or after a reboot): same grid, window indices counting on, the samples held resampled, so the
+        window across the change is whole (:meth:`Windower.reconfigure`); said and stored."""
+        windower, rates = self.windower, self._rates
+        before, waited = windower.channel_rates, windower.max_wait_seconds
+        windower.reconfigure(rates, max_wait_seconds=self._max_wait,
+                             resync_seconds=_resync_seconds(self.window_seconds, self._max_wait))
+        changed = {name: {"from_hz": before[name], "to_hz": rate} for name, rate in rates.items()
+                   if rate != before[name]}
         if changed:
-            logger.warning("the device changed %s; windows start again", what)
-            self._event("device_config", {"rates": rates, "block_seconds": device.block_duration_s}, wall_time)
+            self.rate_changes += 1
+            logger.warning("the device changed the sampling rate of %s; the windows go on, resampled to the "
+                           "bundle's %g Hz", ", ".join(f"{name} from {change['from_hz']:g} to {change['to_hz']:g} Hz"
+                                                       for name, change in changed.items()),
+                           self.bundle.sampling_rate)
+            self._event("rate_change", {"channels": changed, "rates": rates}, wall_time)
+        if self._max_wait != waited:
+            logger.info("the device's sample blocks are now %g s long", block_seconds)
+            self._event("device_config", {"rates": rates, "block_seconds": block_seconds}, wall_time)
 
     def _follow_channels(self, device: DeviceConfig, wall_time: float | None) -> None:
         """Say (and store) when the device stops sending a channel the bundle needs, and when it sends it again."""
@@ -469,7 +506,7 @@ class Monitor:
             return Windower(
                 rates, self.bundle.sampling_rate, self.window_seconds, self.hop_seconds,
                 max_wait_seconds=max_wait,
-                resync_seconds=max(30.0, 2 * (self.window_seconds + max_wait)),
+                resync_seconds=_resync_seconds(self.window_seconds, max_wait),
             )
         except ValueError as exc:
             raise EdgeError(
@@ -494,7 +531,7 @@ class Monitor:
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
-            if self.windower is not None and event.channel in self.channels:
+            if not self._refused and event.channel in self.channels:
                 self._place(event)
         elif isinstance(event, StatusEvent):
             at = event.device_time_s
@@ -813,7 +850,7 @@ class Monitor:
             + len(self._unstored),
             "samples_lost": lost,
             "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
-            # by the current windower: late or repeated samples it dropped, samples it placed by their index
+            # by the windower (the session's): late or repeated samples it dropped, samples it placed by index
             "samples_dropped": {name: placed.get(name, {}).get("dropped", 0) for name in self.channels},
             "samples_retimed": {name: placed.get(name, {}).get("retimed", 0) for name in self.channels},
             "decoder_errors": stats.decoder.crc_errors + stats.decoder.cobs_errors,
@@ -822,6 +859,9 @@ class Monitor:
             "device_restarts": self.device_restarts,
             "resyncs": self.resyncs,
             "clock_lags": self.clock_lags,
+            # times the windows' timeline moved to the device clock (a sample clock off its announced rate)
+            "reanchors": self.windower.reanchors if self.windower is not None else 0,
+            "rate_changes": self.rate_changes,
             "events_dropped": self.events_dropped,
         }
 
@@ -841,6 +881,9 @@ class Monitor:
         if self.clock_lags:
             line += (f"; device clock lagged {self.clock_lags} time(s): {sum(counters['samples_retimed'].values())} "
                      "samples placed by their index")
+        if counters["reanchors"]:
+            line += (f"; windows re-anchored to the device clock {counters['reanchors']} time(s) (sample clock off "
+                     "its rate)")
         line += f"; link {counters['link']}"
         if counters["link"] == "no data":
             line += f" for {time.monotonic() - self._last_data:.0f} s"

@@ -55,6 +55,12 @@ dropped or invented. A channel whose rate measured by the device clock over
 :data:`RATE_BASELINE_SECONDS` differs from the announced one by more than
 1 % is warned about once (one line, with the rate).
 
+A device may change a channel's rate mid-stream (firmware reconfigured
+without a reboot; it says so in a new description): :meth:`Windower.reconfigure`
+keeps the window grid, the window indices and every sample held, the changed
+channel's resampled to its new rate (:meth:`ChannelBuffer.resampled`), so the
+window across the change is cut whole and the next ones from the new rate.
+
 Resampling to the bundle's rate (channels may differ, e.g. SpO2 at 1 Hz,
 BVP at 64 Hz, EDA at 4 Hz on a wristband):
 
@@ -146,7 +152,7 @@ class Window:
     ----------
     index : int
         Sequence number of the window since the windower started (counts on
-        across clock resyncs).
+        across clock resyncs, resets and rate changes).
     start_time, end_time : float
         Device time span ``[start_time, end_time)`` in seconds.
     channels : tuple of str
@@ -241,6 +247,35 @@ class ChannelBuffer:
             out[lo - start:hi - start] = self._data[positions]
         return out
 
+    def resampled(self, sampling_rate: float, capacity: int) -> ChannelBuffer:
+        """This channel at another rate (the device changed it) and capacity, ending at the same device time.
+
+        The samples held are read at the new rate's sample times: linear
+        interpolation, low-passed first when the new rate is slower; new
+        sample times after the last sample (less than one old sample) hold its
+        value. Counters and placement carry over; the device's next sample
+        index is scaled by the rate ratio, as it counts blocks times samples
+        per block. At the same rate, a copy.
+        """
+        out = ChannelBuffer(self.name, sampling_rate, capacity)
+        for carried in ("received", "lost", "dropped", "retimed", "last_start", "skew", "block_time", "by_index"):
+            setattr(out, carried, getattr(self, carried))
+        if self.origin is None:
+            return out
+        ratio = out.sampling_rate / self.sampling_rate
+        out.end = math.ceil(self.end * ratio - _EPS)
+        out.origin = self.end_time - out.end / out.sampling_rate
+        if self.next_index is not None:
+            out.next_index = round(self.next_index * ratio)
+            out.index_base = out.end - out.next_index
+        held = min(out.capacity, math.floor(min(self.end, self.capacity) * ratio + _EPS))
+        if held:
+            positions = self.end - np.arange(held, 0, -1) / ratio  # the new sample times, in this buffer's indices
+            taps = antialias_taps(1 / ratio) if ratio < 1 - _EPS else None
+            out.end -= held
+            out.append(_read_at(self, np.minimum(positions, self.end - 1), taps))
+        return out
+
 
 class Windower:
     """Cut aligned windows from per-channel sample blocks.
@@ -300,17 +335,9 @@ class Windower:
             raise ValueError("channel_rates must name at least one channel, got none")
         _require_positive("sampling_rate", sampling_rate)
         _require_positive("window_seconds", window_seconds)
-        for name, rate in channel_rates.items():
-            check_channel_rate(name, rate, window_seconds)
         hop_seconds = window_seconds if hop_seconds is None else hop_seconds
         _require_positive("hop_seconds", hop_seconds)
-        _require_positive("max_wait_seconds", max_wait_seconds)
         _require_positive("timestamp_tolerance_seconds", timestamp_tolerance_seconds)
-        if not resync_seconds > window_seconds + max_wait_seconds:
-            raise ValueError(
-                f"resync_seconds must exceed window_seconds + max_wait_seconds "
-                f"({window_seconds + max_wait_seconds}), got {resync_seconds!r}"
-            )
         n_samples = sampling_rate * window_seconds
         if abs(n_samples - round(n_samples)) > _EPS:
             raise ValueError(
@@ -322,8 +349,6 @@ class Windower:
         self.window_seconds = float(window_seconds)
         self.hop_seconds = float(hop_seconds)
         self.n_samples = int(round(n_samples))
-        self.max_wait_seconds = float(max_wait_seconds)
-        self.resync_seconds = float(resync_seconds)
         self.timestamp_tolerance_seconds = float(timestamp_tolerance_seconds)
         self.resyncs = 0
         self.clock_lags = 0  # times a channel started being placed by sample index
@@ -331,20 +356,60 @@ class Windower:
         self._buffers: dict[str, ChannelBuffer] = {}
         self._antialias: dict[str, np.ndarray] = {}  # name -> low-pass taps, for channels faster than the grid
         self._chunks: dict[str, int] = {}
-        for name, rate in channel_rates.items():
-            if rate > self.sampling_rate * (1 + _EPS):
-                self._antialias[name] = antialias_taps(rate / self.sampling_rate)
-            self._chunks[name] = max(1, math.ceil(rate * _CHUNK_SECONDS))
-        # A window may need a channel's samples up to a sample (and a filter margin) past its end, and the
-        # leader runs max_wait_seconds past that before the window is cut: hold that much of every channel.
-        overhang = max((self._margin(name) + 1) / rate for name, rate in channel_rates.items())
-        span = self.window_seconds + overhang + self.max_wait_seconds + _CHUNK_SECONDS
-        for name, rate in channel_rates.items():
-            capacity = math.ceil(span * rate) + 2 * self._margin(name) + 4
-            self._buffers[name] = ChannelBuffer(name, rate, capacity)
         self._start: float | None = None  # device time of grid window 0
         self._next = 0  # grid index of the next window
         self._emitted = 0
+        self.reconfigure(channel_rates, max_wait_seconds=max_wait_seconds, resync_seconds=resync_seconds)
+
+    def reconfigure(self, channel_rates: Mapping[str, float], *, max_wait_seconds: float | None = None,
+                    resync_seconds: float | None = None) -> None:
+        """Follow a device that changed its channel rates (or its block length, hence the wait) mid-stream.
+
+        The window grid and the window indices go on, and no sample held is
+        lost: a channel whose rate changed has its samples resampled to the
+        new rate (see :meth:`ChannelBuffer.resampled`), so the window that
+        straddles the change is cut whole, from samples of both rates, and
+        the next ones from the new rate's alone.
+
+        Parameters
+        ----------
+        channel_rates : mapping of str to float
+            The windower's :attr:`channels`, in their order, at their rates now (Hz).
+        max_wait_seconds, resync_seconds : float, optional
+            New values (see the class); default: unchanged.
+
+        Raises
+        ------
+        ValueError
+            Other channels, or a rate or setting the class refuses (then nothing changes).
+        """
+        if tuple(channel_rates) != self.channels:
+            raise ValueError(f"channel_rates must name the windower's channels {list(self.channels)} in that "
+                             f"order, got {list(channel_rates)}")
+        for name, rate in channel_rates.items():
+            check_channel_rate(name, rate, self.window_seconds)
+        max_wait = self.max_wait_seconds if max_wait_seconds is None else max_wait_seconds
+        resync = self.resync_seconds if resync_seconds is None else resync_seconds
+        _require_positive("max_wait_seconds", max_wait)
+        if not resync > self.window_seconds + max_wait:
+            raise ValueError(
+                f"resync_seconds must exceed window_seconds + max_wait_seconds "
+                f"({self.window_seconds + max_wait}), got {resync!r}"
+            )
+        rates = {name: float(rate) for name, rate in channel_rates.items()}
+        self.max_wait_seconds, self.resync_seconds = float(max_wait), float(resync)
+        self._antialias = {name: antialias_taps(rate / self.sampling_rate) for name, rate in rates.items()
+                           if rate > self.sampling_rate * (1 + _EPS)}
+        self._chunks = {name: max(1, math.ceil(rate * _CHUNK_SECONDS)) for name, rate in rates.items()}
+        # A window may need a channel's samples up to a sample (and a filter margin) past its end, and the
+        # leader runs max_wait_seconds past that before the window is cut: hold that much of every channel.
+        overhang = max((self._margin(name) + 1) / rate for name, rate in rates.items())
+        span = self.window_seconds + overhang + self.max_wait_seconds + _CHUNK_SECONDS
+        for name, rate in rates.items():
+            capacity = math.ceil(span * rate) + 2 * self._margin(name) + 4
+            held = self._buffers.get(name)
+            self._buffers[name] = (ChannelBuffer(name, rate, capacity) if held is None
+                                   else held.resampled(rate, capacity))
 
     @property
     def nbytes(self) -> int:
@@ -355,6 +420,11 @@ class Windower:
     def next_window_start(self) -> float | None:
         """Device time the next window starts at, once the grid is known."""
         return None if self._start is None else self._start + self._next * self.hop_seconds
+
+    @property
+    def channel_rates(self) -> dict[str, float]:
+        """Channel name -> the rate its samples are taken at now, Hz (as last :meth:`reconfigure`-d)."""
+        return {name: buffer.sampling_rate for name, buffer in self._buffers.items()}
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per channel: samples ``received``, ``lost`` (missing), ``dropped`` (late or repeated) and
@@ -604,24 +674,12 @@ class Windower:
 
     def _margin(self, name: str) -> int:
         """Samples the channel's downsampling filter reads on each side of a window (0 when not downsampled)."""
-        return len(self._antialias[name]) // 2 + 1 if name in self._antialias else 0
+        return _filter_margin(self._antialias.get(name))
 
     def _extract(self, buffer: ChannelBuffer, start: float) -> np.ndarray:
         if buffer.origin is None:
             return np.full(self.n_samples, np.nan)
-        positions = self._positions(buffer, start)
-        if buffer.name not in self._antialias:
-            low = math.floor(positions[0] + _EPS)
-            native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1)
-            return _interpolate(native, positions - low)
-        margin = self._margin(buffer.name)
-        low = math.floor(positions[0] + _EPS) - margin
-        native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1 + margin)
-        filtered = np.convolve(signal_fill(native), self._antialias[buffer.name], mode="same")  # centred: aligned
-        out = _interpolate(filtered, positions - low)
-        nearest = np.clip(np.rint(positions - low).astype(np.int64), 0, len(native) - 1)
-        out[np.isnan(native[nearest])] = np.nan
-        return out
+        return _read_at(buffer, self._positions(buffer, start), self._antialias.get(buffer.name))
 
 
 def antialias_taps(ratio: float, zero_crossings: int = 10, beta: float = 5.0) -> np.ndarray:
@@ -635,6 +693,31 @@ def antialias_taps(ratio: float, zero_crossings: int = 10, beta: float = 5.0) ->
     half = math.ceil(zero_crossings * ratio)
     taps = np.sinc(np.arange(-half, half + 1) / ratio) * np.kaiser(2 * half + 1, beta)
     return taps / taps.sum()
+
+
+def _read_at(buffer: ChannelBuffer, positions: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+    """The channel's samples at fractional ``positions`` (its sample indices), in order.
+
+    Linear interpolation (NaN where a neighbour used is missing) or, with
+    ``taps`` (read slower than the channel's rate), the same on the samples
+    low-passed by them, missing samples bridged for the filter and the result
+    missing where the nearest sample is.
+    """
+    margin = _filter_margin(taps)
+    low = math.floor(positions[0] + _EPS) - margin
+    native = buffer.read(low, math.ceil(positions[-1] - _EPS) + 1 + margin)
+    if taps is None:
+        return _interpolate(native, positions - low)
+    filtered = np.convolve(signal_fill(native), taps, mode="same")  # centred: aligned
+    out = _interpolate(filtered, positions - low)
+    nearest = np.clip(np.rint(positions - low).astype(np.int64), 0, len(native) - 1)
+    out[np.isnan(native[nearest])] = np.nan
+    return out
+
+
+def _filter_margin(taps: np.ndarray | None) -> int:
+    """Samples a low-pass of ``taps`` reads on each side (0 without one)."""
+    return 0 if taps is None else len(taps) // 2 + 1
 
 
 def _interpolate(values: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -903,6 +903,11 @@ class FrameDecoder:
     def _hello(self, hello: Hello, out: list) -> None:
         if not self._in_reach(hello.next_block_index, hello.next_block_index, hello, out):
             return
+        if self._config is not None and self._expected_block is not None and (
+            hello.next_block_index > self._expected_block
+        ):  # blocks sent before this hello, under the description in force then (a hello may change the rates)
+            self._lost(self._expected_block, hello.next_block_index - self._expected_block, out)
+            self._expected_block = hello.next_block_index
         if hello.config != self._config:
             self._config = config = hello.config
             offset = _BLOCK_INDEX.size

@@ -381,8 +381,9 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
 
 def _redescribed(change):
     """A HostileLink tamper through which the device describes itself as ``change(frame, config) -> config``
-    says, hellos and sample blocks alike: a block keeps the samples of the channels left, clipped to their raw
-    range, after a hello when its description changed (as a board sends one); frames are numbered again."""
+    says, hellos and sample blocks alike: a block keeps the samples of the channels left, linearly resampled to
+    their samples per block and clipped to their raw range, after a hello when its description changed (as a
+    board sends one); frames are numbered again."""
     decoder, seq, described = FrameDecoder(), itertools.count(), {}
 
     def tamper(wire):
@@ -397,8 +398,8 @@ def _redescribed(change):
                     frames.append(Hello(frame.device_id, frame.boot_id, 0, frame.timestamp_ms, frame.block_index,
                                         config))
                     described["config"] = config
-                samples = tuple(np.clip(raw[c.name], c.raw_min, c.raw_max).astype(raw[c.name].dtype)
-                                for c in config.channels)
+                samples = tuple(np.clip(_resampled(raw[c.name], c.samples_per_block), c.raw_min, c.raw_max)
+                                .astype(raw[c.name].dtype) for c in config.channels)
                 frame = dataclasses.replace(frame, samples=samples, config=None)
             if isinstance(frame, (Hello, SampleBlock, Status)):
                 frames.append(frame)
@@ -407,18 +408,23 @@ def _redescribed(change):
     return tamper
 
 
+def _resampled(values, n_samples):
+    """``values`` read at ``n_samples`` evenly spaced times over the same span (a block at another rate)."""
+    return np.interp(np.arange(n_samples) * len(values) / n_samples, np.arange(len(values)), values)
+
+
 def _without(config, channel):
     return dataclasses.replace(config, channels=tuple(c for c in config.channels if c.name != channel))
 
 
-def _monitor_from_the_start(tmp_path, tamper, n_windows, **device):
-    """``biomoe monitor --port`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``, started once
-    the monitor listens (device time 0 starts window 0): its records, stderr and database."""
+def _monitor_from_the_start(tmp_path, tamper, n_windows, options=(), **device):
+    """``biomoe monitor --port [options]`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``,
+    started once the monitor listens (device time 0 starts window 0): its records, stderr and database."""
     link = HostileLink(tamper)
     simulated = SimulatedDevice(SimulatorParams(speed=20, **device), sink=link)
     database = tmp_path / "results.sqlite"
     process = subprocess.Popen(_monitor_command("--port", link.path, "--windows", n_windows, "--hop", HOP,
-                                                "--db", database, "--config", _deep_queue(tmp_path)),
+                                                "--db", database, "--config", _deep_queue(tmp_path), *options),
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until_port_open(process.pid, link.path)
@@ -481,6 +487,30 @@ def test_a_sensor_unplugged_mid_session_is_missing_until_it_is_back(tmp_path, un
         assert 0 < restart < 12
 
 
+def test_a_rate_change_mid_session_keeps_the_windows_going(tmp_path):
+    """From 32 s on the board (same boot, block indices going on) sends EDA at 250 Hz and BVP at 50 Hz instead
+    of 100 Hz: one warning and a stored event; the windows go on on the same grid, window_index counting on
+    (it started again at 0, and the windows across the change were lost), every window whole."""
+    def change(frame, config):
+        per_block = {"EDA": 250, "BVP": 50} if frame.timestamp_ms >= 32_000 else {}
+        return dataclasses.replace(config, channels=tuple(
+            dataclasses.replace(c, samples_per_block=per_block.get(c.name, c.samples_per_block))
+            for c in config.channels))
+    records, stderr, database = _monitor_from_the_start(tmp_path, _redescribed(change), 10)
+    assert [r["start_time"] for r in records] == [HOP * i for i in range(10)]
+    assert all(verdict["ok"] for record in records for verdict in record["quality"].values()), records
+    assert [line for line in stderr.splitlines() if "sampling rate" in line] == [
+        "biomoe monitor: the device changed the sampling rate of EDA from 100 to 250 Hz, BVP from 100 to 50 Hz; "
+        "the windows go on, resampled to the bundle's 100 Hz"]
+    with ResultStore(database, readonly=True) as store:
+        assert [w.window_index for w in store.windows()] == list(range(10))
+        assert [e["detail"]["channels"] for e in store.events("rate_change")] == [
+            {"EDA": {"from_hz": 100.0, "to_hz": 250.0}, "BVP": {"from_hz": 100.0, "to_hz": 50.0}}]
+        summary = store.events("summary")[-1]["detail"]
+    assert summary["rate_changes"] == 1
+    assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
+
+
 def test_a_channel_clipped_at_the_adc_range_the_device_announces_is_saturated(tmp_path):
     """The board's BVP ADC spans raw -300..300 (0.15 a.u.) and clips the pulse wave without raising its
     saturation flag: every window flags BVP, and only BVP, saturated."""
@@ -526,6 +556,22 @@ def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):
         summary = store.events("summary")[-1]["detail"]
     assert summary["clock_lags"] == 1 and summary["samples_retimed"]["EDA"] >= 40 * 100
     assert not any(summary["samples_dropped"].values()) and not any(summary["samples_lost"].values())
+
+
+def test_a_board_clock_off_its_sample_count_shows_the_re_anchors_on_the_status_line(tmp_path):
+    """The board stamps its frames 5 % fast against its sample count: the windows' timeline moves to its clock
+    every few seconds, counted on the status line once non-zero, as stored with each status and the summary."""
+    def fast_clock(wire):
+        return [rewrite_timestamp(wire, round(frame_timestamp(wire) * 1.05))]
+    records, stderr, database = _monitor_from_the_start(tmp_path, fast_clock, 6, options=("--status-every", 0.2))
+    assert all(verdict["ok"] for record in records for verdict in record["quality"].values()), records
+    shown = [int(n) for n in re.findall(r"; windows re-anchored to the device clock (\d+) time\(s\) \(sample clock "
+                                        r"off its rate\);", stderr)]
+    with ResultStore(database, readonly=True) as store:
+        stored = [event["detail"]["reanchors"] for event in store.events("status")]
+        summary = store.events("summary")[-1]["detail"]
+    assert shown and shown == [n for n in stored if n]
+    assert summary["reanchors"] >= shown[-1]
 
 
 def test_an_open_link_without_data_is_reported_stored_and_recovers(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import struct
@@ -469,6 +470,21 @@ def test_a_hello_reveals_blocks_lost_at_the_end_of_a_stream():
     gaps = [item for item in out if isinstance(item, BlocksLost)]
     assert [(g.first_block_index, g.n_blocks) for g in gaps] == [(8, 2)]
     assert decoder.stats.samples_lost == {"EDA": 20, "BVP": 20, "SpO2": 2}
+
+
+def test_blocks_lost_before_a_hello_that_changes_the_rates_are_counted_at_the_rates_they_were_sent_at():
+    """Blocks 8 and 9 (10 EDA samples each) never arrive; the hello announcing block 10 changes EDA to 25
+    samples a block: the loss is 20 samples of the old description, not 50 of the new."""
+    faster = dataclasses.replace(CONFIG, channels=(dataclasses.replace(CONFIG.channels[0], samples_per_block=25),
+                                                   *CONFIG.channels[1:]))
+    kept = [f for f in make_stream(8, hello_every=100) if not isinstance(f, Hello) or f.next_block_index == 0]
+    kept.append(Hello(3, 0x2A17, 900, 1000, next_block_index=10, config=faster))
+    decoder = FrameDecoder()
+    out = decoder.feed(b"".join(encode_frame(f) for f in kept))
+    (gap,) = [item for item in out if isinstance(item, BlocksLost)]
+    assert (gap.first_block_index, gap.n_blocks, gap.config) == (8, 2, CONFIG)
+    assert decoder.stats.samples_lost == {"EDA": 20, "BVP": 20, "SpO2": 2}
+    assert decoder.config == faster
 
 
 def test_gaps_longer_than_the_sequence_number_range_are_exact():

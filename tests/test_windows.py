@@ -570,3 +570,66 @@ def test_a_big_jump_of_a_drifting_board_still_restarts_the_grid():
     windower = Windower({"EDA": 100.0, "SpO2": 1.0}, 100.0, 10.0)
     _board(windower, 100, lambda b: 1.05 * b + 3600.0 * (b >= 80))
     assert windower.resyncs == 1
+
+
+RATE_CHANGE_SIGNALS = {"EDA": lambda t: 5.0 + np.sin(2 * np.pi * 0.3 * t), "BVP": lambda t: np.sin(2 * np.pi * 1.2 * t),
+                       "SpO2": lambda t: 97.0 + 0.01 * t}
+
+
+def _rate_change_board(windower, seconds, change_at, rates_after, skip=()):
+    """One-second blocks stamped with their index ``b``, sample index ``b`` x samples per block, of EDA, BVP
+    (100 Hz) and SpO2 (1 Hz) whose rates become ``rates_after`` from block ``change_at`` on, the windower told
+    between two blocks as the monitor tells it; blocks in ``skip`` never arrive."""
+    rates = {"EDA": 100.0, "BVP": 100.0, "SpO2": 1.0}
+    windows = []
+    for block in range(seconds):
+        if block == change_at:
+            rates = {**rates, **rates_after}
+            windower.reconfigure(rates)
+        if block in skip:
+            continue
+        for name, rate in rates.items():
+            per_block = int(rate)
+            values = RATE_CHANGE_SIGNALS[name](block + np.arange(per_block) / rate)
+            windows += windower.push(name, float(block), values, first_index=block * per_block)
+    return windows
+
+
+def test_a_rate_change_mid_stream_keeps_the_windows_their_indices_and_the_window_across_it():
+    """At 32 s the board's EDA goes from 100 to 250 Hz and BVP from 100 to 50 Hz: the grid and the window
+    indices go on, the windows across the change ([25, 35) and [30, 40)) are whole, every window carries the
+    signal at the bundle's rate (within linear interpolation of 50 Hz BVP), nothing is lost or dropped."""
+    windower = Windower({"EDA": 100.0, "BVP": 100.0, "SpO2": 1.0}, 100.0, 10.0, hop_seconds=5.0)
+    windows = _rate_change_board(windower, 70, 32, {"EDA": 250.0, "BVP": 50.0})
+    assert [w.index for w in windows] == list(range(12))
+    assert [w.start_time for w in windows] == [5.0 * i for i in range(12)]
+    assert not any(w.forced for w in windows)
+    for window in windows:
+        grid = window.start_time + np.arange(1000) / 100.0
+        for row, channel in zip(window.data, window.channels):
+            np.testing.assert_allclose(row, RATE_CHANGE_SIGNALS[channel](grid), atol=0.01, err_msg=channel)
+    assert windower.channel_rates == {"EDA": 250.0, "BVP": 50.0, "SpO2": 1.0}
+    assert windower.stats() == {"EDA": {"received": 3200 + 38 * 250, "lost": 0, "dropped": 0, "retimed": 0},
+                                "BVP": {"received": 3200 + 38 * 50, "lost": 0, "dropped": 0, "retimed": 0},
+                                "SpO2": {"received": 70, "lost": 0, "dropped": 0, "retimed": 0}}
+    assert (windower.resyncs, windower.clock_lags, windower.reanchors) == (0, 0, 0)
+
+
+def test_a_block_lost_after_a_rate_change_is_missing_in_its_place():
+    windower = Windower({"EDA": 100.0, "BVP": 100.0, "SpO2": 1.0}, 100.0, 10.0, hop_seconds=5.0)
+    windows = _rate_change_board(windower, 60, 32, {"EDA": 250.0, "BVP": 50.0}, skip={45})
+    (window,) = [w for w in windows if w.start_time == 40.0]
+    np.testing.assert_array_equal(np.flatnonzero(np.isnan(window.data[0])), np.arange(500, 600))
+    assert windower.stats()["EDA"]["lost"] == 250 and windower.stats()["BVP"]["lost"] == 50
+
+
+@pytest.mark.parametrize("rates, match", [
+    ({"BVP": 100.0, "EDA": 100.0}, r"channels \['EDA', 'BVP'\] in that order, got \['BVP', 'EDA'\]"),
+    ({"EDA": 100.0, "BVP": 1e6}, "channel 'BVP' must be 0.1 to 10000 Hz"),
+])
+def test_a_rate_change_windows_cannot_follow_is_refused_and_changes_nothing(rates, match):
+    windower = Windower({"EDA": 100.0, "BVP": 100.0}, 100.0, 10.0)
+    windower.push("EDA", 0.0, np.ones(500))
+    with pytest.raises(ValueError, match=match):
+        windower.reconfigure(rates)
+    assert windower.channel_rates == {"EDA": 100.0, "BVP": 100.0} and windower.stats()["EDA"]["received"] == 500

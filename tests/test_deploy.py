@@ -266,19 +266,18 @@ def test_install_sh_again_changes_nothing(installed, hub):
 
 @pytest.mark.arm64
 def test_shipped_backbone_matches_x86_on_arm64(installed):
-    """The trained backbone installed with the wheel, on one fixed image, in a session made as the monitor makes
-    it (the bundle's settings: its int8 weights dequantized, not fused into int8 kernels that differ by CPU)."""
+    """The trained backbone installed with the wheel, on one fixed image, through the backend the monitor makes
+    for the bundle (its runtime and settings, whichever the bundle ships: LiteRT or ONNX Runtime)."""
     suite, system, _ = installed
     folder = system.share / f"backbone-{suite}"
     folder.mkdir()
     image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     np.save(folder / "image.npy", image)
     embed = (
-        "import sys, numpy as np; from edge.backends import onnx_session; "
+        "import sys, numpy as np; from edge.backends import create_backend; "
         "from edge.bundle import default_bundle_path, load_bundle; "
-        "bundle = load_bundle(default_bundle_path()); "
-        "s = onnx_session(bundle.graph_path('backbone'), 1, bundle.graphs['backbone'].onnxruntime_config); "
-        "np.save(sys.argv[2], s.run(None, {s.get_inputs()[0].name: np.load(sys.argv[1])})[0])"
+        "backend = create_backend(load_bundle(default_bundle_path()), 1); "
+        "np.save(sys.argv[2], backend.embed(np.load(sys.argv[1])[np.newaxis]))"
     )
     done = system.run(f'cd / && /opt/biomoe/current/venv/bin/python -c "{embed}" '
                       f"/share/{folder.name}/image.npy /share/{folder.name}/embedding.npy")

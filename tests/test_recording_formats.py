@@ -89,6 +89,56 @@ def test_csv_with_a_time_column_and_a_single_headerless_column(tmp_path):
     assert replay_recording(read_recording(column, {"EDA": "1"}, rate_hz=2.5)).rates["EDA"] == 100.0  # resampled
 
 
+def _table(header, columns, delimiter=",", decimal=".", ending=""):
+    """CSV text: ``header`` then one row per sample of ``columns`` (strings kept as written)."""
+    rows = [delimiter.join(c if isinstance(c, str) else f"{c:.4f}".replace(".", decimal) for c in row) + ending
+            for row in zip(*columns)]
+    return header + "\n" + "\n".join(rows) + "\n"
+
+
+SECONDS = np.arange(3000) / 100
+EDA_RAMP = 2 + SECONDS / 100
+CSV_AS_WRITTEN = {  # name: (file text, --rate); each holds EDA_RAMP at 100 Hz and a PPG
+    "byte-order mark, EDA first": ("\ufeff" + _table("EDA,PPG", [EDA_RAMP, -EDA_RAMP]), 100),
+    "quoted header, CRLF": (_table('"time","EDA","PPG"', [SECONDS, EDA_RAMP, -EDA_RAMP]).replace("\n", "\r\n"), None),
+    "semicolons, decimal comma": (_table("time;EDA;PPG", [SECONDS, EDA_RAMP, -EDA_RAMP], ";", ","), None),
+    "tabs, comment lines": ("# exported by X\n" + _table("time\tEDA\tPPG", [SECONDS, EDA_RAMP, -EDA_RAMP], "\t"), None),
+    "a row of units": (_table("time,EDA,PPG\ns,uS,a.u.", [SECONDS, EDA_RAMP, -EDA_RAMP]), None),
+    "units in the names": (_table("Time [s],eda_uS,PPG (mV)", [SECONDS, EDA_RAMP, -EDA_RAMP]), None),
+    "EDA in nS": (_table("time,EDA (nS),PPG", [SECONDS, 1000 * EDA_RAMP, -EDA_RAMP]), None),
+    "trailing empty column": (_table("time,EDA,PPG,", [SECONDS, EDA_RAMP, -EDA_RAMP], ending=","), None),
+    "time in ms": (_table("time_ms,EDA,PPG", [1000 * SECONDS, EDA_RAMP, -EDA_RAMP]), None),
+    "unix ms": (_table("timestamp,EDA,PPG", [[f"{1.7e12 + 10 * i:.0f}" for i in range(3000)], EDA_RAMP, -EDA_RAMP]),
+                None),
+    "ISO date-times": (_table("timestamp,EDA,PPG", [[str(np.datetime64("2024-03-01T09:00:00.000") +
+                                                         np.timedelta64(10 * i, "ms")) for i in range(3000)],
+                                                   EDA_RAMP, -EDA_RAMP]), None),
+}
+
+
+@pytest.mark.parametrize("case", CSV_AS_WRITTEN, ids=list(CSV_AS_WRITTEN))
+def test_csv_files_as_spreadsheets_and_loggers_write_them(case, tmp_path):
+    text, rate = CSV_AS_WRITTEN[case]
+    path = tmp_path / "session.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    recording = read_recording(path, rate_hz=rate)
+    assert set(recording.signals) == {"EDA", "BVP"}
+    assert recording.rates["EDA"] == pytest.approx(100.0) and len(recording.signals["EDA"]) == 3000
+    np.testing.assert_allclose(recording.signals["EDA"], EDA_RAMP, atol=1e-4)
+
+
+def test_csv_rate_from_rounded_times_and_missing_cells(tmp_path):
+    """256 Hz timestamps rounded to the millisecond (steps of 3 and 4 ms) give 256 Hz, not the median's 250."""
+    path = tmp_path / "logger.csv"
+    t = np.round(np.arange(256 * 40) / 256, 3)
+    eda = [f"{v:.3f}" for v in 2 + t / 100]
+    eda[100] = ""  # one lost sample: the previous one repeats
+    path.write_text(_table("time,EDA", [t, eda]))
+    recording = read_recording(path)
+    assert recording.rates["EDA"] == pytest.approx(256.0, rel=1e-4) and len(recording.signals["EDA"]) == 256 * 40
+    assert recording.signals["EDA"][100] == pytest.approx(recording.signals["EDA"][99])
+
+
 def _truncated_edf(tmp_path):
     path = tmp_path / "cut.edf"
     write_edf(path, [("EDA", "uS", _signal(30, 100))], 100)
@@ -115,12 +165,21 @@ def _csv(tmp_path):
     return path
 
 
+def _csv_with_a_jump(tmp_path):
+    path = tmp_path / "jump.csv"
+    t = np.r_[np.arange(0, 20, 0.01), np.arange(25, 40, 0.01)]  # 5 s of samples lost after 20 s
+    np.savetxt(path, np.column_stack([t, _signal(35, 100)]), delimiter=",", header="time,EDA", comments="")
+    return path
+
+
 BAD_INPUT = {
     "truncated EDF": (_truncated_edf, [], "not a readable EDF/BDF file"),
     "wrong channel map": (_csv, ["--rate", "100", "--map", "EDA=GSR"], "--map EDA=GSR: no channel 'GSR'"),
     "unknown unit": (_edf_in_millivolts, [], "is in 'mV', which is not a unit of EDA"),
     "a rate the protocol cannot carry": (_csv_too_fast, ["--rate", "20000"], "the protocol carries EDA at"),
     "CSV without a rate": (_csv, [], "needs its sampling rate: --rate HZ"),
+    "CSV whose time column jumps": (_csv_with_a_jump, [], "column 'time' jumps by 5.01 s after data row 2000 "
+                                    "(typical step 0.01 s): samples are missing there"),
 }
 
 

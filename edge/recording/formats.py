@@ -9,10 +9,10 @@ format                 how it is recognised                                    r
 EDF, EDF+, BDF, BDF+   ``.edf`` / ``.bdf`` (annotations kept)                  pyedflib
 WFDB record            ``.hea`` (or the record name beside one)                wfdb (``pip install -e ".[formats]"``)
 Empatica E4 session    a folder holding ``EDA.csv`` / ``BVP.csv`` (or .gz)     numpy
-plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     numpy
-                       or one headerless column (its channel from the map:
+plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     csv + numpy
+                       or one headerless column (its channel from the map:     (:mod:`.csv_table`)
                        ``--map EDA=1``); ``rate_hz`` (``--rate``) unless a
-                       ``time``/``timestamp`` column (s) gives it
+                       ``time``/``timestamp`` column (s, ms, ISO) gives it
 =====================  =====================================================  ===========================
 
 (The AI4PAIN layout is replayed by the simulator itself: ``--replay DIR
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.recording.csv_table import read_csv_columns
 from edge.windows import MAX_CHANNEL_RATE_HZ
 
 __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_recording", "parse_channel_map",
@@ -159,7 +160,7 @@ def read_recording(path, channel_map: dict[str, str] | None = None, rate_hz: flo
     elif name.endswith((".edf", ".bdf")):
         columns, annotations = _read_edf(path)
     elif name.endswith((".csv", ".csv.gz")):
-        columns, annotations = _read_csv(path, rate_hz, channel_map), []
+        columns, annotations = read_csv_columns(path, rate_hz, channel_map), []
     else:
         raise EdgeError(f"{path}: unknown recording format; give an EDF/BDF file, a WFDB .hea, a CSV or an E4 "
                         "session folder")
@@ -299,42 +300,3 @@ def _read_e4(folder: Path) -> list[_Column]:
     start = max(t0 for _, (t0, _, _) in found.values())
     return [(stem, unit, rate, values[int(round((start - t0) * rate)):], None)
             for stem, (unit, (t0, rate, values)) in found.items()]
-
-
-def _read_csv(path: Path, rate_hz: float | None, channel_map: dict[str, str]) -> list[_Column]:
-    with _open_text(path) as handle:
-        first = handle.readline()
-        cells = [cell.strip() for cell in first.split(",")]
-        try:
-            [float(cell) for cell in cells]
-            header = None
-        except ValueError:
-            header = cells
-        try:
-            table = np.loadtxt(handle, delimiter=",", ndmin=2) if header else np.loadtxt(
-                [first, *handle], delimiter=",", ndmin=2)
-        except ValueError as exc:
-            raise EdgeError(f"{path}: not a table of numbers after the header ({exc})") from None
-    if header is None:
-        if table.shape[1] != 1:
-            raise EdgeError(f"{path}: {table.shape[1]} columns without a header row; add a header naming them "
-                            "(e.g. time,EDA,BVP) or give one column")
-        if len(channel_map) != 1:
-            raise EdgeError(f"{path}: one column without a name; say which channel it is with --map, e.g. "
-                            "--map EDA=1")
-        header = [next(iter(channel_map.values()))]
-    if table.shape[1] != len(header):
-        raise EdgeError(f"{path}: the header names {len(header)} columns but rows have {table.shape[1]}")
-    times = next((i for i, name in enumerate(header) if name.lower() in ("time", "timestamp", "time_s", "t")), None)
-    if times is not None:
-        steps = np.diff(table[:, times])
-        if len(steps) == 0 or not np.all(steps > 0):
-            raise EdgeError(f"{path}: column {header[times]!r} must increase from row to row (seconds)")
-        rate = 1.0 / float(np.median(steps))
-        if rate_hz is not None and not math.isclose(rate, rate_hz, rel_tol=1e-3):
-            raise EdgeError(f"{path}: --rate {rate_hz:g} contradicts its {header[times]!r} column ({rate:g} Hz)")
-    elif rate_hz is None:
-        raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
-    else:
-        rate = rate_hz
-    return [(name, None, rate, table[:, i], None) for i, name in enumerate(header) if i != times]  # protocol units

@@ -1,0 +1,195 @@
+"""CSV recordings as written by spreadsheets, loggers and other labs: :func:`csv_rows`, :func:`read_csv_columns`.
+
+What is accepted (Python's :mod:`csv` reads the cells, NumPy converts them):
+
+- a byte-order mark, Windows line endings, quoted cells, blank lines and
+  ``#`` comment lines before the header;
+- ``,``, ``;`` or tab between cells (sniffed), and a decimal comma when the
+  cells are not separated by commas (``2,5;0,75``);
+- a header row naming the columns, optionally with units (``EDA (uS)``,
+  ``EDA [uS]``, ``eda_uS``) or a row of units under it (``s,uS,a.u.``);
+  without a header, one column whose channel ``--map`` names;
+- empty cells (missing values: NaN) and a trailing empty column;
+- a time column (``time``, ``timestamp``, ``t``, ``seconds``...) in seconds,
+  in milliseconds when its unit says so (``time_ms``, ``time (ms)``) or its
+  values are unix milliseconds, or as ISO 8601 date-times; it gives the rate
+  and must be regular: a jump (samples missing) is refused, since the rows
+  would be joined back to back and every later label would shift.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+__all__ = ["csv_rows", "read_csv_columns", "split_unit"]
+
+_TIME_NAMES = ("time", "timestamp", "t", "seconds", "sec", "elapsed", "elapsed time")
+_TIME_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3, "milliseconds": 1e-3}
+#: Units recognised after ``_`` or a space at the end of a column name (``eda_uS``); bracketed ones are always units.
+_SUFFIX_UNITS = ("us", "µs", "μs", "ns", "ms", "s", "sec", "kohm", "ohm", "mohm", "kω", "ω", "mω", "%", "mv", "v")
+#: Unix time in milliseconds is above this (1e11 s would be the year 5138).
+_UNIX_MS = 1e11
+#: A time column whose samples stray further than this from a regular grid has a jump (samples missing).
+TIME_TOLERANCE_SECONDS = 0.5
+
+
+def _open_text(path: Path):
+    """Text of a CSV (gzipped or not), a leading byte-order mark dropped, line endings kept for :mod:`csv`."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def csv_rows(path) -> list[list[str]]:
+    """The non-blank rows of a CSV file as stripped cells, delimiter sniffed (``,`` ``;`` tab), comments dropped.
+
+    Raises
+    ------
+    EdgeError
+        The file cannot be read or is not text.
+    """
+    path = Path(path)
+    try:
+        with _open_text(path) as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise EdgeError(f"{path}: cannot read it as a CSV text file ({exc})") from None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        dialect = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+    return [row for row in rows if any(row)]
+
+
+def split_unit(name: str) -> tuple[str, str | None]:
+    """``"EDA (uS)"``, ``"EDA [uS]"``, ``"eda_uS"`` -> ``("EDA", "uS")``; a name without a unit -> ``(name, None)``."""
+    bracketed = re.fullmatch(r"(.+?)\s*[(\[]\s*([^)\]]*?)\s*[)\]]", name)
+    if bracketed:
+        return bracketed.group(1), bracketed.group(2)
+    suffixed = re.fullmatch(r"(.+?)[_ ]+([^_ ]+)", name)
+    if suffixed and suffixed.group(2).lower() in _SUFFIX_UNITS:
+        return suffixed.group(1), suffixed.group(2)
+    return name, None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.replace(",", "."))
+        return True
+    except ValueError:
+        return False
+
+
+def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -> list[tuple]:
+    """``[(name, unit or None, rate Hz, samples, None)]`` of a CSV recording (see the module docstring).
+
+    A column without a unit is taken to be in the protocol's unit (EDA in uS).
+
+    Raises
+    ------
+    EdgeError
+        No rows, ragged rows, cells that are not numbers, no rate (``--rate``
+        or a time column), a time column that does not increase or jumps.
+    """
+    path = Path(path)
+    rows = csv_rows(path)
+    if not rows:
+        raise EdgeError(f"{path}: the file holds no rows; export the recording again")
+    if all(_is_number(cell) for cell in rows[0] if cell):
+        if len(rows[0]) != 1:
+            raise EdgeError(f"{path}: {len(rows[0])} columns without a header row; add a header naming them "
+                            "(e.g. time,EDA,BVP) or give one column")
+        if len(channel_map) != 1:
+            raise EdgeError(f"{path}: one column without a name; say which channel it is with --map, e.g. "
+                            "--map EDA=1")
+        rows = [[next(iter(channel_map.values()))], *rows]
+    names, units = zip(*(split_unit(cell) for cell in rows[0]))
+    body = rows[1:]
+    time_index = next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
+    if body and _is_unit_row(body[0], time_index):
+        units = [unit or cell or None for unit, cell in zip(units, body[0])]
+        body = body[1:]
+    width = len(names)
+    body = [row[:width] if not any(row[width:]) else row for row in body]  # a trailing delimiter
+    ragged = next((number for number, row in enumerate(body, start=1) if len(row) != width), None)
+    if ragged is not None:
+        raise EdgeError(f"{path}: data row {ragged} has {len(body[ragged - 1])} cells where the header names {width} "
+                        "columns; a truncated or extra line? delete it")
+    if not body:
+        raise EdgeError(f"{path}: a header but no rows of samples")
+    cells = np.array(body, dtype=str)
+    kept = [i for i in range(width) if i != time_index and (names[i] or np.any(cells[:, i] != ""))]
+    if time_index is None:
+        if rate_hz is None:
+            raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
+        rate = rate_hz
+    else:
+        rate = _rate_from_time(path, names[time_index], units[time_index], cells[:, time_index], rate_hz)
+    return [(names[i], units[i], rate, _floats(path, names[i], cells[:, i]), None) for i in kept]
+
+
+def _is_unit_row(row: list[str], time_index: int | None) -> bool:
+    """A row under the header that names units (``s,uS,a.u.``): no number in it, some text beside the time."""
+    return not any(_is_number(cell) for cell in row) and any(cell for i, cell in enumerate(row) if i != time_index)
+
+
+def _floats(path: Path, name: str, cells: np.ndarray) -> np.ndarray:
+    """One column's cells as numbers: an empty cell is NaN (missing), a decimal comma a point."""
+    column = np.char.replace(cells, ",", ".")
+    column[column == ""] = "nan"
+    try:
+        return column.astype(np.float64)
+    except ValueError:
+        row = next(r for r, cell in enumerate(column) if not _is_number(cell))
+        raise EdgeError(f"{path}: column {name!r} holds {cells[row]!r} in data row {row + 1}, not a number; remove "
+                        "that line or text") from None
+
+
+def _rate_from_time(path: Path, name: str, unit: str | None, cells: np.ndarray, rate_hz: float | None) -> float:
+    """The sampling rate a time column gives (Hz), after checking it increases and has no jump."""
+    seconds = _seconds(path, name, unit, cells)
+    steps = np.diff(seconds)
+    if len(steps) == 0 or not np.all(steps > 0):
+        raise EdgeError(f"{path}: column {name!r} must increase from row to row (time of each sample)")
+    rate = float((len(seconds) - 1) / (seconds[-1] - seconds[0]))
+    stray = np.abs(seconds - seconds[0] - np.arange(len(seconds)) / rate)
+    if stray.max() > TIME_TOLERANCE_SECONDS:
+        jump = int(np.argmax(steps))
+        raise EdgeError(f"{path}: column {name!r} jumps by {steps[jump]:g} s after data row {jump + 1} (typical step "
+                        f"{np.median(steps):g} s): samples are missing there, and joining the rows back to back would "
+                        "shift every later second; split the file at the jump")
+    if unit is None and rate < 1.0:
+        raise EdgeError(f"{path}: column {name!r} steps by {np.median(steps):g} per row, {rate:g} Hz if seconds; if it "
+                        f"holds milliseconds, name it {name}_ms")
+    if rate_hz is not None and not math.isclose(rate, rate_hz, rel_tol=1e-3):
+        raise EdgeError(f"{path}: --rate {rate_hz:g} contradicts its {name!r} column ({rate:g} Hz)")
+    return rate
+
+
+def _seconds(path: Path, name: str, unit: str | None, cells: np.ndarray) -> np.ndarray:
+    """A time column in seconds: numbers (unit s or ms) or ISO 8601 date-times."""
+    if _is_number(cells[0]):
+        values = _floats(path, name, cells)
+        if unit is None:
+            return values * (1e-3 if np.nanmax(np.abs(values)) > _UNIX_MS else 1.0)
+        if unit.lower() not in _TIME_UNITS:
+            raise EdgeError(f"{path}: column {name!r} is in {unit!r}; give its times in s or ms")
+        return values * _TIME_UNITS[unit.lower()]
+    try:
+        stamps = np.array(cells, dtype="datetime64[ns]")
+    except ValueError:
+        raise EdgeError(f"{path}: column {name!r} holds {cells[0]!r}: neither seconds nor an ISO 8601 date-time "
+                        "(2024-01-31T12:00:00.250)") from None
+    return (stamps - stamps[0]).astype(np.float64) / 1e9

@@ -127,6 +127,23 @@ def test_csv_files_as_spreadsheets_and_loggers_write_them(case, tmp_path):
     np.testing.assert_allclose(recording.signals["EDA"], EDA_RAMP, atol=1e-4)
 
 
+def test_a_long_stretch_of_missing_samples_is_refused_not_held_flat(tmp_path):
+    path = tmp_path / "lost.csv"
+    eda = [f"{v:.4f}" for v in EDA_RAMP]
+    eda[1000:1500] = [""] * 500  # 5 s from 10 s
+    path.write_text(_table("time,EDA", [SECONDS, eda]))
+    with pytest.raises(EdgeError, match=r"lost.csv: EDA \(EDA\) has no value for 5 s from 10 s; gaps up to 1 s are "
+                                        "filled"):
+        read_recording(path)
+    for name, first in (("seg1", 2.0), ("seg2", 3.0)):  # a WFDB record of two segments 30 s apart (variable layout)
+        wfdb.wrsamp(name, fs=100, units=["uS"], sig_name=["EDA"], p_signal=first + SECONDS[:, None] / 100, fmt=["16"],
+                    write_dir=str(tmp_path))
+    (tmp_path / "layout.hea").write_text("layout 1 100 0\n~ 16 200/uS 16 0 0 0 0 EDA\n")
+    (tmp_path / "gap.hea").write_text("gap/4 1 100 9000\nlayout 0\nseg1 3000\n~ 3000\nseg2 3000\n")
+    with pytest.raises(EdgeError, match=r"EDA \(EDA\) has no value for 30 s from 30 s"):
+        read_recording(tmp_path / "gap.hea")
+
+
 def test_csv_rate_from_rounded_times_and_missing_cells(tmp_path):
     """256 Hz timestamps rounded to the millisecond (steps of 3 and 4 ms) give 256 Hz, not the median's 250."""
     path = tmp_path / "logger.csv"

@@ -47,6 +47,9 @@ __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_rec
 #: The channels the monitor's bundles read, and the rate a replay sends them at.
 PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 PROTOCOL_RATE_HZ = 100.0
+#: Missing stretches (NaN, empty CSV cells, WFDB gaps) up to this long are filled with the last value;
+#: a longer one is refused rather than replayed or trained on as a flat line.
+MAX_FILLED_GAP_SECONDS = 1.0
 #: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little of the signal;
 #: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
 RATE_RANGE_HZ = {"EDA": (1.0, MAX_CHANNEL_RATE_HZ), "BVP": (10.0, MAX_CHANNEL_RATE_HZ),
@@ -205,6 +208,11 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
         values = np.asarray(values, dtype=np.float64) * factor
         if not np.isfinite(values).any():
             raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
+        longest, where = _longest_gap(values)
+        if longest > MAX_FILLED_GAP_SECONDS * rate:
+            raise EdgeError(f"{path}: {source} ({channel}) has no value for {longest / rate:g} s from "
+                            f"{where / rate:g} s; gaps up to {MAX_FILLED_GAP_SECONDS:g} s are filled (the last value held), a longer one "
+                            "would be a made-up flat line: split the recording at the gap")
         recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
         recording.units[channel] = _protocol_unit(channel, unit)
         if scaling is not None:
@@ -223,8 +231,19 @@ def _protocol_unit(channel: str, unit: str | None) -> str:
     return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
 
 
+def _longest_gap(values: np.ndarray) -> tuple[int, int]:
+    """``(length, first index)`` of the longest run of missing values (NaN), ``(0, 0)`` when none."""
+    missing = np.r_[False, ~np.isfinite(values), False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(missing))
+    if len(edges) == 0:
+        return 0, 0
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(ends[longest] - starts[longest]), int(starts[longest])
+
+
 def _fill_gaps(values: np.ndarray) -> np.ndarray:
-    """Isolated missing values (NaN) repeat the previous sample; leading ones the first valid one."""
+    """Missing values (NaN) repeat the previous sample; leading ones the first valid one."""
     valid = np.isfinite(values)
     if valid.all():
         return values

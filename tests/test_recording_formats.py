@@ -189,12 +189,21 @@ def _csv_with_a_jump(tmp_path):
     return path
 
 
+def _wfdb_fixed_layout_with_a_null_segment(tmp_path):
+    wfdb.wrsamp("seg1", fs=100, units=["uS"], sig_name=["EDA"], p_signal=_signal(30, 100)[:, None], fmt=["16"],
+                write_dir=str(tmp_path))
+    (tmp_path / "multi.hea").write_text("multi/2 1 100 6000\nseg1 3000\n~ 3000\n")  # wfdb 4 fails on it
+    return tmp_path / "multi.hea"
+
+
 BAD_INPUT = {
     "truncated EDF": (_truncated_edf, [], "not a readable EDF/BDF file"),
     "wrong channel map": (_csv, ["--rate", "100", "--map", "EDA=GSR"], "--map EDA=GSR: no channel 'GSR'"),
     "unknown unit": (_edf_in_millivolts, [], "is in 'mV', which is not a unit of EDA"),
     "a rate the protocol cannot carry": (_csv_too_fast, ["--rate", "20000"], "the protocol carries EDA at"),
     "CSV without a rate": (_csv, [], "needs its sampling rate: --rate HZ"),
+    "WFDB record wfdb cannot read": (_wfdb_fixed_layout_with_a_null_segment, [],
+                                     "multi.hea: not a readable WFDB record (AttributeError:"),
     "CSV whose time column jumps": (_csv_with_a_jump, [], "column 'time' jumps by 5.01 s after data row 2000 "
                                     "(typical step 0.01 s): samples are missing there"),
 }

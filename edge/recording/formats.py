@@ -283,8 +283,9 @@ def _read_wfdb(path: Path) -> list[_Column]:
     record_name = str(path.with_suffix("")) if path.suffix.lower() in (".hea", ".dat") else str(path)
     try:
         record = wfdb.rdrecord(record_name)
-    except (OSError, ValueError) as exc:
-        raise EdgeError(f"{path}: not a readable WFDB record ({exc})") from None
+    except Exception as exc:  # wfdb raises bare Exception, AttributeError... on records it cannot read
+        raise EdgeError(f"{path}: not a readable WFDB record ({type(exc).__name__}: {exc}); check its .hea and "
+                        "segment files, or convert it to EDF") from None
     return [(name, unit or "", float(record.fs), record.p_signal[:, i], None)
             for i, (name, unit) in enumerate(zip(record.sig_name, record.units))]
 

@@ -63,6 +63,20 @@ def test_edf_plus_with_names_units_and_annotations(tmp_path):
         np.testing.assert_array_equal(raw, reader.readSignal(0, digital=True))
 
 
+def test_skin_resistance_becomes_conductance(tmp_path):
+    """EDA as skin resistance (kOhm, Ohm, MOhm): 1/R in microsiemens, sent as values (no linear scaling fits)."""
+    eda = 2 + np.arange(4 * 60) / 400  # uS at 4 Hz
+    path = tmp_path / "resistance.edf"
+    write_edf(path, [("GSR", "kOhm", 1000 / eda)], 4)
+    recording = read_recording(path)
+    assert recording.rates == {"EDA": 4.0} and recording.units == {"EDA": "uS"}
+    np.testing.assert_allclose(recording.signals["EDA"], eda, rtol=1e-3)
+    assert "EDA" not in recording.scaling and "EDA" not in replay_recording(recording).scaling
+    table = tmp_path / "resistance.csv"
+    table.write_text(_table("EDA (MOhm)", [1 / eda]))
+    np.testing.assert_allclose(read_recording(table, rate_hz=4).signals["EDA"], eda, rtol=1e-3)
+
+
 def test_wfdb_record(tmp_path):
     eda, resp = _signal(20, 250), _signal(20, 250, 3)
     wfdb.wrsamp("rec", fs=250, units=["uS", "mV"], sig_name=["EDA", "RSP"], p_signal=np.column_stack([eda, resp]),

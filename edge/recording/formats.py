@@ -21,8 +21,8 @@ plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     
 Channels are mapped to the protocol's ``EDA``, ``BVP``, ``RESP`` and ``SpO2``
 by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
 (GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive). Units are converted to
-the protocol's (EDA in microsiemens; SpO2 in percent); a unit that cannot be
-converted is refused. Every problem is one :class:`~edge.errors.EdgeError`
+the protocol's (EDA in microsiemens, skin resistance inverted; SpO2 in percent); a
+unit that cannot be converted is refused. Every problem is one :class:`~edge.errors.EdgeError`
 line naming the file and what to do.
 """
 
@@ -63,11 +63,14 @@ _ALIASES = {
 }
 #: Factor to the protocol's unit, by unit as written (case-insensitive); None: any unit (arbitrary units).
 _UNITS = {
-    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "ns": 1e-3, "s": 1e6, "siemens": 1e6},
+    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "µmho": 1.0, "ns": 1e-3, "ms": 1e3,
+            "s": 1e6, "siemens": 1e6},
     "BVP": None,
     "RESP": None,
     "SpO2": {"%": 1.0, "percent": 1.0, "": 1.0},
 }
+#: Skin resistance, by unit as written (case-insensitive; MOhm is mega) -> K of EDA (uS) = K / resistance.
+_RESISTANCE_UNITS = {"ohm": 1e6, "ω": 1e6, "kohm": 1e3, "kω": 1e3, "mohm": 1.0, "mω": 1.0}
 
 
 @dataclass
@@ -200,25 +203,37 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
         if not (math.isfinite(rate) and low <= rate <= high):
             raise EdgeError(f"{path}: {source} ({channel}) is sampled at {rate:g} Hz; the protocol carries "
                             f"{channel} at {low:g} to {high:g} Hz; resample it first or check the file's rate")
-        factors = _UNITS[channel]
-        factor = 1.0 if factors is None or unit is None else factors.get(unit.strip().lower())
-        if factor is None:
-            raise EdgeError(f"{path}: {source} ({channel}) is in {unit!r}, which is not a unit of {channel} "
-                            f"({', '.join(repr(u) for u in factors if u)}); check --map or convert the channel")
-        values = np.asarray(values, dtype=np.float64) * factor
+        values, factor = _in_protocol_unit(np.asarray(values, dtype=np.float64), channel, unit,
+                                           f"{path}: {source} ({channel})")
         if not np.isfinite(values).any():
             raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
         longest, where = _longest_gap(values)
         if longest > MAX_FILLED_GAP_SECONDS * rate:
             raise EdgeError(f"{path}: {source} ({channel}) has no value for {longest / rate:g} s from "
-                            f"{where / rate:g} s; gaps up to {MAX_FILLED_GAP_SECONDS:g} s are filled (the last value held), a longer one "
-                            "would be a made-up flat line: split the recording at the gap")
+                            f"{where / rate:g} s; gaps up to {MAX_FILLED_GAP_SECONDS:g} s are filled (the last value "
+                            "held), a longer one would be a made-up flat line: split the recording at the gap")
         recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
         recording.units[channel] = _protocol_unit(channel, unit)
-        if scaling is not None:
+        if scaling is not None and factor is not None:
             raw_min, raw_max, scale, offset = scaling
             recording.scaling[channel] = (raw_min, raw_max, scale * factor, offset * factor)
     return recording
+
+
+def _in_protocol_unit(values: np.ndarray, channel: str, unit: str | None,
+                      where: str) -> tuple[np.ndarray, float | None]:
+    """``values`` in the protocol's unit of ``channel``, and the factor applied (None: skin resistance inverted)."""
+    factors = _UNITS[channel]
+    if factors is None or unit is None:
+        return values, 1.0
+    written = unit.strip().lower()
+    if channel == "EDA" and written in _RESISTANCE_UNITS:
+        return _RESISTANCE_UNITS[written] / np.where(values > 0, values, np.nan), None
+    if written not in factors:
+        known = [*factors, *(_RESISTANCE_UNITS if channel == "EDA" else ())]
+        raise EdgeError(f"{where} is in {unit!r}, which is not a unit of {channel} "
+                        f"({', '.join(repr(u) for u in known if u)}); check --map or convert the channel")
+    return values * factors[written], factors[written]
 
 
 def _protocol_unit(channel: str, unit: str | None) -> str:

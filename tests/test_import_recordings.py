@@ -87,3 +87,23 @@ def test_bad_labels_write_nothing(tmp_path, capsys):
         intervals.write_text("subject,start,end,label\nA2,0,30,baseline\n")
         import_recordings([good, table], tmp_path / "data", labels=intervals, rate_hz=100)
     assert not (tmp_path / "data").exists()
+
+
+def test_overlapping_intervals_are_refused_and_intervals_past_the_end_said(tmp_path, capsys, caplog):
+    table = tmp_path / "A.csv"
+    np.savetxt(table, _ramp(120), header="EDA", comments="")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_text("start,end,label\n0,40,baseline\n30,60,high\n")
+    assert main(["import", str(table), "--rate", "100", "--labels", str(intervals), "--out",
+                 str(tmp_path / "data")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "labelled intervals overlap: Baseline 0-40 s and HIGH 30-60 s" in error[0], error
+    assert not (tmp_path / "data").exists()
+    intervals.write_text("start,end,label\n0,30,baseline\n100,200,high\n200,260,low\n")
+    counts = import_recordings([table], tmp_path / "data", labels=intervals, rate_hz=100)
+    assert counts == {"A": {"Baseline": 1, "HIGH": 2}}  # HIGH cut at 120 s, LOW after the end
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "HIGH interval 100-200 s runs past the recording's end (120 s): cut there (are the labels' times seconds from "
+        "the recording's start?)",
+        "LOW interval 200-260 s runs past the recording's end (120 s): left out (are the labels' times seconds from "
+        "the recording's start?)"]

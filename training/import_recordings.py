@@ -19,7 +19,9 @@ A label is ``baseline`` / ``no pain`` / ``0``, ``low`` / ``low pain`` / ``1``,
 AI4PAIN, baseline and rest intervals become columns of at most a minute
 (``Baseline_1``, ``REST_1``, ...), and each low or high interval consecutive
 10 s trials (``LOW_1``, ``HIGH_1``, ...); a part shorter than a window is
-left out (and said). One subject per recording, named after its file.
+left out (and said), as is the part of an interval past the recording's end.
+Overlapping intervals are refused (their shared seconds would be imported
+twice). One subject per recording, named after its file.
 
 Everything is read and checked before anything is written; each CSV is
 written whole (``.partial`` then renamed).
@@ -106,13 +108,23 @@ def subject_columns(signals: dict[str, np.ndarray], intervals, where: str) -> di
     length = min(len(values) for values in signals.values()) / SAMPLING_RATE
     columns: dict[str, dict[str, np.ndarray]] = {_FOLDERS[name]: {} for name in signals}
     counts: dict[str, int] = {}
-    for start, end, kind in sorted(intervals):
+    intervals = sorted(intervals)
+    for (start, end, kind), (next_start, next_end, next_kind) in zip(intervals, intervals[1:]):
+        if next_start < end:
+            raise DataError(f"{where}: labelled intervals overlap: {kind} {start:g}-{end:g} s and {next_kind} "
+                            f"{next_start:g}-{next_end:g} s; the seconds they share would be imported twice, maybe "
+                            "under two labels: fix the labels")
+    for start, end, kind in intervals:
+        if end > length + 1:
+            logger.warning("%s: %s interval %g-%g s runs past the recording's end (%g s): %s (are the labels' times "
+                           "seconds from the recording's start?)", where, kind, start, end, length,
+                           "cut there" if start < length else "left out")
         end = min(end, length)
         piece = _LONG_SECONDS if kind in ("Baseline", "REST") else _TRIAL_SECONDS
         starts = np.arange(start, end - _TRIAL_SECONDS + 1e-9, piece)
-        if len(starts) == 0:
-            logger.warning("%s: %s interval %g-%g s is shorter than a %g s window (or past the recording's %g s); "
-                           "left out", where, kind, start, end, _TRIAL_SECONDS, length)
+        if len(starts) == 0 and start < length:
+            logger.warning("%s: %s interval %g-%g s is shorter than a %g s window; left out", where, kind, start,
+                           end, _TRIAL_SECONDS)
         for first in starts:
             last = min(first + piece, end)
             counts[kind] = counts.get(kind, 0) + 1

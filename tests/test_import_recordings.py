@@ -107,3 +107,16 @@ def test_overlapping_intervals_are_refused_and_intervals_past_the_end_said(tmp_p
         "the recording's start?)",
         "LOW interval 200-260 s runs past the recording's end (120 s): left out (are the labels' times seconds from "
         "the recording's start?)"]
+
+
+def test_a_label_file_saved_by_a_spreadsheet(tmp_path):
+    """Byte-order mark, semicolons, Windows line endings, a blank line: the same intervals."""
+    table = tmp_path / "A.csv"
+    np.savetxt(table, _ramp(60), header="EDA", comments="")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_bytes("\ufeffStart;End;Label\r\n0;20;Baseline\r\n\r\n30;50;High Pain\r\n".encode("utf-8"))
+    assert import_recordings([table], tmp_path / "data", labels=intervals, rate_hz=100) == {
+        "A": {"Baseline": 1, "HIGH": 2}}
+    windows = load_split(tmp_path / "data", "train", ("Eda",))
+    np.testing.assert_allclose(windows.signals[:, 0, 0], [0, 10, 30, 40], atol=0.02)  # EDA is its time (s)
+    assert windows.labels.tolist() == [0, 0, 2, 2]

@@ -7,7 +7,8 @@ labelled intervals, so ``biomoe finetune`` trains on a user's own recordings.
 
 Labels
 ------
-``--labels INTERVALS.csv``: a header row with ``start,end,label`` (seconds
+``--labels INTERVALS.csv`` (read as the recordings' CSV: ``,`` ``;`` or tab,
+a byte-order mark, blank lines): a header row with ``start,end,label`` (seconds
 from the recording's first sample) and optionally ``subject`` (the recording's
 file name without extension; without it the intervals apply to every
 recording). ``--annotations``: the EDF+ annotations whose text *is* a label
@@ -35,13 +36,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
+from edge.recording.csv_table import csv_rows
 from edge.recording.formats import parse_channel_map, read_recording
 from training.ai4pain import SAMPLING_RATE, write_subject_csv
 from training.errors import DataError
@@ -70,18 +71,14 @@ def _kind(text: str) -> str | None:
 def read_intervals(path) -> dict[str | None, list[tuple[float, float, str]]]:
     """``{subject or None: [(start s, end s, kind)]}`` from a ``start,end,label[,subject]`` CSV."""
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-            fields = [name.strip().lower() for name in (rows[0].keys() if rows else [])]
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the label file ({exc.strerror})") from None
-    if not {"start", "end", "label"} <= set(fields):
+    header, *rows = csv_rows(path) or [[]]
+    fields = [name.lower() for name in header]
+    if not {"start", "end", "label"} <= set(fields) or not rows:
         raise DataError(f"{path}: the label file needs a header with start,end,label (and optionally subject), "
-                        f"got {fields or 'no rows'}")
+                        f"then one row per interval; got {fields or 'no rows'}{'' if rows else ' and no intervals'}")
     intervals: dict[str | None, list] = {}
-    for number, row in enumerate(rows, start=2):
-        row = {key.strip().lower(): (value or "").strip() for key, value in row.items()}
+    for number, cells in enumerate(rows, start=2):
+        row = dict(zip(fields, cells + [""] * (len(fields) - len(cells))))
         kind = _kind(row["label"])
         if kind is None:
             raise DataError(f"{path}, row {number}: label {row['label']!r} is not one of baseline, low, high, rest "

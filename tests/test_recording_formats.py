@@ -177,6 +177,15 @@ def _truncated_edf(tmp_path):
     return path
 
 
+def _discontinuous_edf(tmp_path):
+    path = tmp_path / "gaps.edf"
+    write_edf(path, [("EDA", "uS", _signal(30, 100))], 100)
+    data = bytearray(path.read_bytes())
+    data[192:197] = b"EDF+D"  # the header's reserved field: an EDF+D file
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _edf_in_millivolts(tmp_path):
     path = tmp_path / "mv.edf"
     write_edf(path, [("EDA", "mV", _signal(30, 100))], 100)
@@ -212,6 +221,8 @@ def _wfdb_fixed_layout_with_a_null_segment(tmp_path):
 
 BAD_INPUT = {
     "truncated EDF": (_truncated_edf, [], "not a readable EDF/BDF file"),
+    "discontinuous EDF+D": (_discontinuous_edf, [], "(The file is discontinuous and cannot be read); pyedflib reads no "
+                            "EDF+D (discontinuous) file: export each continuous part as EDF+C"),
     "wrong channel map": (_csv, ["--rate", "100", "--map", "EDA=GSR"], "--map EDA=GSR: no channel 'GSR'"),
     "unknown unit": (_edf_in_millivolts, [], "is in 'mV', which is not a unit of EDA"),
     "a rate the protocol cannot carry": (_csv_too_fast, ["--rate", "20000"], "the protocol carries EDA at"),

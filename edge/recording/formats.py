@@ -275,8 +275,10 @@ def _read_edf(path: Path) -> tuple[list[_Column], list]:
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as exc:
-        raise EdgeError(f"{path}: not a readable EDF/BDF file ({str(exc).split(': ', 1)[-1]}); a truncated or "
-                        "unfinished file cannot be read, re-export it") from None
+        reason = str(exc).split(": ", 1)[-1]
+        hint = ("pyedflib reads no EDF+D (discontinuous) file: export each continuous part as EDF+C (e.g. EDFbrowser)"
+                if "discontinuous" in reason else "a truncated or unfinished file cannot be read, re-export it")
+        raise EdgeError(f"{path}: not a readable EDF/BDF file ({reason}); {hint}") from None
     with reader:
         columns = []
         for i in range(reader.signals_in_file):

@@ -77,6 +77,22 @@ def test_skin_resistance_becomes_conductance(tmp_path):
     np.testing.assert_allclose(read_recording(table, rate_hz=4).signals["EDA"], eda, rtol=1e-3)
 
 
+def test_channel_names_with_a_qualifier(tmp_path):
+    """``Resp Thorax`` is RESP (it was left out without a word beside SpO2); two candidates are one line."""
+    path = tmp_path / "lab.edf"
+    write_edf(path, [("Resp Thorax", "mV", _signal(30, 32)), ("SpO2", "%", 90 + _signal(30, 32, 1)),
+                     ("EDA-Wrist", "uS", _signal(30, 32, 2))], 32)
+    recording = read_recording(path)
+    assert recording.rates == {"EDA": 32.0, "RESP": 32.0, "SpO2": 32.0}
+    np.testing.assert_allclose(recording.signals["RESP"], _signal(30, 32), atol=1e-3)
+    table = tmp_path / "processed.csv"
+    table.write_text(_table("EDA_Raw,EDA_Clean,PPG", [EDA_RAMP, EDA_RAMP, -EDA_RAMP]))
+    with pytest.raises(EdgeError, match=r"processed.csv: several channels could be EDA \(EDA_Raw, EDA_Clean\); say "
+                                        "which with --map EDA=EDA_Raw"):
+        read_recording(table, rate_hz=100)
+    assert len(read_recording(table, {"EDA": "EDA_Clean"}, rate_hz=100).signals["EDA"]) == 3000
+
+
 def test_wfdb_record(tmp_path):
     eda, resp = _signal(20, 250), _signal(20, 250, 3)
     wfdb.wrsamp("rec", fs=250, units=["uS", "mV"], sig_name=["EDA", "RSP"], p_signal=np.column_stack([eda, resp]),

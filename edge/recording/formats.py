@@ -20,10 +20,11 @@ plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     
 
 Channels are mapped to the protocol's ``EDA``, ``BVP``, ``RESP`` and ``SpO2``
 by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
-(GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive). Units are converted to
-the protocol's (EDA in microsiemens, skin resistance inverted; SpO2 in percent); a
-unit that cannot be converted is refused. Every problem is one :class:`~edge.errors.EdgeError`
-line naming the file and what to do.
+(GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive), alone or as the first
+word of the name (``Resp Thorax``, ``EDA-Wrist``; several such: refused).
+Units are converted to the protocol's (EDA in microsiemens, skin resistance
+inverted; SpO2 in percent); a unit that cannot be converted is refused. Every
+problem is one :class:`~edge.errors.EdgeError` line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -191,8 +193,12 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
             continue
         match = next((lowered[alias] for alias in _ALIASES[channel] if alias in lowered
                       and lowered[alias] not in chosen.values()), None)
-        if match is not None:
-            chosen[channel] = match
+        qualified = [name for name in by_name if name not in chosen.values() and _first_word(name) in _ALIASES[channel]]
+        if match is None and len(qualified) > 1:
+            raise EdgeError(f"{path}: several channels could be {channel} ({', '.join(qualified)}); say which with "
+                            f"--map {channel}={qualified[0]}")
+        if match is not None or qualified:
+            chosen[channel] = match if match is not None else qualified[0]
     if not chosen:
         raise EdgeError(f"{path}: none of its channels ({', '.join(by_name)}) is EDA, BVP, RESP or SpO2 by name; "
                         "say which is which with --map, e.g. --map EDA=GSR,BVP=Pleth")
@@ -234,6 +240,11 @@ def _in_protocol_unit(values: np.ndarray, channel: str, unit: str | None,
         raise EdgeError(f"{where} is in {unit!r}, which is not a unit of {channel} "
                         f"({', '.join(repr(u) for u in known if u)}); check --map or convert the channel")
     return values * factors[written], factors[written]
+
+
+def _first_word(name: str) -> str:
+    """``"Resp Thorax"``, ``"EDA-Wrist"``, ``"PPG_Raw"`` -> ``"resp"``, ``"eda"``, ``"ppg"``: a name's first word."""
+    return re.split(r"[\s_\-.:(\[]+", name.strip().lower())[0]
 
 
 def _protocol_unit(channel: str, unit: str | None) -> str:

@@ -120,3 +120,22 @@ def test_a_label_file_saved_by_a_spreadsheet(tmp_path):
     windows = load_split(tmp_path / "data", "train", ("Eda",))
     np.testing.assert_allclose(windows.signals[:, 0, 0], [0, 10, 30, 40], atol=0.02)  # EDA is its time (s)
     assert windows.labels.tolist() == [0, 0, 2, 2]
+
+
+def test_segments_touching_missing_samples_are_left_out_and_said(tmp_path, capsys, caplog):
+    """RSP lost for 42-47 s: the HIGH trial 40-50 s is left out; EDA lost for 78.5-80 s touches no segment."""
+    eda, resp = [f"{v:.2f}" for v in _ramp(120)], [f"{v:.2f}" for v in _ramp(120, offset=7)]
+    resp[4200:4700] = [""] * 500
+    eda[7850:8000] = [""] * 150  # ends where LOW 80-90 s starts
+    table = tmp_path / "A.csv"
+    table.write_text("EDA,RSP\n" + "\n".join(f"{e},{r}" for e, r in zip(eda, resp)) + "\n")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_text("start,end,label\n0,30,baseline\n30,70,high\n80,100,low\n")
+    assert main(["import", str(table), "--rate", "100", "--labels", str(intervals), "--out",
+                 str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "A: 1 Baseline, 3 HIGH, 2 LOW"
+    assert [r.getMessage() for r in caplog.records if r.name == "training.import_recordings"] == [
+        f"{table}: 1 segment(s) left out for missing samples (1 HIGH)"]
+    windows = load_split(tmp_path / "data", "train", ("Eda", "Resp"))
+    assert windows.segments.tolist() == ["Baseline_1"] * 3 + ["HIGH_1", "HIGH_2", "HIGH_3", "LOW_1", "LOW_2"]
+    np.testing.assert_allclose(windows.signals[:, 0, 0], [0, 10, 20, 30, 50, 60, 80, 90], atol=0.02)  # EDA = time

@@ -157,21 +157,33 @@ def test_csv_files_as_spreadsheets_and_loggers_write_them(case, tmp_path):
     np.testing.assert_allclose(recording.signals["EDA"], EDA_RAMP, atol=1e-4)
 
 
-def test_a_long_stretch_of_missing_samples_is_refused_not_held_flat(tmp_path):
+def test_long_stretches_of_missing_samples_are_kept_as_missing_not_held_flat(tmp_path, caplog):
+    """Over 1 s without samples: kept as missing intervals (exact seconds) and one warning line per channel."""
     path = tmp_path / "lost.csv"
     eda = [f"{v:.4f}" for v in EDA_RAMP]
     eda[1000:1500] = [""] * 500  # 5 s from 10 s
-    path.write_text(_table("time,EDA", [SECONDS, eda]))
-    with pytest.raises(EdgeError, match=r"lost.csv: EDA \(EDA\) has no value for 5 s from 10 s; gaps up to 1 s are "
-                                        "filled"):
-        read_recording(path)
+    eda[2000:2050] = [""] * 50  # 0.5 s from 20 s: filled
+    eda[2500:2700] = [""] * 200  # 2 s from 25 s
+    path.write_text(_table("time,EDA,PPG", [SECONDS, eda, -EDA_RAMP]))
+    recording = read_recording(path)
+    assert recording.missing == {"EDA": [(10.0, 15.0), (25.0, 27.0)]}  # PPG has every sample
+    eda_read = recording.signals["EDA"]
+    assert np.isfinite(eda_read).all() and eda_read[2025] == pytest.approx(EDA_RAMP[1999], abs=1e-4)
     for name, first in (("seg1", 2.0), ("seg2", 3.0)):  # a WFDB record of two segments 30 s apart (variable layout)
         wfdb.wrsamp(name, fs=100, units=["uS"], sig_name=["EDA"], p_signal=first + SECONDS[:, None] / 100, fmt=["16"],
                     write_dir=str(tmp_path))
     (tmp_path / "layout.hea").write_text("layout 1 100 0\n~ 16 200/uS 16 0 0 0 0 EDA\n")
     (tmp_path / "gap.hea").write_text("gap/4 1 100 9000\nlayout 0\nseg1 3000\n~ 3000\nseg2 3000\n")
-    with pytest.raises(EdgeError, match=r"EDA \(EDA\) has no value for 30 s from 30 s"):
-        read_recording(tmp_path / "gap.hea")
+    assert read_recording(tmp_path / "gap.hea").missing == {"EDA": [(30.0, 60.0)]}
+    assert [r.getMessage() for r in caplog.records if r.name == "edge.recording.formats"] == [
+        f"{path}: EDA (EDA) has no samples for 7 s in 2 stretch(es) longer than 1 s (the longest 5 s from 10 s); not "
+        "filled: a replay flags them as a lead-off, biomoe import leaves out the segments they touch",
+        f"{tmp_path / 'gap.hea'}: EDA (EDA) has no samples for 30 s in 1 stretch(es) longer than 1 s (the longest "
+        "30 s from 30 s); not filled: a replay flags them as a lead-off, biomoe import leaves out the segments they "
+        "touch"]
+    path.write_text(_table("time,EDA,PPG", [SECONDS, ["nan"] * len(SECONDS), -EDA_RAMP]))  # all missing
+    with pytest.raises(EdgeError, match=r"lost.csv: EDA \(EDA\) holds no finite sample"):
+        read_recording(path)
 
 
 def test_csv_rate_from_rounded_times_and_missing_cells(tmp_path):
@@ -303,6 +315,27 @@ def test_record_then_replay_gives_the_live_runs_predictions(tmp_path):
     assert agreement >= 0.99
     difference = max(abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in pairs for k in a["probabilities"])
     assert difference < 1e-6  # the same integers over the same protocol
+
+
+def test_a_replay_flags_a_dropout_as_lead_off_and_reads_the_rest(tmp_path):
+    """5.7 s without EDA samples (22.3-28 s): the windows over it carry lead_off and hold the level; the others
+    are read as usual."""
+    columns = [_signal(50, 100), _signal(50, 100, 1), _signal(50, 100, 2), 92 + _signal(50, 100, 3)]
+    rows = [",".join(f"{c[i]:.4f}" for c in columns) for i in range(5000)]
+    rows[2230:2800] = ["," + row.split(",", 1)[1] for row in rows[2230:2800]]
+    path = tmp_path / "dropout.csv"
+    path.write_text("GSR,PPG,RSP,SpO2\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "monitor.toml"
+    config.write_text("[budgets]\nmax_pending_windows = 64\n")
+    windows = _monitor("--replay", path, "--rate", 100, "--speed", 50, "--hop", 5, "--calibration-windows", 1,
+                       "--db", tmp_path / "replay.sqlite", "--config", config)
+    assert [w["start_time"] for w in windows] == [0, 5, 10, 15, 20, 25, 30, 35]
+    flags = [{channel: verdict["flags"] for channel, verdict in w["quality"].items() if verdict["flags"]}
+             for w in windows]
+    assert flags == [{}, {}, {}, {"EDA": ["lead_off"]}, {"EDA": ["lead_off"]}, {"EDA": ["lead_off"]}, {}, {}]
+    assert [w["quality_ok"] for w in windows[1:]] == [True, True, False, False, False, True, True]
+    held = windows[2]["smoothed_probabilities"]
+    assert all(w["smoothed_probabilities"] == held for w in windows[3:6])  # the level of 10-20 s, held
 
 
 def test_simulate_device_replays_a_file(tmp_path):

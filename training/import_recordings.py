@@ -22,7 +22,10 @@ AI4PAIN, baseline and rest intervals become columns of at most a minute
 10 s trials (``LOW_1``, ``HIGH_1``, ...); a part shorter than a window is
 left out (and said), as is the part of an interval past the recording's end.
 Overlapping intervals are refused (their shared seconds would be imported
-twice). One subject per recording, named after its file.
+twice). A segment that touches a stretch without samples of any channel
+written (longer than a second: :attr:`SourceRecording.missing`) is left out,
+and how many is one warning line. One subject per recording, named after its
+file.
 
 Everything is read and checked before anything is written; each CSV is
 written whole (``.partial`` then renamed).
@@ -100,11 +103,14 @@ def annotation_intervals(annotations) -> list[tuple[float, float, str]]:
             if _kind(text) is not None and duration > 0]
 
 
-def subject_columns(signals: dict[str, np.ndarray], intervals, where: str) -> dict[str, dict[str, np.ndarray]]:
-    """AI4PAIN columns per folder (``Eda``...) of one recording at 100 Hz, cut at its intervals."""
+def subject_columns(signals: dict[str, np.ndarray], intervals, where: str,
+                    missing=()) -> dict[str, dict[str, np.ndarray]]:
+    """AI4PAIN columns per folder (``Eda``...) of one recording at 100 Hz, cut at its intervals, leaving out the
+    segments that touch a ``missing`` stretch ``(start s, end s)``: their samples are no signal."""
     length = min(len(values) for values in signals.values()) / SAMPLING_RATE
     columns: dict[str, dict[str, np.ndarray]] = {_FOLDERS[name]: {} for name in signals}
     counts: dict[str, int] = {}
+    left_out: dict[str, int] = {}
     intervals = sorted(intervals)
     for (start, end, kind), (next_start, next_end, next_kind) in zip(intervals, intervals[1:]):
         if next_start < end:
@@ -124,13 +130,20 @@ def subject_columns(signals: dict[str, np.ndarray], intervals, where: str) -> di
                            end, _TRIAL_SECONDS)
         for first in starts:
             last = min(first + piece, end)
+            if any(gap_start < last and first < gap_end for gap_start, gap_end in missing):
+                left_out[kind] = left_out.get(kind, 0) + 1
+                continue
             counts[kind] = counts.get(kind, 0) + 1
             for name, values in signals.items():
                 part = values[int(round(first * SAMPLING_RATE)):int(round(last * SAMPLING_RATE))]
                 columns[_FOLDERS[name]][f"{kind}_{counts[kind]}"] = part
+    if left_out:
+        logger.warning("%s: %d segment(s) left out for missing samples (%s)", where, sum(left_out.values()),
+                       ", ".join(f"{n} {kind}" for kind, n in left_out.items()))
     if not counts:
-        raise DataError(f"{where}: no labelled interval holds a whole {_TRIAL_SECONDS:g} s window; check the "
-                        "labels' times (seconds from the recording's start)")
+        raise DataError(f"{where}: no labelled interval holds a whole {_TRIAL_SECONDS:g} s window"
+                        f"{' without missing samples' if left_out else ''}; check the labels' times (seconds from "
+                        "the recording's start)")
     return columns
 
 
@@ -163,7 +176,8 @@ def import_recordings(paths, out, *, labels=None, annotations: bool = False, spl
             if not chosen:
                 raise DataError(f"{labels}: no intervals for {subject} (its subject column names "
                                 f"{', '.join(sorted(str(s) for s in intervals if s))})")
-        planned[subject] = subject_columns(recording.at_rate(SAMPLING_RATE), chosen, str(path))
+        missing = [gap for gaps in recording.missing.values() for gap in gaps]
+        planned[subject] = subject_columns(recording.at_rate(SAMPLING_RATE), chosen, str(path), missing)
     for subject, folders in planned.items():
         for folder, columns in folders.items():
             target = Path(out) / split / folder

@@ -25,11 +25,18 @@ word of the name (``Resp Thorax``, ``EDA-Wrist``; several such: refused).
 Units are converted to the protocol's (EDA in microsiemens, skin resistance
 inverted; SpO2 in percent); a unit that cannot be converted is refused. Every
 problem is one :class:`~edge.errors.EdgeError` line naming the file and what to do.
+
+Missing samples (NaN, empty CSV cells, WFDB gaps) up to
+:data:`MAX_FILLED_GAP_SECONDS` repeat the last value. A longer stretch is kept
+as missing (:attr:`SourceRecording.missing`, one warning line per channel):
+a replay flags it as a lead-off, an import leaves out the segments it touches,
+so nothing is read or trained on a made-up flat line.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import os
 import re
@@ -46,11 +53,13 @@ from edge.windows import MAX_CHANNEL_RATE_HZ
 __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_recording", "parse_channel_map",
            "read_e4_signal", "resample_to"]
 
+logger = logging.getLogger(__name__)
+
 #: The channels the monitor's bundles read, and the rate a replay sends them at.
 PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 PROTOCOL_RATE_HZ = 100.0
 #: Missing stretches (NaN, empty CSV cells, WFDB gaps) up to this long are filled with the last value;
-#: a longer one is refused rather than replayed or trained on as a flat line.
+#: a longer one is kept as missing (:attr:`SourceRecording.missing`), never read as a flat line.
 MAX_FILLED_GAP_SECONDS = 1.0
 #: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little of the signal;
 #: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
@@ -94,6 +103,11 @@ class SourceRecording:
         so a replay sends the stored integers unchanged.
     annotations : list of (onset s, duration s, text)
         From EDF+ annotations (empty for the other formats).
+    missing : dict of str to list of (start s, end s)
+        Protocol channel -> its stretches without samples longer than
+        :data:`MAX_FILLED_GAP_SECONDS` (end exclusive). ``signals`` hold the
+        last value there only to stay finite: a replay flags them as a
+        lead-off, an import leaves out the segments they touch.
     """
 
     signals: dict
@@ -102,6 +116,7 @@ class SourceRecording:
     units: dict = field(default_factory=dict)
     scaling: dict = field(default_factory=dict)
     annotations: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)
 
     def at_rate(self, rate_hz: float = PROTOCOL_RATE_HZ) -> dict[str, np.ndarray]:
         """Every channel resampled to ``rate_hz`` (polyphase), cut to the shortest."""
@@ -213,11 +228,11 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
                                            f"{path}: {source} ({channel})")
         if not np.isfinite(values).any():
             raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
-        longest, where = _longest_gap(values)
-        if longest > MAX_FILLED_GAP_SECONDS * rate:
-            raise EdgeError(f"{path}: {source} ({channel}) has no value for {longest / rate:g} s from "
-                            f"{where / rate:g} s; gaps up to {MAX_FILLED_GAP_SECONDS:g} s are filled (the last value "
-                            "held), a longer one would be a made-up flat line: split the recording at the gap")
+        gaps = [(start / rate, end / rate) for start, end in _missing_runs(values)
+                if end - start > MAX_FILLED_GAP_SECONDS * rate]
+        if gaps:
+            recording.missing[channel] = gaps
+            _warn_missing(f"{path}: {source} ({channel})", gaps)
         recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
         recording.units[channel] = _protocol_unit(channel, unit)
         if scaling is not None and factor is not None:
@@ -257,15 +272,18 @@ def _protocol_unit(channel: str, unit: str | None) -> str:
     return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
 
 
-def _longest_gap(values: np.ndarray) -> tuple[int, int]:
-    """``(length, first index)`` of the longest run of missing values (NaN), ``(0, 0)`` when none."""
-    missing = np.r_[False, ~np.isfinite(values), False].astype(np.int8)
-    edges = np.flatnonzero(np.diff(missing))
-    if len(edges) == 0:
-        return 0, 0
-    starts, ends = edges[::2], edges[1::2]
-    longest = int(np.argmax(ends - starts))
-    return int(ends[longest] - starts[longest]), int(starts[longest])
+def _missing_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``[(first index, end index)]`` of each run of missing values (NaN), end exclusive."""
+    edges = np.flatnonzero(np.diff(np.r_[False, ~np.isfinite(values), False].astype(np.int8)))
+    return [(int(start), int(end)) for start, end in zip(edges[::2], edges[1::2])]
+
+
+def _warn_missing(where: str, gaps: list[tuple[float, float]]) -> None:
+    """One line for a channel's stretches without samples (s): how long in all, and the longest."""
+    start, end = max(gaps, key=lambda gap: gap[1] - gap[0])
+    logger.warning("%s has no samples for %g s in %d stretch(es) longer than %g s (the longest %g s from %g s); "
+                   "not filled: a replay flags them as a lead-off, biomoe import leaves out the segments they touch",
+                   where, sum(e - s for s, e in gaps), len(gaps), MAX_FILLED_GAP_SECONDS, end - start, start)
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:

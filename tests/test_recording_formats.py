@@ -186,6 +186,21 @@ def test_long_stretches_of_missing_samples_are_kept_as_missing_not_held_flat(tmp
         read_recording(path)
 
 
+def test_rows_missing_from_a_time_column_are_missing_samples_in_place(tmp_path):
+    """5 s of rows lost after 20 s (a logger's dropout): the samples after it stay at their own seconds, the 5 s
+    are missing; a few lost rows are filled; the rate is the clock's, not lowered by the gap."""
+    path = tmp_path / "dropout.csv"
+    t = np.round(np.r_[np.arange(0, 12, 1 / 256), np.arange(12.1, 20, 1 / 256), np.arange(25, 40, 1 / 256)], 3)
+    path.write_text(_table("time,EDA", [t, 2 + t / 100]))
+    recording = read_recording(path)
+    assert recording.rates["EDA"] == pytest.approx(256.0, rel=1e-3)
+    assert recording.missing == {"EDA": [(pytest.approx(20.0, abs=0.01), pytest.approx(25.0, abs=0.01))]}
+    eda = recording.signals["EDA"]
+    assert len(eda) == pytest.approx(40 * 256, abs=2)
+    at = np.array([5.0, 15.0, 30.0, 39.5])  # seconds before and after the 0.1 s and the 5 s gaps
+    np.testing.assert_allclose(eda[np.rint(at * recording.rates["EDA"]).astype(int)], 2 + at / 100, atol=2e-5)
+
+
 def test_csv_rate_from_rounded_times_and_missing_cells(tmp_path):
     """256 Hz timestamps rounded to the millisecond (steps of 3 and 4 ms) give 256 Hz, not the median's 250."""
     path = tmp_path / "logger.csv"
@@ -233,10 +248,16 @@ def _csv(tmp_path):
     return path
 
 
-def _csv_with_a_jump(tmp_path):
-    path = tmp_path / "jump.csv"
-    t = np.r_[np.arange(0, 20, 0.01), np.arange(25, 40, 0.01)]  # 5 s of samples lost after 20 s
-    np.savetxt(path, np.column_stack([t, _signal(35, 100)]), delimiter=",", header="time,EDA", comments="")
+def _csv_with_an_irregular_clock(tmp_path):
+    path = tmp_path / "irregular.csv"
+    t = np.r_[np.arange(0, 30, 0.01), np.arange(30, 60, 0.015)]  # 100 Hz for 30 s, then rows every 15 ms
+    np.savetxt(path, np.column_stack([t, np.ones_like(t)]), delimiter=",", header="time,EDA", comments="")
+    return path
+
+
+def _csv_with_an_empty_column(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text(_table("EDA,PPG", [[""] * 3000, ["1", "2", "3"] * 1000]))  # one-character cells
     return path
 
 
@@ -257,8 +278,9 @@ BAD_INPUT = {
     "CSV without a rate": (_csv, [], "needs its sampling rate: --rate HZ"),
     "WFDB record wfdb cannot read": (_wfdb_fixed_layout_with_a_null_segment, [],
                                      "multi.hea: not a readable WFDB record (AttributeError:"),
-    "CSV whose time column jumps": (_csv_with_a_jump, [], "column 'time' jumps by 5.01 s after data row 2000 "
-                                    "(typical step 0.01 s): samples are missing there"),
+    "CSV whose clock is not regular": (_csv_with_an_irregular_clock, [], "column 'time' is not a regular clock: "
+                                       "data row 3001 is 6 s off the 83.3375 Hz its rows give; resample"),
+    "CSV column of empty cells": (_csv_with_an_empty_column, ["--rate", "100"], "EDA (EDA) holds no finite sample"),
 }
 
 

@@ -12,16 +12,15 @@ What is accepted (Python's :mod:`csv` reads the cells, NumPy converts them):
 - empty cells (missing values: NaN) and a trailing empty column;
 - a time column (``time``, ``timestamp``, ``t``, ``seconds``...) in seconds,
   in milliseconds when its unit says so (``time_ms``, ``time (ms)``) or its
-  values are unix milliseconds, or as ISO 8601 date-times; it gives the rate
-  and must be regular: a jump (samples missing) is refused, since the rows
-  would be joined back to back and every later label would shift.
+  values are unix milliseconds, or as ISO 8601 date-times; it gives the rate,
+  and a jump in it (rows missing) leaves those samples missing, in place, so
+  no later second shifts; a clock that is not regular is refused.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-import io
 import math
 import re
 from pathlib import Path
@@ -38,7 +37,9 @@ _TIME_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "seconds": 1.0, "ms": 1e-3, "m
 _SUFFIX_UNITS = ("us", "µs", "μs", "ns", "ms", "s", "sec", "kohm", "ohm", "mohm", "kω", "ω", "mω", "%", "mv", "v")
 #: Unix time in milliseconds is above this (1e11 s would be the year 5138).
 _UNIX_MS = 1e11
-#: A time column whose samples stray further than this from a regular grid has a jump (samples missing).
+#: A step longer than this many typical steps in a time column is a jump: samples missing there.
+JUMP_STEPS = 2.0
+#: A time column whose rows, placed on the sample grid, stray further than this from it is not a regular clock.
 TIME_TOLERANCE_SECONDS = 0.5
 
 
@@ -101,7 +102,7 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
     ------
     EdgeError
         No rows, ragged rows, cells that are not numbers, no rate (``--rate``
-        or a time column), a time column that does not increase or jumps.
+        or a time column), a time column that does not increase or is not a regular clock.
     """
     path = Path(path)
     rows = csv_rows(path)
@@ -134,10 +135,17 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
     if time_index is None:
         if rate_hz is None:
             raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
-        rate = rate_hz
+        rate, grid = rate_hz, np.arange(len(cells))
     else:
-        rate = _rate_from_time(path, names[time_index], units[time_index], cells[:, time_index], rate_hz)
-    return [(names[i], units[i], rate, _floats(path, names[i], cells[:, i]), None) for i in kept]
+        rate, grid = _sample_grid(path, names[time_index], units[time_index], cells[:, time_index], rate_hz)
+    return [(names[i], units[i], rate, _on_grid(_floats(path, names[i], cells[:, i]), grid), None) for i in kept]
+
+
+def _on_grid(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``values`` at their sample-grid indices, NaN (missing) where no row is."""
+    out = np.full(grid[-1] + 1, np.nan)
+    out[grid] = values
+    return out
 
 
 def _is_unit_row(row: list[str], time_index: int | None) -> bool:
@@ -148,34 +156,48 @@ def _is_unit_row(row: list[str], time_index: int | None) -> bool:
 def _floats(path: Path, name: str, cells: np.ndarray) -> np.ndarray:
     """One column's cells as numbers: an empty cell is NaN (missing), a decimal comma a point."""
     column = np.char.replace(cells, ",", ".")
-    column[column == ""] = "nan"
+    column = np.where(column == "", "nan", column)  # widens a column of one-character cells
     try:
         return column.astype(np.float64)
     except ValueError:
         row = next(r for r, cell in enumerate(column) if not _is_number(cell))
-        raise EdgeError(f"{path}: column {name!r} holds {cells[row]!r} in data row {row + 1}, not a number; remove "
-                        "that line or text") from None
+        raise EdgeError(f"{path}: column {name!r} holds {str(cells[row])!r} in data row {row + 1}, not a number; "
+                        "remove that line or text") from None
 
 
-def _rate_from_time(path: Path, name: str, unit: str | None, cells: np.ndarray, rate_hz: float | None) -> float:
-    """The sampling rate a time column gives (Hz), after checking it increases and has no jump."""
+def _sample_grid(path: Path, name: str, unit: str | None, cells: np.ndarray,
+                 rate_hz: float | None) -> tuple[float, np.ndarray]:
+    """``(rate Hz, grid index of each row)`` from a time column.
+
+    Rows are consecutive samples within a run; a step over
+    :data:`JUMP_STEPS` typical steps ends a run (samples missing there), and
+    the next run is placed by its time, the samples between left missing. The
+    rate counts the samples of the runs over their duration, so times rounded
+    to the millisecond (256 Hz) give the true rate.
+    """
     seconds = _seconds(path, name, unit, cells)
     steps = np.diff(seconds)
     if len(steps) == 0 or not np.all(steps > 0):
         raise EdgeError(f"{path}: column {name!r} must increase from row to row (time of each sample)")
-    rate = float((len(seconds) - 1) / (seconds[-1] - seconds[0]))
-    stray = np.abs(seconds - seconds[0] - np.arange(len(seconds)) / rate)
-    if stray.max() > TIME_TOLERANCE_SECONDS:
-        jump = int(np.argmax(steps))
-        raise EdgeError(f"{path}: column {name!r} jumps by {steps[jump]:g} s after data row {jump + 1} (typical step "
-                        f"{np.median(steps):g} s): samples are missing there, and joining the rows back to back would "
-                        "shift every later second; split the file at the jump")
+    typical = float(np.median(steps))
+    ends = np.flatnonzero(steps > JUMP_STEPS * typical)  # last row of each run but the final one
+    first = np.r_[0, ends + 1]
+    last = np.r_[ends, len(seconds) - 1]
+    spanned = float(np.sum(seconds[last] - seconds[first]))
+    rate = float(np.sum(last - first) / spanned) if spanned > 0 else 1.0 / typical
     if unit is None and rate < 1.0:
-        raise EdgeError(f"{path}: column {name!r} steps by {np.median(steps):g} per row, {rate:g} Hz if seconds; if it "
+        raise EdgeError(f"{path}: column {name!r} steps by {typical:g} per row, {rate:g} Hz if seconds; if it "
                         f"holds milliseconds, name it {name}_ms")
     if rate_hz is not None and not math.isclose(rate, rate_hz, rel_tol=1e-3):
         raise EdgeError(f"{path}: --rate {rate_hz:g} contradicts its {name!r} column ({rate:g} Hz)")
-    return rate
+    offsets = np.rint((seconds[first] - seconds[0]) * rate).astype(np.int64) - first  # grid index - row number
+    grid = np.repeat(np.maximum.accumulate(offsets), last - first + 1) + np.arange(len(seconds))  # runs never overlap
+    stray = np.abs(grid / rate - (seconds - seconds[0]))
+    if stray.max() > TIME_TOLERANCE_SECONDS:
+        row = int(np.argmax(stray))
+        raise EdgeError(f"{path}: column {name!r} is not a regular clock: data row {row + 1} is {stray[row]:.2g} s off "
+                        f"the {rate:g} Hz its rows give; resample the recording to a fixed rate")
+    return rate, grid
 
 
 def _seconds(path: Path, name: str, unit: str | None, cells: np.ndarray) -> np.ndarray:
@@ -190,6 +212,6 @@ def _seconds(path: Path, name: str, unit: str | None, cells: np.ndarray) -> np.n
     try:
         stamps = np.array(cells, dtype="datetime64[ns]")
     except ValueError:
-        raise EdgeError(f"{path}: column {name!r} holds {cells[0]!r}: neither seconds nor an ISO 8601 date-time "
+        raise EdgeError(f"{path}: column {name!r} holds {str(cells[0])!r}: neither seconds nor an ISO 8601 date-time "
                         "(2024-01-31T12:00:00.250)") from None
     return (stamps - stamps[0]).astype(np.float64) / 1e9

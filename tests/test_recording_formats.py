@@ -261,6 +261,28 @@ def _csv_with_an_empty_column(tmp_path):
     return path
 
 
+def _csv_cut_short(tmp_path):
+    path = tmp_path / "cut.csv"
+    path.write_text(_table("time,EDA,PPG", [SECONDS, EDA_RAMP, -EDA_RAMP]) + "30.00,2.3\n")  # the logger stopped
+    return path
+
+
+def _csv_with_text_in_a_column(tmp_path):
+    path = tmp_path / "text.csv"
+    eda = [f"{v:.4f}" for v in EDA_RAMP]
+    eda[1500] = "ERR"
+    path.write_text(_table("time;EDA;PPG", [SECONDS, eda, -EDA_RAMP], ";", ","))
+    return path
+
+
+def _csv_with_a_bad_date_time(tmp_path):
+    path = tmp_path / "stamps.csv"
+    stamps = [str(np.datetime64("2024-03-01T09:00:00.000") + np.timedelta64(10 * i, "ms")) for i in range(3000)]
+    stamps[2000] = "2024-03-01 soon"
+    path.write_text(_table("timestamp,EDA", [stamps, EDA_RAMP]))
+    return path
+
+
 def _wfdb_fixed_layout_with_a_null_segment(tmp_path):
     wfdb.wrsamp("seg1", fs=100, units=["uS"], sig_name=["EDA"], p_signal=_signal(30, 100)[:, None], fmt=["16"],
                 write_dir=str(tmp_path))
@@ -280,6 +302,11 @@ BAD_INPUT = {
                                      "multi.hea: not a readable WFDB record (AttributeError:"),
     "CSV whose clock is not regular": (_csv_with_an_irregular_clock, [], "column 'time' is not a regular clock: "
                                        "data row 3001 is 6 s off the 83.3375 Hz its rows give; resample"),
+    "CSV cut short": (_csv_cut_short, [], "cut.csv: data row 3001 has 2 cells where the header names 3 columns"),
+    "CSV with text in a column": (_csv_with_text_in_a_column, [], "text.csv: column 'EDA' holds 'ERR' in data row "
+                                  "1501, not a number"),
+    "CSV with a bad date-time": (_csv_with_a_bad_date_time, [], "stamps.csv: column 'timestamp' holds '2024-03-01 "
+                                 "soon' in data row 2001, not an ISO 8601 date-time"),
     "CSV column of empty cells": (_csv_with_an_empty_column, ["--rate", "100"], "EDA (EDA) holds no finite sample"),
 }
 

@@ -1,6 +1,7 @@
 """CSV recordings as written by spreadsheets, loggers and other labs: :func:`csv_rows`, :func:`read_csv_columns`.
 
-What is accepted (Python's :mod:`csv` reads the cells, NumPy converts them):
+What is accepted (the header by Python's :mod:`csv`, the rows by NumPy's
+parser as they stream: a day of samples costs its floats, not its text):
 
 - a byte-order mark, Windows line endings, quoted cells, blank lines and
   ``#`` comment lines before the header;
@@ -22,7 +23,9 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,8 @@ _TIME_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "seconds": 1.0, "ms": 1e-3, "m
 _SUFFIX_UNITS = ("us", "µs", "μs", "ns", "ms", "s", "sec", "kohm", "ohm", "mohm", "kω", "ω", "mω", "%", "mv", "v")
 #: Unix time in milliseconds is above this (1e11 s would be the year 5138).
 _UNIX_MS = 1e11
+#: Lines the delimiter is sniffed from (and the header read from).
+_SNIFFED_LINES = 20
 #: A step longer than this many typical steps in a time column is a jump: samples missing there.
 JUMP_STEPS = 2.0
 #: A time column whose rows, placed on the sample grid, stray further than this from it is not a regular clock.
@@ -50,8 +55,25 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
+def _content_lines(handle) -> Iterator[str]:
+    """The lines of an open CSV that hold something: blank lines and ``#`` comments left out."""
+    return (line for line in handle if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """``,``, ``;`` or tab, as the first lines use it (``,`` when they do not tell)."""
+    try:
+        return csv.Sniffer().sniff("".join(lines), delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
+def _cells(lines, delimiter: str) -> list[list[str]]:
+    return [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
+
+
 def csv_rows(path) -> list[list[str]]:
-    """The non-blank rows of a CSV file as stripped cells, delimiter sniffed (``,`` ``;`` tab), comments dropped.
+    """The non-blank rows of a small CSV file (a label file) as stripped cells, delimiter sniffed, comments dropped.
 
     Raises
     ------
@@ -61,17 +83,10 @@ def csv_rows(path) -> list[list[str]]:
     path = Path(path)
     try:
         with _open_text(path) as handle:
-            text = handle.read()
+            lines = list(_content_lines(handle))
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise EdgeError(f"{path}: cannot read it as a CSV text file ({exc})") from None
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    try:
-        dialect = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
-    rows = [[cell.strip() for cell in row] for row in csv.reader(lines, delimiter=delimiter)]
-    return [row for row in rows if any(row)]
+    return [row for row in _cells(lines, _sniff_delimiter(lines[:_SNIFFED_LINES])) if any(row)]
 
 
 def split_unit(name: str) -> tuple[str, str | None]:
@@ -105,7 +120,35 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
         or a time column), a time column that does not increase or is not a regular clock.
     """
     path = Path(path)
-    rows = csv_rows(path)
+    try:
+        with _open_text(path) as handle:
+            lines = _content_lines(handle)
+            first = list(itertools.islice(lines, _SNIFFED_LINES))
+            delimiter = _sniff_delimiter(first)
+            names, units, head_lines = _header(path, _cells(first[:2], delimiter), channel_map)
+            body = first[head_lines:]
+            if not body:
+                raise EdgeError(f"{path}: a header but no rows of samples")
+            time_index = next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
+            first_row = _cells(body[:1], delimiter)[0]
+            iso_time = time_index is not None and time_index < len(first_row) and not _is_number(first_row[time_index])
+            table = _numbers(path, body, lines, delimiter, names, time_index if iso_time else None, head_lines)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise EdgeError(f"{path}: cannot read it as a CSV text file ({exc})") from None
+    kept = [i for i in range(len(names)) if i != time_index and (names[i] or not np.isnan(table[:, i]).all())]
+    if time_index is None:
+        if rate_hz is None:
+            raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
+        rate, grid = rate_hz, np.arange(len(table))
+    else:
+        seconds = table[:, time_index] if iso_time else _seconds(path, names[time_index], units[time_index],
+                                                                  table[:, time_index])
+        rate, grid = _sample_grid(path, names[time_index], units[time_index], seconds, rate_hz)
+    return [(names[i], units[i], rate, _on_grid(table[:, i], grid), None) for i in kept]
+
+
+def _header(path: Path, rows: list[list[str]], channel_map: dict[str, str]) -> tuple[tuple, list, int]:
+    """``(names, units, lines)`` of a CSV's head: the header row, a row of units under it if any, how many lines."""
     if not rows:
         raise EdgeError(f"{path}: the file holds no rows; export the recording again")
     if all(_is_number(cell) for cell in rows[0] if cell):
@@ -115,30 +158,65 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
         if len(channel_map) != 1:
             raise EdgeError(f"{path}: one column without a name; say which channel it is with --map, e.g. "
                             "--map EDA=1")
-        rows = [[next(iter(channel_map.values()))], *rows]
+        return (next(iter(channel_map.values())),), [None], 0
     names, units = zip(*(split_unit(cell) for cell in rows[0]))
-    body = rows[1:]
     time_index = next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
-    if body and _is_unit_row(body[0], time_index):
-        units = [unit or cell or None for unit, cell in zip(units, body[0])]
-        body = body[1:]
+    if len(rows) > 1 and _is_unit_row(rows[1], time_index):
+        return names, [unit or cell or None for unit, cell in zip(units, rows[1])], 2
+    return names, list(units), 1
+
+
+def _numbers(path: Path, body: list[str], more: Iterator[str], delimiter: str, names: tuple,
+             iso_time: int | None, head_lines: int) -> np.ndarray:
+    """The data rows (``body``, then ``more``) as a float table, parsed as they stream by NumPy: the file's text
+    is never held in memory, so hours of samples cost their floats only.
+
+    Empty cells are NaN, a decimal comma is a point, the ISO 8601 time column
+    (index ``iso_time``) is unix seconds; cells past the header's columns
+    must be empty (a trailing delimiter).
+    """
+    width_seen = len(_cells(body[:1], delimiter)[0])
+    converters = {i: _iso_seconds if i == iso_time else _number for i in range(width_seen)}
+    try:
+        table = np.loadtxt(itertools.chain(body, more), delimiter=delimiter, quotechar='"', ndmin=2,
+                           dtype=np.float64, converters=converters)
+    except ValueError as exc:
+        raise _bad_row(path, delimiter, names, converters, head_lines, exc) from None
     width = len(names)
-    body = [row[:width] if not any(row[width:]) else row for row in body]  # a trailing delimiter
-    ragged = next((number for number, row in enumerate(body, start=1) if len(row) != width), None)
-    if ragged is not None:
-        raise EdgeError(f"{path}: data row {ragged} has {len(body[ragged - 1])} cells where the header names {width} "
-                        "columns; a truncated or extra line? delete it")
-    if not body:
-        raise EdgeError(f"{path}: a header but no rows of samples")
-    cells = np.array(body, dtype=str)
-    kept = [i for i in range(width) if i != time_index and (names[i] or np.any(cells[:, i] != ""))]
-    if time_index is None:
-        if rate_hz is None:
-            raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
-        rate, grid = rate_hz, np.arange(len(cells))
-    else:
-        rate, grid = _sample_grid(path, names[time_index], units[time_index], cells[:, time_index], rate_hz)
-    return [(names[i], units[i], rate, _on_grid(_floats(path, names[i], cells[:, i]), grid), None) for i in kept]
+    if table.shape[1] < width or not np.isnan(table[:, width:]).all():
+        raise _bad_row(path, delimiter, names, converters, head_lines, None)
+    return table[:, :width]
+
+
+def _number(cell: str) -> float:
+    """A cell as a number: empty is NaN (missing), a decimal comma a point."""
+    cell = cell.strip()
+    return float(cell.replace(",", ".")) if cell else math.nan
+
+
+def _iso_seconds(cell: str) -> float:
+    """An ISO 8601 date-time cell as unix seconds."""
+    return float(np.datetime64(cell.strip(), "ns").astype(np.int64)) / 1e9
+
+
+def _bad_row(path: Path, delimiter: str, names: tuple, converters: dict, head_lines: int,
+             exc: ValueError | None) -> EdgeError:
+    """The one line naming the first data row NumPy could not read (read again, row by row, to find it)."""
+    width = len(names)
+    with _open_text(path) as handle:
+        rows = csv.reader(itertools.islice(_content_lines(handle), head_lines, None), delimiter=delimiter)
+        for number, row in enumerate(rows, start=1):
+            if len(row) < width or any(cell.strip() for cell in row[width:]):
+                return EdgeError(f"{path}: data row {number} has {len(row)} cells where the header names {width} "
+                                 "columns; a truncated or extra line? delete it")
+            for index, cell in enumerate(row[:width]):
+                try:
+                    converters.get(index, _number)(cell)
+                except ValueError:
+                    what = "an ISO 8601 date-time" if converters.get(index) is _iso_seconds else "a number"
+                    return EdgeError(f"{path}: column {names[index]!r} holds {cell.strip()!r} in data row {number}, "
+                                     f"not {what}; remove that line or text")
+    return EdgeError(f"{path}: cannot read its rows of samples ({exc})")
 
 
 def _on_grid(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -153,21 +231,9 @@ def _is_unit_row(row: list[str], time_index: int | None) -> bool:
     return not any(_is_number(cell) for cell in row) and any(cell for i, cell in enumerate(row) if i != time_index)
 
 
-def _floats(path: Path, name: str, cells: np.ndarray) -> np.ndarray:
-    """One column's cells as numbers: an empty cell is NaN (missing), a decimal comma a point."""
-    column = np.char.replace(cells, ",", ".")
-    column = np.where(column == "", "nan", column)  # widens a column of one-character cells
-    try:
-        return column.astype(np.float64)
-    except ValueError:
-        row = next(r for r, cell in enumerate(column) if not _is_number(cell))
-        raise EdgeError(f"{path}: column {name!r} holds {str(cells[row])!r} in data row {row + 1}, not a number; "
-                        "remove that line or text") from None
-
-
-def _sample_grid(path: Path, name: str, unit: str | None, cells: np.ndarray,
+def _sample_grid(path: Path, name: str, unit: str | None, seconds: np.ndarray,
                  rate_hz: float | None) -> tuple[float, np.ndarray]:
-    """``(rate Hz, grid index of each row)`` from a time column.
+    """``(rate Hz, grid index of each row)`` from a time column's ``seconds``.
 
     Rows are consecutive samples within a run; a step over
     :data:`JUMP_STEPS` typical steps ends a run (samples missing there), and
@@ -175,9 +241,8 @@ def _sample_grid(path: Path, name: str, unit: str | None, cells: np.ndarray,
     rate counts the samples of the runs over their duration, so times rounded
     to the millisecond (256 Hz) give the true rate.
     """
-    seconds = _seconds(path, name, unit, cells)
     steps = np.diff(seconds)
-    if len(steps) == 0 or not np.all(steps > 0):
+    if len(steps) == 0 or not np.all(steps > 0):  # NaN (an empty time cell) fails too
         raise EdgeError(f"{path}: column {name!r} must increase from row to row (time of each sample)")
     typical = float(np.median(steps))
     ends = np.flatnonzero(steps > JUMP_STEPS * typical)  # last row of each run but the final one
@@ -200,18 +265,10 @@ def _sample_grid(path: Path, name: str, unit: str | None, cells: np.ndarray,
     return rate, grid
 
 
-def _seconds(path: Path, name: str, unit: str | None, cells: np.ndarray) -> np.ndarray:
-    """A time column in seconds: numbers (unit s or ms) or ISO 8601 date-times."""
-    if _is_number(cells[0]):
-        values = _floats(path, name, cells)
-        if unit is None:
-            return values * (1e-3 if np.nanmax(np.abs(values)) > _UNIX_MS else 1.0)
-        if unit.lower() not in _TIME_UNITS:
-            raise EdgeError(f"{path}: column {name!r} is in {unit!r}; give its times in s or ms")
-        return values * _TIME_UNITS[unit.lower()]
-    try:
-        stamps = np.array(cells, dtype="datetime64[ns]")
-    except ValueError:
-        raise EdgeError(f"{path}: column {name!r} holds {str(cells[0])!r}: neither seconds nor an ISO 8601 date-time "
-                        "(2024-01-31T12:00:00.250)") from None
-    return (stamps - stamps[0]).astype(np.float64) / 1e9
+def _seconds(path: Path, name: str, unit: str | None, values: np.ndarray) -> np.ndarray:
+    """A numeric time column in seconds: its unit's (s or ms), else ms when the values are unix milliseconds."""
+    if unit is None:
+        return values * (1e-3 if np.nanmax(np.abs(values)) > _UNIX_MS else 1.0)
+    if unit.lower() not in _TIME_UNITS:
+        raise EdgeError(f"{path}: column {name!r} is in {unit!r}; give its times in s or ms")
+    return values * _TIME_UNITS[unit.lower()]

@@ -1082,7 +1082,8 @@ def run(args: argparse.Namespace) -> int:
 
     recording = None
     if args.replay is not None and simulator.replay_dir is None:
-        recording = recording_from_args(args.replay, args, simulator.block_ms)
+        recording, dropouts = recording_from_args(args.replay, args, simulator.block_ms)
+        simulator = dataclasses.replace(simulator, conditions=simulator.conditions + dropouts)
     source = SensorSource(config.port, simulator, args.connect_timeout, recording)
     recorder = None
     try:

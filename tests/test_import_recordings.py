@@ -87,3 +87,55 @@ def test_bad_labels_write_nothing(tmp_path, capsys):
         intervals.write_text("subject,start,end,label\nA2,0,30,baseline\n")
         import_recordings([good, table], tmp_path / "data", labels=intervals, rate_hz=100)
     assert not (tmp_path / "data").exists()
+
+
+def test_overlapping_intervals_are_refused_and_intervals_past_the_end_said(tmp_path, capsys, caplog):
+    table = tmp_path / "A.csv"
+    np.savetxt(table, _ramp(120), header="EDA", comments="")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_text("start,end,label\n0,40,baseline\n30,60,high\n")
+    assert main(["import", str(table), "--rate", "100", "--labels", str(intervals), "--out",
+                 str(tmp_path / "data")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "labelled intervals overlap: Baseline 0-40 s and HIGH 30-60 s" in error[0], error
+    assert not (tmp_path / "data").exists()
+    intervals.write_text("start,end,label\n0,30,baseline\n100,200,high\n200,260,low\n")
+    counts = import_recordings([table], tmp_path / "data", labels=intervals, rate_hz=100)
+    assert counts == {"A": {"Baseline": 1, "HIGH": 2}}  # HIGH cut at 120 s, LOW after the end
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "HIGH interval 100-200 s runs past the recording's end (120 s): cut there (are the labels' times seconds from "
+        "the recording's start?)",
+        "LOW interval 200-260 s runs past the recording's end (120 s): left out (are the labels' times seconds from "
+        "the recording's start?)"]
+
+
+def test_a_label_file_saved_by_a_spreadsheet(tmp_path):
+    """Byte-order mark, semicolons, Windows line endings, a blank line: the same intervals."""
+    table = tmp_path / "A.csv"
+    np.savetxt(table, _ramp(60), header="EDA", comments="")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_bytes("\ufeffStart;End;Label\r\n0;20;Baseline\r\n\r\n30;50;High Pain\r\n".encode("utf-8"))
+    assert import_recordings([table], tmp_path / "data", labels=intervals, rate_hz=100) == {
+        "A": {"Baseline": 1, "HIGH": 2}}
+    windows = load_split(tmp_path / "data", "train", ("Eda",))
+    np.testing.assert_allclose(windows.signals[:, 0, 0], [0, 10, 30, 40], atol=0.02)  # EDA is its time (s)
+    assert windows.labels.tolist() == [0, 0, 2, 2]
+
+
+def test_segments_touching_missing_samples_are_left_out_and_said(tmp_path, capsys, caplog):
+    """RSP lost for 42-47 s: the HIGH trial 40-50 s is left out; EDA lost for 78.5-80 s touches no segment."""
+    eda, resp = [f"{v:.2f}" for v in _ramp(120)], [f"{v:.2f}" for v in _ramp(120, offset=7)]
+    resp[4200:4700] = [""] * 500
+    eda[7850:8000] = [""] * 150  # ends where LOW 80-90 s starts
+    table = tmp_path / "A.csv"
+    table.write_text("EDA,RSP\n" + "\n".join(f"{e},{r}" for e, r in zip(eda, resp)) + "\n")
+    intervals = tmp_path / "labels.csv"
+    intervals.write_text("start,end,label\n0,30,baseline\n30,70,high\n80,100,low\n")
+    assert main(["import", str(table), "--rate", "100", "--labels", str(intervals), "--out",
+                 str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "A: 1 Baseline, 3 HIGH, 2 LOW"
+    assert [r.getMessage() for r in caplog.records if r.name == "training.import_recordings"] == [
+        f"{table}: 1 segment(s) left out for missing samples (1 HIGH)"]
+    windows = load_split(tmp_path / "data", "train", ("Eda", "Resp"))
+    assert windows.segments.tolist() == ["Baseline_1"] * 3 + ["HIGH_1", "HIGH_2", "HIGH_3", "LOW_1", "LOW_2"]
+    np.testing.assert_allclose(windows.signals[:, 0, 0], [0, 10, 20, 30, 50, 60, 80, 90], atol=0.02)  # EDA = time

@@ -7,7 +7,8 @@ labelled intervals, so ``biomoe finetune`` trains on a user's own recordings.
 
 Labels
 ------
-``--labels INTERVALS.csv``: a header row with ``start,end,label`` (seconds
+``--labels INTERVALS.csv`` (read as the recordings' CSV: ``,`` ``;`` or tab,
+a byte-order mark, blank lines): a header row with ``start,end,label`` (seconds
 from the recording's first sample) and optionally ``subject`` (the recording's
 file name without extension; without it the intervals apply to every
 recording). ``--annotations``: the EDF+ annotations whose text *is* a label
@@ -19,7 +20,12 @@ A label is ``baseline`` / ``no pain`` / ``0``, ``low`` / ``low pain`` / ``1``,
 AI4PAIN, baseline and rest intervals become columns of at most a minute
 (``Baseline_1``, ``REST_1``, ...), and each low or high interval consecutive
 10 s trials (``LOW_1``, ``HIGH_1``, ...); a part shorter than a window is
-left out (and said). One subject per recording, named after its file.
+left out (and said), as is the part of an interval past the recording's end.
+Overlapping intervals are refused (their shared seconds would be imported
+twice). A segment that touches a stretch without samples of any channel
+written (longer than a second: :attr:`SourceRecording.missing`) is left out,
+and how many is one warning line. One subject per recording, named after its
+file.
 
 Everything is read and checked before anything is written; each CSV is
 written whole (``.partial`` then renamed).
@@ -33,13 +39,13 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
+from edge.recording.csv_table import csv_rows
 from edge.recording.formats import parse_channel_map, read_recording
 from training.ai4pain import SAMPLING_RATE, write_subject_csv
 from training.errors import DataError
@@ -68,18 +74,14 @@ def _kind(text: str) -> str | None:
 def read_intervals(path) -> dict[str | None, list[tuple[float, float, str]]]:
     """``{subject or None: [(start s, end s, kind)]}`` from a ``start,end,label[,subject]`` CSV."""
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-            fields = [name.strip().lower() for name in (rows[0].keys() if rows else [])]
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the label file ({exc.strerror})") from None
-    if not {"start", "end", "label"} <= set(fields):
+    header, *rows = csv_rows(path) or [[]]
+    fields = [name.lower() for name in header]
+    if not {"start", "end", "label"} <= set(fields) or not rows:
         raise DataError(f"{path}: the label file needs a header with start,end,label (and optionally subject), "
-                        f"got {fields or 'no rows'}")
+                        f"then one row per interval; got {fields or 'no rows'}{'' if rows else ' and no intervals'}")
     intervals: dict[str | None, list] = {}
-    for number, row in enumerate(rows, start=2):
-        row = {key.strip().lower(): (value or "").strip() for key, value in row.items()}
+    for number, cells in enumerate(rows, start=2):
+        row = dict(zip(fields, cells + [""] * (len(fields) - len(cells))))
         kind = _kind(row["label"])
         if kind is None:
             raise DataError(f"{path}, row {number}: label {row['label']!r} is not one of baseline, low, high, rest "
@@ -101,27 +103,47 @@ def annotation_intervals(annotations) -> list[tuple[float, float, str]]:
             if _kind(text) is not None and duration > 0]
 
 
-def subject_columns(signals: dict[str, np.ndarray], intervals, where: str) -> dict[str, dict[str, np.ndarray]]:
-    """AI4PAIN columns per folder (``Eda``...) of one recording at 100 Hz, cut at its intervals."""
+def subject_columns(signals: dict[str, np.ndarray], intervals, where: str,
+                    missing=()) -> dict[str, dict[str, np.ndarray]]:
+    """AI4PAIN columns per folder (``Eda``...) of one recording at 100 Hz, cut at its intervals, leaving out the
+    segments that touch a ``missing`` stretch ``(start s, end s)``: their samples are no signal."""
     length = min(len(values) for values in signals.values()) / SAMPLING_RATE
     columns: dict[str, dict[str, np.ndarray]] = {_FOLDERS[name]: {} for name in signals}
     counts: dict[str, int] = {}
-    for start, end, kind in sorted(intervals):
+    left_out: dict[str, int] = {}
+    intervals = sorted(intervals)
+    for (start, end, kind), (next_start, next_end, next_kind) in zip(intervals, intervals[1:]):
+        if next_start < end:
+            raise DataError(f"{where}: labelled intervals overlap: {kind} {start:g}-{end:g} s and {next_kind} "
+                            f"{next_start:g}-{next_end:g} s; the seconds they share would be imported twice, maybe "
+                            "under two labels: fix the labels")
+    for start, end, kind in intervals:
+        if end > length + 1:
+            logger.warning("%s: %s interval %g-%g s runs past the recording's end (%g s): %s (are the labels' times "
+                           "seconds from the recording's start?)", where, kind, start, end, length,
+                           "cut there" if start < length else "left out")
         end = min(end, length)
         piece = _LONG_SECONDS if kind in ("Baseline", "REST") else _TRIAL_SECONDS
         starts = np.arange(start, end - _TRIAL_SECONDS + 1e-9, piece)
-        if len(starts) == 0:
-            logger.warning("%s: %s interval %g-%g s is shorter than a %g s window (or past the recording's %g s); "
-                           "left out", where, kind, start, end, _TRIAL_SECONDS, length)
+        if len(starts) == 0 and start < length:
+            logger.warning("%s: %s interval %g-%g s is shorter than a %g s window; left out", where, kind, start,
+                           end, _TRIAL_SECONDS)
         for first in starts:
             last = min(first + piece, end)
+            if any(gap_start < last and first < gap_end for gap_start, gap_end in missing):
+                left_out[kind] = left_out.get(kind, 0) + 1
+                continue
             counts[kind] = counts.get(kind, 0) + 1
             for name, values in signals.items():
                 part = values[int(round(first * SAMPLING_RATE)):int(round(last * SAMPLING_RATE))]
                 columns[_FOLDERS[name]][f"{kind}_{counts[kind]}"] = part
+    if left_out:
+        logger.warning("%s: %d segment(s) left out for missing samples (%s)", where, sum(left_out.values()),
+                       ", ".join(f"{n} {kind}" for kind, n in left_out.items()))
     if not counts:
-        raise DataError(f"{where}: no labelled interval holds a whole {_TRIAL_SECONDS:g} s window; check the "
-                        "labels' times (seconds from the recording's start)")
+        raise DataError(f"{where}: no labelled interval holds a whole {_TRIAL_SECONDS:g} s window"
+                        f"{' without missing samples' if left_out else ''}; check the labels' times (seconds from "
+                        "the recording's start)")
     return columns
 
 
@@ -154,7 +176,8 @@ def import_recordings(paths, out, *, labels=None, annotations: bool = False, spl
             if not chosen:
                 raise DataError(f"{labels}: no intervals for {subject} (its subject column names "
                                 f"{', '.join(sorted(str(s) for s in intervals if s))})")
-        planned[subject] = subject_columns(recording.at_rate(SAMPLING_RATE), chosen, str(path))
+        missing = [gap for gaps in recording.missing.values() for gap in gaps]
+        planned[subject] = subject_columns(recording.at_rate(SAMPLING_RATE), chosen, str(path), missing)
     for subject, folders in planned.items():
         for folder, columns in folders.items():
             target = Path(out) / split / folder

@@ -9,10 +9,10 @@ format                 how it is recognised                                    r
 EDF, EDF+, BDF, BDF+   ``.edf`` / ``.bdf`` (annotations kept)                  pyedflib
 WFDB record            ``.hea`` (or the record name beside one)                wfdb (``pip install -e ".[formats]"``)
 Empatica E4 session    a folder holding ``EDA.csv`` / ``BVP.csv`` (or .gz)     numpy
-plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     numpy
-                       or one headerless column (its channel from the map:
+plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     csv + numpy
+                       or one headerless column (its channel from the map:     (:mod:`.csv_table`)
                        ``--map EDA=1``); ``rate_hz`` (``--rate``) unless a
-                       ``time``/``timestamp`` column (s) gives it
+                       ``time``/``timestamp`` column (s, ms, ISO) gives it
 =====================  =====================================================  ===========================
 
 (The AI4PAIN layout is replayed by the simulator itself: ``--replay DIR
@@ -20,17 +20,26 @@ plain CSV              ``.csv`` / ``.csv.gz``: a header row naming columns,     
 
 Channels are mapped to the protocol's ``EDA``, ``BVP``, ``RESP`` and ``SpO2``
 by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
-(GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive). Units are converted to
-the protocol's (EDA in microsiemens; SpO2 in percent); a unit that cannot be
-converted is refused. Every problem is one :class:`~edge.errors.EdgeError`
-line naming the file and what to do.
+(GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive), alone or as the first
+word of the name (``Resp Thorax``, ``EDA-Wrist``; several such: refused).
+Units are converted to the protocol's (EDA in microsiemens, skin resistance
+inverted; SpO2 in percent); a unit that cannot be converted is refused. Every
+problem is one :class:`~edge.errors.EdgeError` line naming the file and what to do.
+
+Missing samples (NaN, empty CSV cells, WFDB gaps) up to
+:data:`MAX_FILLED_GAP_SECONDS` repeat the last value. A longer stretch is kept
+as missing (:attr:`SourceRecording.missing`, one warning line per channel):
+a replay flags it as a lead-off, an import leaves out the segments it touches,
+so nothing is read or trained on a made-up flat line.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -38,14 +47,20 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.recording.csv_table import read_csv_columns
 from edge.windows import MAX_CHANNEL_RATE_HZ
 
 __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_recording", "parse_channel_map",
            "read_e4_signal", "resample_to"]
 
+logger = logging.getLogger(__name__)
+
 #: The channels the monitor's bundles read, and the rate a replay sends them at.
 PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
 PROTOCOL_RATE_HZ = 100.0
+#: Missing stretches (NaN, empty CSV cells, WFDB gaps) up to this long are filled with the last value;
+#: a longer one is kept as missing (:attr:`SourceRecording.missing`), never read as a flat line.
+MAX_FILLED_GAP_SECONDS = 1.0
 #: Source rates a replay or import accepts (Hz): below, a 10 s window holds too little of the signal;
 #: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
 RATE_RANGE_HZ = {"EDA": (1.0, MAX_CHANNEL_RATE_HZ), "BVP": (10.0, MAX_CHANNEL_RATE_HZ),
@@ -59,11 +74,14 @@ _ALIASES = {
 }
 #: Factor to the protocol's unit, by unit as written (case-insensitive); None: any unit (arbitrary units).
 _UNITS = {
-    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "ns": 1e-3, "s": 1e6, "siemens": 1e6},
+    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "µmho": 1.0, "ns": 1e-3, "ms": 1e3,
+            "s": 1e6, "siemens": 1e6},
     "BVP": None,
     "RESP": None,
     "SpO2": {"%": 1.0, "percent": 1.0, "": 1.0},
 }
+#: Skin resistance, by unit as written (case-insensitive; MOhm is mega) -> K of EDA (uS) = K / resistance.
+_RESISTANCE_UNITS = {"ohm": 1e6, "ω": 1e6, "kohm": 1e3, "kω": 1e3, "mohm": 1.0, "mω": 1.0}
 
 
 @dataclass
@@ -85,6 +103,11 @@ class SourceRecording:
         so a replay sends the stored integers unchanged.
     annotations : list of (onset s, duration s, text)
         From EDF+ annotations (empty for the other formats).
+    missing : dict of str to list of (start s, end s)
+        Protocol channel -> its stretches without samples longer than
+        :data:`MAX_FILLED_GAP_SECONDS` (end exclusive). ``signals`` hold the
+        last value there only to stay finite: a replay flags them as a
+        lead-off, an import leaves out the segments they touch.
     """
 
     signals: dict
@@ -93,6 +116,7 @@ class SourceRecording:
     units: dict = field(default_factory=dict)
     scaling: dict = field(default_factory=dict)
     annotations: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)
 
     def at_rate(self, rate_hz: float = PROTOCOL_RATE_HZ) -> dict[str, np.ndarray]:
         """Every channel resampled to ``rate_hz`` (polyphase), cut to the shortest."""
@@ -159,7 +183,7 @@ def read_recording(path, channel_map: dict[str, str] | None = None, rate_hz: flo
     elif name.endswith((".edf", ".bdf")):
         columns, annotations = _read_edf(path)
     elif name.endswith((".csv", ".csv.gz")):
-        columns, annotations = _read_csv(path, rate_hz, channel_map), []
+        columns, annotations = read_csv_columns(path, rate_hz, channel_map), []
     else:
         raise EdgeError(f"{path}: unknown recording format; give an EDF/BDF file, a WFDB .hea, a CSV or an E4 "
                         "session folder")
@@ -184,8 +208,12 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
             continue
         match = next((lowered[alias] for alias in _ALIASES[channel] if alias in lowered
                       and lowered[alias] not in chosen.values()), None)
-        if match is not None:
-            chosen[channel] = match
+        qualified = [name for name in by_name if name not in chosen.values() and _first_word(name) in _ALIASES[channel]]
+        if match is None and len(qualified) > 1:
+            raise EdgeError(f"{path}: several channels could be {channel} ({', '.join(qualified)}); say which with "
+                            f"--map {channel}={qualified[0]}")
+        if match is not None or qualified:
+            chosen[channel] = match if match is not None else qualified[0]
     if not chosen:
         raise EdgeError(f"{path}: none of its channels ({', '.join(by_name)}) is EDA, BVP, RESP or SpO2 by name; "
                         "say which is which with --map, e.g. --map EDA=GSR,BVP=Pleth")
@@ -196,20 +224,42 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
         if not (math.isfinite(rate) and low <= rate <= high):
             raise EdgeError(f"{path}: {source} ({channel}) is sampled at {rate:g} Hz; the protocol carries "
                             f"{channel} at {low:g} to {high:g} Hz; resample it first or check the file's rate")
-        factors = _UNITS[channel]
-        factor = 1.0 if factors is None or unit is None else factors.get(unit.strip().lower())
-        if factor is None:
-            raise EdgeError(f"{path}: {source} ({channel}) is in {unit!r}, which is not a unit of {channel} "
-                            f"({', '.join(repr(u) for u in factors if u)}); check --map or convert the channel")
-        values = np.asarray(values, dtype=np.float64) * factor
+        values, factor = _in_protocol_unit(np.asarray(values, dtype=np.float64), channel, unit,
+                                           f"{path}: {source} ({channel})")
         if not np.isfinite(values).any():
             raise EdgeError(f"{path}: {source} ({channel}) holds no finite sample")
+        gaps = [(start / rate, end / rate) for start, end in _missing_runs(values)
+                if end - start > MAX_FILLED_GAP_SECONDS * rate]
+        if gaps:
+            recording.missing[channel] = gaps
+            _warn_missing(f"{path}: {source} ({channel})", gaps)
         recording.signals[channel], recording.rates[channel] = _fill_gaps(values), rate
         recording.units[channel] = _protocol_unit(channel, unit)
-        if scaling is not None:
+        if scaling is not None and factor is not None:
             raw_min, raw_max, scale, offset = scaling
             recording.scaling[channel] = (raw_min, raw_max, scale * factor, offset * factor)
     return recording
+
+
+def _in_protocol_unit(values: np.ndarray, channel: str, unit: str | None,
+                      where: str) -> tuple[np.ndarray, float | None]:
+    """``values`` in the protocol's unit of ``channel``, and the factor applied (None: skin resistance inverted)."""
+    factors = _UNITS[channel]
+    if factors is None or unit is None:
+        return values, 1.0
+    written = unit.strip().lower()
+    if channel == "EDA" and written in _RESISTANCE_UNITS:
+        return _RESISTANCE_UNITS[written] / np.where(values > 0, values, np.nan), None
+    if written not in factors:
+        known = [*factors, *(_RESISTANCE_UNITS if channel == "EDA" else ())]
+        raise EdgeError(f"{where} is in {unit!r}, which is not a unit of {channel} "
+                        f"({', '.join(repr(u) for u in known if u)}); check --map or convert the channel")
+    return values * factors[written], factors[written]
+
+
+def _first_word(name: str) -> str:
+    """``"Resp Thorax"``, ``"EDA-Wrist"``, ``"PPG_Raw"`` -> ``"resp"``, ``"eda"``, ``"ppg"``: a name's first word."""
+    return re.split(r"[\s_\-.:(\[]+", name.strip().lower())[0]
 
 
 def _protocol_unit(channel: str, unit: str | None) -> str:
@@ -222,8 +272,22 @@ def _protocol_unit(channel: str, unit: str | None) -> str:
     return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
 
 
+def _missing_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``[(first index, end index)]`` of each run of missing values (NaN), end exclusive."""
+    edges = np.flatnonzero(np.diff(np.r_[False, ~np.isfinite(values), False].astype(np.int8)))
+    return [(int(start), int(end)) for start, end in zip(edges[::2], edges[1::2])]
+
+
+def _warn_missing(where: str, gaps: list[tuple[float, float]]) -> None:
+    """One line for a channel's stretches without samples (s): how long in all, and the longest."""
+    start, end = max(gaps, key=lambda gap: gap[1] - gap[0])
+    logger.warning("%s has no samples for %g s in %d stretch(es) longer than %g s (the longest %g s from %g s); "
+                   "not filled: a replay flags them as a lead-off, biomoe import leaves out the segments they touch",
+                   where, sum(e - s for s, e in gaps), len(gaps), MAX_FILLED_GAP_SECONDS, end - start, start)
+
+
 def _fill_gaps(values: np.ndarray) -> np.ndarray:
-    """Isolated missing values (NaN) repeat the previous sample; leading ones the first valid one."""
+    """Missing values (NaN) repeat the previous sample; leading ones the first valid one."""
     valid = np.isfinite(values)
     if valid.all():
         return values
@@ -240,8 +304,10 @@ def _read_edf(path: Path) -> tuple[list[_Column], list]:
     try:
         reader = pyedflib.EdfReader(str(path))
     except OSError as exc:
-        raise EdgeError(f"{path}: not a readable EDF/BDF file ({str(exc).split(': ', 1)[-1]}); a truncated or "
-                        "unfinished file cannot be read, re-export it") from None
+        reason = str(exc).split(": ", 1)[-1]
+        hint = ("pyedflib reads no EDF+D (discontinuous) file: export each continuous part as EDF+C (e.g. EDFbrowser)"
+                if "discontinuous" in reason else "a truncated or unfinished file cannot be read, re-export it")
+        raise EdgeError(f"{path}: not a readable EDF/BDF file ({reason}); {hint}") from None
     with reader:
         columns = []
         for i in range(reader.signals_in_file):
@@ -263,8 +329,9 @@ def _read_wfdb(path: Path) -> list[_Column]:
     record_name = str(path.with_suffix("")) if path.suffix.lower() in (".hea", ".dat") else str(path)
     try:
         record = wfdb.rdrecord(record_name)
-    except (OSError, ValueError) as exc:
-        raise EdgeError(f"{path}: not a readable WFDB record ({exc})") from None
+    except Exception as exc:  # wfdb raises bare Exception, AttributeError... on records it cannot read
+        raise EdgeError(f"{path}: not a readable WFDB record ({type(exc).__name__}: {exc}); check its .hea and "
+                        "segment files, or convert it to EDF") from None
     return [(name, unit or "", float(record.fs), record.p_signal[:, i], None)
             for i, (name, unit) in enumerate(zip(record.sig_name, record.units))]
 
@@ -299,42 +366,3 @@ def _read_e4(folder: Path) -> list[_Column]:
     start = max(t0 for _, (t0, _, _) in found.values())
     return [(stem, unit, rate, values[int(round((start - t0) * rate)):], None)
             for stem, (unit, (t0, rate, values)) in found.items()]
-
-
-def _read_csv(path: Path, rate_hz: float | None, channel_map: dict[str, str]) -> list[_Column]:
-    with _open_text(path) as handle:
-        first = handle.readline()
-        cells = [cell.strip() for cell in first.split(",")]
-        try:
-            [float(cell) for cell in cells]
-            header = None
-        except ValueError:
-            header = cells
-        try:
-            table = np.loadtxt(handle, delimiter=",", ndmin=2) if header else np.loadtxt(
-                [first, *handle], delimiter=",", ndmin=2)
-        except ValueError as exc:
-            raise EdgeError(f"{path}: not a table of numbers after the header ({exc})") from None
-    if header is None:
-        if table.shape[1] != 1:
-            raise EdgeError(f"{path}: {table.shape[1]} columns without a header row; add a header naming them "
-                            "(e.g. time,EDA,BVP) or give one column")
-        if len(channel_map) != 1:
-            raise EdgeError(f"{path}: one column without a name; say which channel it is with --map, e.g. "
-                            "--map EDA=1")
-        header = [next(iter(channel_map.values()))]
-    if table.shape[1] != len(header):
-        raise EdgeError(f"{path}: the header names {len(header)} columns but rows have {table.shape[1]}")
-    times = next((i for i, name in enumerate(header) if name.lower() in ("time", "timestamp", "time_s", "t")), None)
-    if times is not None:
-        steps = np.diff(table[:, times])
-        if len(steps) == 0 or not np.all(steps > 0):
-            raise EdgeError(f"{path}: column {header[times]!r} must increase from row to row (seconds)")
-        rate = 1.0 / float(np.median(steps))
-        if rate_hz is not None and not math.isclose(rate, rate_hz, rel_tol=1e-3):
-            raise EdgeError(f"{path}: --rate {rate_hz:g} contradicts its {header[times]!r} column ({rate:g} Hz)")
-    elif rate_hz is None:
-        raise EdgeError(f"{path}: a CSV without a time column needs its sampling rate: --rate HZ")
-    else:
-        rate = rate_hz
-    return [(name, None, rate, table[:, i], None) for i, name in enumerate(header) if i != times]  # protocol units

@@ -7,6 +7,9 @@ resampled to the protocol's 100 Hz), and an EDF/BDF file's channels keep the
 file's digital range and scaling, so the bytes on the wire carry the stored
 integers unchanged (a recording made with ``--record`` replays the samples
 the bridge delivered). The simulated device then streams it like a board.
+A channel's stretches without samples (:attr:`SourceRecording.missing`)
+become scheduled lead-offs of that channel (:func:`dropout_conditions`), so
+the monitor's quality gate flags the windows over them as for a real lead-off.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import argparse
 import math
 
 from edge.recording.formats import PROTOCOL_RATE_HZ, SourceRecording, parse_channel_map, read_recording, resample_to
-from firmware_bridge.simulator import ReplayRecording
+from firmware_bridge.simulator import Condition, ReplayRecording
 
-__all__ = ["replay_recording", "add_replay_arguments", "recording_from_args", "replay_windows"]
+__all__ = ["replay_recording", "dropout_conditions", "add_replay_arguments", "recording_from_args", "replay_windows"]
 
 
 def replay_recording(source: SourceRecording, block_ms: int = 1000) -> ReplayRecording:
@@ -32,6 +35,12 @@ def replay_recording(source: SourceRecording, block_ms: int = 1000) -> ReplayRec
             signals[name], rates[name] = resample_to(values, rate, PROTOCOL_RATE_HZ), PROTOCOL_RATE_HZ
     scaling = {name: value for name, value in source.scaling.items() if rates[name] == source.rates[name]}
     return ReplayRecording(signals, rates, source.units, scaling)
+
+
+def dropout_conditions(source: SourceRecording) -> tuple[Condition, ...]:
+    """A lead-off of each channel over each of its stretches without samples (stream seconds = recording seconds)."""
+    return tuple(Condition("leadoff", channel, start, end)
+                 for channel, gaps in source.missing.items() for start, end in gaps)
 
 
 def replay_windows(recording: ReplayRecording, block_ms: int, window_seconds: float, hop_seconds: float) -> int:
@@ -49,6 +58,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sampling rate of a CSV recording without a time column")
 
 
-def recording_from_args(path, args: argparse.Namespace, block_ms: int = 1000) -> ReplayRecording:
-    """Read ``path`` with the ``--map`` and ``--rate`` of ``args``, ready to replay."""
-    return replay_recording(read_recording(path, parse_channel_map(args.map), args.rate), block_ms)
+def recording_from_args(path, args: argparse.Namespace,
+                        block_ms: int = 1000) -> tuple[ReplayRecording, tuple[Condition, ...]]:
+    """Read ``path`` with the ``--map`` and ``--rate`` of ``args``: the replay, and the lead-offs to schedule
+    over its stretches without samples (:func:`dropout_conditions`)."""
+    source = read_recording(path, parse_channel_map(args.map), args.rate)
+    return replay_recording(source, block_ms), dropout_conditions(source)

@@ -3,8 +3,10 @@
 ``--replay FILE`` (EDF/BDF, WFDB, E4 session folder, CSV; ``--map``,
 ``--rate``) is read here, by :mod:`edge.recording.formats` (firmware_bridge
 reads no such format), and handed to the simulated device as its replay
-source; ``--replay DIR --subject ID`` (the AI4PAIN layout) and every other
-option are the simulator's own (:mod:`firmware_bridge.simulator.cli`).
+source, its stretches without samples as scheduled lead-offs
+(:func:`~edge.recording.replay.dropout_conditions`); ``--replay DIR
+--subject ID`` (the AI4PAIN layout) and every other option are the
+simulator's own (:mod:`firmware_bridge.simulator.cli`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Stream the generator, an AI4PAIN subject or a recording file."""
     if args.replay_dir is None or (Path(args.replay_dir).is_dir() and args.subject is not None):
         return simulator_cli.run(args)
-    recording = recording_from_args(args.replay_dir, args, args.block_ms)
-    return simulator_cli.run(argparse.Namespace(**{**vars(args), "replay_dir": None}), recording,
-                             Path(args.replay_dir).name)
+    recording, dropouts = recording_from_args(args.replay_dir, args, args.block_ms)
+    return simulator_cli.run(argparse.Namespace(**{**vars(args), "replay_dir": None,
+                                                   "conditions": [*args.conditions, *dropouts]}),
+                             recording, Path(args.replay_dir).name)

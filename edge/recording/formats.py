@@ -23,7 +23,8 @@ by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
 (GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive), alone or as the first
 word of the name (``Resp Thorax``, ``EDA-Wrist``; several such: refused).
 Units are converted to the protocol's (EDA in microsiemens, skin resistance
-inverted; SpO2 in percent); a unit that cannot be converted is refused. Every
+inverted; SpO2 in percent, a fraction x 100; the table in
+:mod:`edge.protocol_channels`); a unit that cannot be converted is refused. Every
 problem is one :class:`~edge.errors.EdgeError` line naming the file and what to do.
 
 Missing samples (NaN, empty CSV cells, WFDB gaps) up to

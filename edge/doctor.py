@@ -374,6 +374,7 @@ def check_port(config: MonitorConfig, timeout_s: float, bundle_path=None) -> Ite
     if problem is not None:
         yield Check("port", "fail", *_split_fix(str(problem)))
         return
+    from edge.device_channels import DeviceChannels
     from edge.monitor import SensorSource
 
     source = SensorSource(port, None, timeout_s)
@@ -396,15 +397,18 @@ def check_port(config: MonitorConfig, timeout_s: float, bundle_path=None) -> Ite
         source.close()
     yield Check("port", "ok", f"{port}: readable and writable, no other reader")
     channels = ", ".join(f"{c.name} {device.sampling_rate(c.name):g} Hz" for c in device.channels)
+    board = DeviceChannels(device)
     try:
         from edge.bundle import default_bundle_path, load_bundle
 
-        load_bundle(bundle_path or config.bundle or default_bundle_path()).require_channels(device.channel_names)
+        bundle = load_bundle(bundle_path or config.bundle or default_bundle_path())
+        board.require(bundle)
     except EdgeError as exc:
         yield Check("hello", "fail", f"the device sends {channels}, but {exc}", "use a bundle trained for these "
                                                                                  "channels (biomoe export)")
         return
-    yield Check("hello", "ok", f"device description after {waited:.1f} s: {channels}")
+    read_as = "".join(f"; {note}" for note in board.notes())
+    yield Check("hello", "ok", f"device description after {waited:.1f} s: {channels}{read_as}")
 
 
 def _split_fix(message: str) -> tuple[str, str]:

@@ -91,7 +91,12 @@ have run a block plus ``_MAX_LAG_SECONDS`` past what the window needs of it
 length give complete windows. Its ADC ranges: a sample at a channel's
 ``raw_min`` or ``raw_max`` counts as saturated in the quality gate
 (:func:`edge.quality.channel_spec_with_adc`), whether or not the device
-raises its saturation flag. Its channels: once monitoring has started, a
+raises its saturation flag. Its names and units: a board that calls EDA
+``GSR`` in ``kOhm`` or SpO2 a ratio is read as the protocol's channels, its
+samples and ADC limits converted, said on one line and stored
+(:class:`edge.device_channels.DeviceChannels`); a unit that cannot be
+converted is refused at start, and in a later description leaves the channel
+missing, like an unplugged sensor. Its channels: once monitoring has started, a
 description without a channel the bundle needs (a sensor unplugged, in the
 same boot or after a reboot) is one warning and a ``channels_stopped``
 event; the windows go on with that channel missing (the quality gate's
@@ -152,6 +157,7 @@ from edge.budget import BudgetTracker, SkippingQueue, peak_memory_mb, process_me
 from edge.bundle import PLACEHOLDER_NOTICE, Bundle, default_bundle_path, load_bundle
 from edge.bundle_images import FusionImages, bundle_representation_spec
 from edge.config import MonitorConfig, add_config_arguments, config_from_args
+from edge.device_channels import DeviceChannels
 from edge.console import OUTPUT_FORMATS, WindowLines, output_format
 from edge.errors import EdgeError
 from edge.pipeline import WindowProcessor
@@ -398,6 +404,7 @@ class Monitor:
         self._rates: dict[str, float] = {}
         self._max_wait = 0.0  # the windower's, from the device's block length
         self._absent: tuple[str, ...] = ()  # bundle channels the device's description lacks (sensor unplugged)
+        self._board: DeviceChannels | None = None  # how the description's channels are read (names, units)
         self._specs = tuple(bundle.channels)  # quality specs with the ADC limits the device announces
         self.windower: Windower | None = None  # None until the device describes channels windows can be cut from
         self._refused = False  # the device's last description could not be used: its samples are ignored
@@ -431,17 +438,23 @@ class Monitor:
     def _use_device(self, device: DeviceConfig, wall_time: float | None = None) -> None:
         """Follow the device's description: its channels, their ADC limits, rates and block length.
 
-        A bundle channel the description lacks stays in the windows at its
-        last rate, missing, until a description lists it again. New rates or
-        a new block length keep the windows going (:meth:`_follow_rates`). A
-        description windows cannot be cut from is refused (its samples are
-        ignored) until a usable one comes; the windows start again then.
+        Its channels are read as the protocol's, under their names and in
+        their units (:class:`~edge.device_channels.DeviceChannels`). A bundle
+        channel the description lacks, or announces in a way that cannot be
+        read, stays in the windows at its last rate, missing, until a
+        description lists it again. New rates or a new block length keep the
+        windows going (:meth:`_follow_rates`). A description windows cannot be
+        cut from is refused (its samples are ignored) until a usable one
+        comes; the windows start again then.
         """
-        self._follow_channels(device, wall_time)
-        sent = device.channel_names
-        self._specs = tuple(channel_spec_with_adc(spec, device.channel(spec.name).physical_range)
+        board = DeviceChannels(device)
+        self._follow_channels(board, wall_time)
+        self._follow_reading(board, wall_time)
+        self._board = board
+        sent = board.channel_names
+        self._specs = tuple(channel_spec_with_adc(spec, board.adc_range(spec.name))
                             if spec.name in sent else spec for spec in self.bundle.channels)
-        rates = {name: device.sampling_rate(name) if name in sent else self._rates[name] for name in self.channels}
+        rates = {name: board.sampling_rate(name) if name in sent else self._rates[name] for name in self.channels}
         max_wait = device.block_duration_s + _MAX_LAG_SECONDS
         if (rates, max_wait) == (self._rates, self._max_wait):
             return
@@ -486,20 +499,38 @@ class Monitor:
             logger.info("the device's sample blocks are now %g s long", block_seconds)
             self._event("device_config", {"rates": rates, "block_seconds": block_seconds}, wall_time)
 
-    def _follow_channels(self, device: DeviceConfig, wall_time: float | None) -> None:
-        """Say (and store) when the device stops sending a channel the bundle needs, and when it sends it again."""
-        absent = tuple(name for name in self.channels if name not in device.channel_names)
+    def _follow_channels(self, board: DeviceChannels, wall_time: float | None) -> None:
+        """Say (and store) when the device stops sending a channel the bundle needs, or announces it so that it
+        cannot be read, and when it sends it again."""
+        absent = tuple(name for name in self.channels if name not in board.channel_names)
         stopped = [name for name in absent if name not in self._absent]
         resumed = [name for name in self._absent if name not in absent]
         self._absent = absent
-        if stopped:
+        unplugged = [name for name in stopped if name not in board.unreadable]
+        unreadable = {name: board.unreadable[name] for name in stopped if name in board.unreadable}
+        if unplugged:
             logger.warning("the device stopped sending %s (a sensor unplugged?); windows carry it as missing until "
-                           "it is back", ", ".join(stopped))
-            self._event("channels_stopped", {"channels": stopped, "device_channels": list(device.channel_names)},
-                        wall_time)
+                           "it is back", ", ".join(unplugged))
+        for name, reason in unreadable.items():
+            logger.warning("%s; windows carry %s as missing until the device describes it so it can be read",
+                           reason, name)
+        if stopped:
+            detail = {"channels": stopped, "device_channels": list(board.device.channel_names)}
+            self._event("channels_stopped", {**detail, "unreadable": unreadable} if unreadable else detail, wall_time)
         if resumed:
             logger.info("the device sends %s again", ", ".join(resumed))
             self._event("channels_resumed", {"channels": resumed}, wall_time)
+
+    def _follow_reading(self, board: DeviceChannels, wall_time: float | None) -> None:
+        """Say (and store) which of the device's channels are read under another name or unit, when that changes."""
+        notes, before = board.notes(), self._board.notes() if self._board is not None else []
+        if notes == before:
+            return
+        if notes:
+            logger.info("%s", "; ".join(notes))
+        else:
+            logger.info("the device now announces its channels under the protocol's names and units")
+        self._event("channels_read", {"channels": board.describe()}, wall_time)
 
     def _windower(self, rates: dict[str, float], max_wait: float) -> Windower:
         try:
@@ -530,15 +561,18 @@ class Monitor:
             self._data_came(event)
         if isinstance(event, (ChannelBlock, GapEvent)):
             self._advance(event.device_time_s)
+            read = self._board.block(event)  # under the protocol's name, in its unit
             # A channel the bundle does not use is ignored, and so is everything while the device is refused.
-            if not self._refused and event.channel in self.channels:
-                self._place(event)
+            if not self._refused and read is not None and read.channel in self.channels:
+                self._place(read)
         elif isinstance(event, StatusEvent):
             at = event.device_time_s
             if self.windower is not None and self.windower.clock_lagging:  # its clock says nothing: the last block's
                 at = self._device_time
+            lead_off = self._board.protocol_names(event.lead_off)
+            saturated = self._board.protocol_names(event.saturated)
             for name in self.channels:
-                active = {flag for flag, flagged in (("lead_off", event.lead_off), ("saturation", event.saturated))
+                active = {flag for flag, flagged in (("lead_off", lead_off), ("saturation", saturated))
                           if name in flagged}
                 self.device_flags.update(name, at, active)
             self._advance(event.device_time_s)
@@ -836,9 +870,10 @@ class Monitor:
 
     def counters(self) -> dict:
         """Accounting so far: windows cut, written, processed, skipped, waiting; bridge losses; link."""
-        stats = self.reader.stats
-        lost = {name: stats.samples_lost_link.get(name, 0) + stats.samples_lost_overflow.get(name, 0)
-                for name in self.channels}
+        stats, board = self.reader.stats, self._board
+        sources = {name: board.source(name) if name in board.channel_names else name for name in self.channels}
+        lost = {name: stats.samples_lost_link.get(source, 0) + stats.samples_lost_overflow.get(source, 0)
+                for name, source in sources.items()}
         placed = self.windower.stats() if self.windower is not None else {}
         return {
             "windows_cut": self.windows_cut,
@@ -849,7 +884,7 @@ class Monitor:
             "windows_waiting": len(self._held) + len(self.queue) + len(self._skipped) + len(self._unwritten)
             + len(self._unstored),
             "samples_lost": lost,
-            "samples_delivered": {name: stats.samples_delivered.get(name, 0) for name in self.channels},
+            "samples_delivered": {name: stats.samples_delivered.get(source, 0) for name, source in sources.items()},
             # by the windower (the session's): late or repeated samples it dropped, samples it placed by index
             "samples_dropped": {name: placed.get(name, {}).get("dropped", 0) for name in self.channels},
             "samples_retimed": {name: placed.get(name, {}).get("retimed", 0) for name in self.channels},
@@ -1088,7 +1123,8 @@ def run(args: argparse.Namespace) -> int:
     recorder = None
     try:
         device = source.open()
-        bundle.require_channels(device.channel_names)
+        board = DeviceChannels(device)
+        board.require(bundle)
         if config.record is not None:
             recorder = Recorder(config.record, device, config.record_rotate_minutes * 60, config.record_min_free_mb)
             logger.info("recording every sample to %s (EDF+, %.1f MiB per hour, a new file every %g min)",
@@ -1102,7 +1138,8 @@ def run(args: argparse.Namespace) -> int:
                 scripted_truth=None if simulator is None else scripted_truth(simulator.conditions, bundle.labels),
                 session_info={"settings": config.to_dict(), "source": source.description,
                               "device_channels": {c.name: [device.sampling_rate(c.name), c.unit]
-                                                  for c in device.channels}},
+                                                  for c in device.channels},
+                              "channels_read": board.describe()},
                 recorder=recorder,
             )
             if recorder is not None:  # ties the recordings' clock to the stored windows (biomoe history --export edf)

@@ -381,9 +381,9 @@ def test_a_device_description_windows_cannot_be_cut_from_is_refused_and_a_sane_o
 
 def _redescribed(change):
     """A HostileLink tamper through which the device describes itself as ``change(frame, config) -> config``
-    says, hellos and sample blocks alike: a block keeps the samples of the channels left, linearly resampled to
-    their samples per block and clipped to their raw range, after a hello when its description changed (as a
-    board sends one); frames are numbered again."""
+    says, hellos and sample blocks alike: a block keeps the samples of the channels left (a renamed one those at
+    its place), linearly resampled to their samples per block and clipped to their raw range, after a hello when
+    its description changed (as a board sends one); frames are numbered again."""
     decoder, seq, described = FrameDecoder(), itertools.count(), {}
 
     def tamper(wire):
@@ -398,8 +398,9 @@ def _redescribed(change):
                     frames.append(Hello(frame.device_id, frame.boot_id, 0, frame.timestamp_ms, frame.block_index,
                                         config))
                     described["config"] = config
-                samples = tuple(np.clip(_resampled(raw[c.name], c.samples_per_block), c.raw_min, c.raw_max)
-                                .astype(raw[c.name].dtype) for c in config.channels)
+                kept = [raw.get(c.name, frame.samples[i]) for i, c in enumerate(config.channels)]
+                samples = tuple(np.clip(_resampled(values, c.samples_per_block), c.raw_min, c.raw_max)
+                                .astype(values.dtype) for c, values in zip(config.channels, kept))
                 frame = dataclasses.replace(frame, samples=samples, config=None)
             if isinstance(frame, (Hello, SampleBlock, Status)):
                 frames.append(frame)
@@ -417,9 +418,10 @@ def _without(config, channel):
     return dataclasses.replace(config, channels=tuple(c for c in config.channels if c.name != channel))
 
 
-def _monitor_from_the_start(tmp_path, tamper, n_windows, options=(), **device):
+def _monitor_from_the_start(tmp_path, tamper, n_windows, options=(), returncode=0, **device):
     """``biomoe monitor --port [options]`` reading a SimulatedDevice at 20x through ``HostileLink(tamper)``,
-    started once the monitor listens (device time 0 starts window 0): its records, stderr and database."""
+    started once the monitor listens (device time 0 starts window 0): its records, stderr and database; the
+    monitor is checked to exit with ``returncode``."""
     link = HostileLink(tamper)
     simulated = SimulatedDevice(SimulatorParams(speed=20, **device), sink=link)
     database = tmp_path / "results.sqlite"
@@ -435,7 +437,7 @@ def _monitor_from_the_start(tmp_path, tamper, n_windows, options=(), **device):
         process.kill()
         simulated.close()
         link.close()
-    assert process.returncode == 0, stderr
+    assert process.returncode == returncode, stderr
     assert "Traceback" not in stderr
     return _lines(stdout), stderr, database
 
@@ -522,6 +524,116 @@ def test_a_channel_clipped_at_the_adc_range_the_device_announces_is_saturated(tm
     for record in records:
         assert "saturation" in _flags(record, "BVP") and record["quality"]["BVP"]["saturated"] > 0.1, record
         assert all(record["quality"][name]["ok"] for name in ("EDA", "RESP", "SpO2")), record
+
+
+#: A board from another maker: ``channel -> (its ChannelSpec fields, protocol value -> its value)``: skin
+#: resistance in kOhm (0.05 kOhm a step from 0), a pulse it calls PPG, RSP, SpO2 as a ratio.
+OWN_WORDS = {"EDA": ({"name": "GSR", "unit": "kOhm", "scale": 0.05, "offset": 0.0, "raw_min": 0}, lambda us: 1e3 / us),
+             "BVP": ({"name": "PPG"}, None), "RESP": ({"name": "RSP"}, None),
+             "SpO2": ({"name": "SPO2", "unit": "ratio", "scale": 1e-4}, lambda percent: percent / 100)}
+
+
+def _in_own_words(words):
+    """A HostileLink tamper through which the simulated board describes its channels as ``words`` says, every
+    sample converted to its unit and encoded with its scaling; frames are numbered again."""
+    decoder, seq = FrameDecoder(), itertools.count()
+
+    def spoken(config):
+        return dataclasses.replace(config, channels=tuple(dataclasses.replace(c, **words.get(c.name, ({},))[0])
+                                                          for c in config.channels))
+
+    def tamper(wire):
+        frames = []
+        for frame in decoder.feed(wire):
+            if isinstance(frame, Hello):
+                frame = dataclasses.replace(frame, config=spoken(frame.config))
+            elif isinstance(frame, SampleBlock):
+                converted = ((words.get(ours.name, ({}, None))[1] or (lambda x: x))(ours.to_physical(raw))
+                             for ours, raw in zip(frame.config.channels, frame.samples))
+                samples = tuple(theirs.to_raw(values) for theirs, values in zip(spoken(frame.config).channels,
+                                                                                converted))
+                frame = dataclasses.replace(frame, samples=samples, config=None)
+            if isinstance(frame, (Hello, SampleBlock, Status)):
+                frames.append(encode_frame(dataclasses.replace(frame, seq=next(seq) & 0xFFFF)))
+        return frames
+
+    return tamper
+
+
+def test_a_board_in_its_own_words_is_read_as_the_protocol_s_channels(tmp_path):
+    """GSR in kOhm, PPG, RSP and SpO2 as a ratio (refused before: 'needs EDA, BVP, RESP, SpO2, which the device
+    does not send'): one line says how each is read, and the windows equal those of the same board in uS and %."""
+    (tmp_path / "uS").mkdir()
+    calibrate = ("--calibration-windows", 1)
+    reference, _, _ = _monitor_from_the_start(tmp_path / "uS", None, 3, calibrate)
+    records, stderr, database = _monitor_from_the_start(tmp_path, _in_own_words(OWN_WORDS), 3, calibrate)
+    assert [line for line in stderr.splitlines() if "is read as" in line] == [
+        "biomoe monitor: the device's GSR (kOhm) is read as EDA in uS (1/R); the device's PPG (a.u.) is read as BVP "
+        "in a.u.; the device's RSP (a.u.) is read as RESP in a.u.; the device's SPO2 (ratio) is read as SpO2 in % "
+        "(x 100)"]
+    assert len(records) == len(reference) == 3
+    for theirs, ours in zip(records, reference):
+        assert theirs["label"] == ours["label"]
+        for name, verdict in theirs["quality"].items():
+            assert verdict["ok"], theirs
+            assert verdict["std"] == pytest.approx(ours["quality"][name]["std"], rel=0.01, abs=1e-4), name
+        if ours["probabilities"] is not None:
+            assert theirs["probabilities"] == pytest.approx(ours["probabilities"], abs=0.05)
+    with ResultStore(database, readonly=True) as store:
+        info = store.sessions()[-1]["info"]
+        read = [event["detail"]["channels"] for event in store.events("channels_read")]
+    assert info["device_channels"]["GSR"] == [100.0, "kOhm"]
+    assert info["channels_read"]["EDA"] == read[0]["EDA"] == {
+        "announced": {"name": "GSR", "unit": "kOhm"}, "unit": "uS", "conversion": "1/R", "rate_hz": 100.0}
+    assert info["channels_read"]["SpO2"]["announced"] == {"name": "SPO2", "unit": "ratio"}
+
+
+def _eda_in(unit, name="EDA", factor=1.0):
+    """A :func:`_redescribed` change: EDA announced as ``name`` in ``unit``, its scaling times ``factor``."""
+    def change(config):
+        return dataclasses.replace(config, channels=tuple(
+            dataclasses.replace(c, name=name, unit=unit, scale=c.scale * factor, offset=c.offset * factor)
+            if c.name == "EDA" else c for c in config.channels))
+    return change
+
+
+def test_a_unit_that_cannot_be_converted_is_refused_at_start(tmp_path):
+    """EDA announced in mV (read before as if in uS, windows and labels as usual): one line, exit 1."""
+    change = _eda_in("mV")
+    records, stderr, _ = _monitor_from_the_start(tmp_path, _redescribed(lambda frame, config: change(config)), 1,
+                                                 returncode=1)
+    assert records == []
+    assert stderr.splitlines()[-1] == (
+        f"biomoe monitor: error: bundle {load_bundle(default_bundle_path()).name} needs EDA, but the device's EDA is "
+        "in 'mV', which is not a unit of EDA (us, umho, ns, ms, s, siemens, ohm, kohm, mohm); have the board "
+        "announce it as firmware_bridge/PROTOCOL.md (section 3.1) says")
+
+
+def test_mid_session_descriptions_are_read_the_same_way(tmp_path):
+    """From 20 s the board announces EDA in mV (before: taken as uS), from 40 s as GSR in nS (before: 'stopped
+    sending EDA'): EDA is missing from the windows over 20-40 s, one warning says why, and after 40 s it is
+    read again, converted, said on one line and stored."""
+    in_mv, in_ns = _eda_in("mV"), _eda_in("nS", "GSR", 1000.0)
+
+    def change(frame, config):
+        seconds = frame.timestamp_ms / 1000
+        return config if seconds < 20 else in_mv(config) if seconds < 40 else in_ns(config)
+    records, stderr, database = _monitor_from_the_start(tmp_path, _redescribed(change), 12)
+    assert len(records) == 12
+    for record in records:
+        assert _flags(record, "EDA") == (["missing"] if _overlap(record, 20.0, 40.0) > 0 else []), record
+    unit = "the device's EDA is in 'mV', which is not a unit of EDA (us, umho, ns, ms, s, siemens, ohm, kohm, mohm)"
+    assert [line for line in stderr.splitlines() if "the device's" in line] == [
+        f"biomoe monitor: {unit}; windows carry EDA as missing until the device describes it so it can be read",
+        "biomoe monitor: the device's GSR (nS) is read as EDA in uS (x 0.001)"]
+    with ResultStore(database, readonly=True) as store:
+        stopped = [event["detail"] for event in store.events("channels_stopped")]
+        resumed = [event["detail"]["channels"] for event in store.events("channels_resumed")]
+        read = [event["detail"]["channels"]["EDA"] for event in store.events("channels_read")]
+    assert [(detail["channels"], detail["unreadable"]) for detail in stopped] == [(["EDA"], {"EDA": unit})]
+    assert resumed == [["EDA"]]
+    assert read == [{"announced": {"name": "GSR", "unit": "nS"}, "unit": "uS", "conversion": "x 0.001",
+                     "rate_hz": 100.0}]
 
 
 def test_a_device_clock_that_stops_does_not_stall_the_windows(tmp_path):

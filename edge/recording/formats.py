@@ -23,7 +23,8 @@ by ``channel_map`` (``--map EDA=GSR,BVP=Pleth``) or else by the usual names
 (GSR, PPG, Pleth, RSP, SaO2, ...; case-insensitive), alone or as the first
 word of the name (``Resp Thorax``, ``EDA-Wrist``; several such: refused).
 Units are converted to the protocol's (EDA in microsiemens, skin resistance
-inverted; SpO2 in percent); a unit that cannot be converted is refused. Every
+inverted; SpO2 in percent, a fraction x 100; the table in
+:mod:`edge.protocol_channels`); a unit that cannot be converted is refused. Every
 problem is one :class:`~edge.errors.EdgeError` line naming the file and what to do.
 
 Missing samples (NaN, empty CSV cells, WFDB gaps) up to
@@ -39,7 +40,6 @@ import gzip
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.protocol_channels import CHANNEL_ALIASES, PROTOCOL_CHANNELS, PROTOCOL_UNITS, first_word, known_units, \
+    unit_conversion
 from edge.recording.csv_table import read_csv_columns
 from edge.windows import MAX_CHANNEL_RATE_HZ
 
@@ -55,8 +57,7 @@ __all__ = ["PROTOCOL_CHANNELS", "PROTOCOL_RATE_HZ", "SourceRecording", "read_rec
 
 logger = logging.getLogger(__name__)
 
-#: The channels the monitor's bundles read, and the rate a replay sends them at.
-PROTOCOL_CHANNELS = ("EDA", "BVP", "RESP", "SpO2")
+#: The rate a replay sends the protocol's channels (:data:`edge.protocol_channels.PROTOCOL_CHANNELS`) at.
 PROTOCOL_RATE_HZ = 100.0
 #: Missing stretches (NaN, empty CSV cells, WFDB gaps) up to this long are filled with the last value;
 #: a longer one is kept as missing (:attr:`SourceRecording.missing`), never read as a flat line.
@@ -65,24 +66,6 @@ MAX_FILLED_GAP_SECONDS = 1.0
 #: above, more than the monitor's windows take (:data:`edge.windows.MAX_CHANNEL_RATE_HZ`).
 RATE_RANGE_HZ = {"EDA": (1.0, MAX_CHANNEL_RATE_HZ), "BVP": (10.0, MAX_CHANNEL_RATE_HZ),
                  "RESP": (1.0, MAX_CHANNEL_RATE_HZ), "SpO2": (0.1, MAX_CHANNEL_RATE_HZ)}
-
-_ALIASES = {
-    "EDA": ("eda", "gsr", "scl", "scr", "sc", "electrodermal", "skin conductance", "galvanic skin response"),
-    "BVP": ("bvp", "ppg", "pleth", "pulse", "photoplethysmogram", "plethysmogram"),
-    "RESP": ("resp", "rsp", "respiration", "breathing", "resp belt", "thorax", "abdomen"),
-    "SpO2": ("spo2", "sao2", "spo2 %", "oxygen saturation"),
-}
-#: Factor to the protocol's unit, by unit as written (case-insensitive); None: any unit (arbitrary units).
-_UNITS = {
-    "EDA": {"us": 1.0, "µs": 1.0, "μs": 1.0, "microsiemens": 1.0, "umho": 1.0, "µmho": 1.0, "ns": 1e-3, "ms": 1e3,
-            "s": 1e6, "siemens": 1e6},
-    "BVP": None,
-    "RESP": None,
-    "SpO2": {"%": 1.0, "percent": 1.0, "": 1.0},
-}
-#: Skin resistance, by unit as written (case-insensitive; MOhm is mega) -> K of EDA (uS) = K / resistance.
-_RESISTANCE_UNITS = {"ohm": 1e6, "ω": 1e6, "kohm": 1e3, "kω": 1e3, "mohm": 1.0, "mω": 1.0}
-
 
 @dataclass
 class SourceRecording:
@@ -206,9 +189,10 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
     for channel in PROTOCOL_CHANNELS:
         if channel in chosen:
             continue
-        match = next((lowered[alias] for alias in _ALIASES[channel] if alias in lowered
+        match = next((lowered[alias] for alias in CHANNEL_ALIASES[channel] if alias in lowered
                       and lowered[alias] not in chosen.values()), None)
-        qualified = [name for name in by_name if name not in chosen.values() and _first_word(name) in _ALIASES[channel]]
+        qualified = [name for name in by_name
+                     if name not in chosen.values() and first_word(name) in CHANNEL_ALIASES[channel]]
         if match is None and len(qualified) > 1:
             raise EdgeError(f"{path}: several channels could be {channel} ({', '.join(qualified)}); say which with "
                             f"--map {channel}={qualified[0]}")
@@ -244,30 +228,17 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
 def _in_protocol_unit(values: np.ndarray, channel: str, unit: str | None,
                       where: str) -> tuple[np.ndarray, float | None]:
     """``values`` in the protocol's unit of ``channel``, and the factor applied (None: skin resistance inverted)."""
-    factors = _UNITS[channel]
-    if factors is None or unit is None:
-        return values, 1.0
-    written = unit.strip().lower()
-    if channel == "EDA" and written in _RESISTANCE_UNITS:
-        return _RESISTANCE_UNITS[written] / np.where(values > 0, values, np.nan), None
-    if written not in factors:
-        known = [*factors, *(_RESISTANCE_UNITS if channel == "EDA" else ())]
+    conversion = unit_conversion(channel, unit)
+    if conversion is None:
         raise EdgeError(f"{where} is in {unit!r}, which is not a unit of {channel} "
-                        f"({', '.join(repr(u) for u in known if u)}); check --map or convert the channel")
-    return values * factors[written], factors[written]
-
-
-def _first_word(name: str) -> str:
-    """``"Resp Thorax"``, ``"EDA-Wrist"``, ``"PPG_Raw"`` -> ``"resp"``, ``"eda"``, ``"ppg"``: a name's first word."""
-    return re.split(r"[\s_\-.:(\[]+", name.strip().lower())[0]
+                        f"({', '.join(repr(u) for u in known_units(channel))}); check --map or convert the channel")
+    return conversion.apply(values), None if conversion.reciprocal else conversion.factor
 
 
 def _protocol_unit(channel: str, unit: str | None) -> str:
     """The unit a replay's hello gives: the protocol's for EDA and SpO2, the source's (ASCII, 8 characters) else."""
-    if channel == "EDA":
-        return "uS"
-    if channel == "SpO2":
-        return "%"
+    if PROTOCOL_UNITS[channel] is not None:
+        return PROTOCOL_UNITS[channel]
     text = (unit or "").strip()
     return text if text and len(text) <= 8 and all(33 <= ord(c) <= 126 for c in text) else "a.u."
 

@@ -87,13 +87,23 @@ def debian_rootfs(suite: str) -> Path:
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", f"--include={','.join(_PACKAGES)}",
-                    suite, str(partial), _apt_mirror()], check=True, capture_output=True)
-    subprocess.run(["chroot", str(partial), "/debootstrap/debootstrap", "--second-stage"], check=True,
-                   capture_output=True)
+    _build_step(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase",
+                 f"--include={','.join(_PACKAGES)}", suite, str(partial), _apt_mirror()])
+    # In a mount namespace of its own: the /proc and /sys the second stage mounts go when it ends, even when it
+    # fails (left mounted, they kept the next attempt from removing the folder, and debootstrap from starting).
+    _build_step(["unshare", "--mount", "--propagation", "private", "chroot", str(partial),
+                 "/debootstrap/debootstrap", "--second-stage"])
     (partial / ".complete").write_text(recipe + "\n")
     partial.rename(root)
     return root
+
+
+def _build_step(command: list[str]) -> None:
+    """Run one step of building a root filesystem; on failure, the error names it with the end of its output."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} ... failed (exit {done.returncode}): "
+                           f"{(done.stdout + done.stderr)[-2000:]}")
 
 
 _ENTER = r"""

@@ -223,6 +223,7 @@ def x86_windows(hub, tmp_path_factory):
 
 
 @pytest.mark.arm64
+@pytest.mark.timeout(3600)  # the first test of a suite builds its root filesystem under qemu (Trixie: over 10 min)
 def test_install_sh_installs_the_hub_offline(installed, hub):
     suite, system, done = installed
     assert done.returncode == 0, done.stdout + done.stderr
@@ -239,6 +240,7 @@ def test_install_sh_installs_the_hub_offline(installed, hub):
 
 
 @pytest.mark.arm64
+@pytest.mark.timeout(3600)
 def test_predictions_on_arm64_match_x86(installed, x86_windows):
     suite, system, _ = installed
     done = system.run(f"cd / && runuser -u biomoe -- /opt/biomoe/current/venv/bin/biomoe {MONITOR}")
@@ -255,6 +257,7 @@ def test_predictions_on_arm64_match_x86(installed, x86_windows):
 
 
 @pytest.mark.arm64
+@pytest.mark.timeout(3600)
 def test_install_sh_again_changes_nothing(installed, hub):
     _, system, _ = installed
     before = _facts(system)
@@ -265,6 +268,7 @@ def test_install_sh_again_changes_nothing(installed, hub):
 
 
 @pytest.mark.arm64
+@pytest.mark.timeout(3600)
 def test_shipped_backbone_matches_x86_on_arm64(installed):
     """The trained backbone installed with the wheel, on one fixed image, through the backend the monitor makes
     for the bundle (its runtime and settings, whichever the bundle ships: LiteRT or ONNX Runtime)."""
@@ -304,6 +308,7 @@ def _another_release(unpacked: Path, name: str, broken_bundle: bool = False) -> 
 
 
 @pytest.mark.arm64
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("installed", [SYSTEMS[0]], indirect=True, ids=["bookworm-pi4"])
 def test_upgrade_keeps_the_data_rolls_back_a_broken_release_and_uninstall_purges(installed, hub):
     suite, system, done = installed

@@ -129,7 +129,7 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
             body = first[head_lines:]
             if not body:
                 raise EdgeError(f"{path}: a header but no rows of samples")
-            time_index = next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
+            time_index = _time_column(names)
             first_row = _cells(body[:1], delimiter)[0]
             iso_time = time_index is not None and time_index < len(first_row) and not _is_number(first_row[time_index])
             table = _numbers(path, body, lines, delimiter, names, time_index if iso_time else None, head_lines)
@@ -147,6 +147,11 @@ def read_csv_columns(path, rate_hz: float | None, channel_map: dict[str, str]) -
     return [(names[i], units[i], rate, _on_grid(table[:, i], grid), None) for i in kept]
 
 
+def _time_column(names) -> int | None:
+    """Index of the column whose name says it holds each sample's time, or None."""
+    return next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
+
+
 def _header(path: Path, rows: list[list[str]], channel_map: dict[str, str]) -> tuple[tuple, list, int]:
     """``(names, units, lines)`` of a CSV's head: the header row, a row of units under it if any, how many lines."""
     if not rows:
@@ -160,7 +165,7 @@ def _header(path: Path, rows: list[list[str]], channel_map: dict[str, str]) -> t
                             "--map EDA=1")
         return (next(iter(channel_map.values())),), [None], 0
     names, units = zip(*(split_unit(cell) for cell in rows[0]))
-    time_index = next((i for i, name in enumerate(names) if name.lower() in _TIME_NAMES), None)
+    time_index = _time_column(names)
     if len(rows) > 1 and _is_unit_row(rows[1], time_index):
         return names, [unit or cell or None for unit, cell in zip(units, rows[1])], 2
     return names, list(units), 1

@@ -191,13 +191,15 @@ def _to_protocol(path: Path, columns: list[_Column], channel_map: dict[str, str]
             continue
         match = next((lowered[alias] for alias in CHANNEL_ALIASES[channel] if alias in lowered
                       and lowered[alias] not in chosen.values()), None)
-        qualified = [name for name in by_name
-                     if name not in chosen.values() and first_word(name) in CHANNEL_ALIASES[channel]]
-        if match is None and len(qualified) > 1:
-            raise EdgeError(f"{path}: several channels could be {channel} ({', '.join(qualified)}); say which with "
-                            f"--map {channel}={qualified[0]}")
-        if match is not None or qualified:
-            chosen[channel] = match if match is not None else qualified[0]
+        if match is None:  # a usual name as the first word: 'Resp Thorax', 'EDA-Wrist'
+            qualified = [name for name in by_name
+                         if name not in chosen.values() and first_word(name) in CHANNEL_ALIASES[channel]]
+            if len(qualified) > 1:
+                raise EdgeError(f"{path}: several channels could be {channel} ({', '.join(qualified)}); say which "
+                                f"with --map {channel}={qualified[0]}")
+            match = qualified[0] if qualified else None
+        if match is not None:
+            chosen[channel] = match
     if not chosen:
         raise EdgeError(f"{path}: none of its channels ({', '.join(by_name)}) is EDA, BVP, RESP or SpO2 by name; "
                         "say which is which with --map, e.g. --map EDA=GSR,BVP=Pleth")
